@@ -1,0 +1,29 @@
+"""Model backends (no WebRTC here): face animators and voice converters."""
+
+from __future__ import annotations
+
+from mirage.models.base import (
+    BackendUnavailable,
+    BadInput,
+    FaceAnimator,
+    MirageError,
+    NoFaceError,
+    UnknownBackend,
+    VoiceConverter,
+    WeightsMissing,
+)
+from mirage.models.registry import available, create_animator, create_converter
+
+__all__ = [
+    "BackendUnavailable",
+    "BadInput",
+    "FaceAnimator",
+    "MirageError",
+    "NoFaceError",
+    "UnknownBackend",
+    "VoiceConverter",
+    "WeightsMissing",
+    "available",
+    "create_animator",
+    "create_converter",
+]

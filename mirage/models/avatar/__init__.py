@@ -1,0 +1,1 @@
+"""Face animators: passthrough, warp (embedded default), liveportrait."""

@@ -1,0 +1,1 @@
+"""Face detection and landmark tracking shared by the avatar backends."""

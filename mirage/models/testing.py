@@ -1,0 +1,69 @@
+"""Fault-injection backends the tests and benchmarks make by name (hidden from users)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mirage.models.avatar.passthrough import PassthroughAnimator, fit_square
+from mirage.models.voice.passthrough import PassthroughConverter
+
+
+class InvertAnimator(PassthroughAnimator):
+    """The camera image with its colours inverted: proves a frame went through a model."""
+
+    def animate(self, driver: np.ndarray, size: int) -> np.ndarray:
+        return 255 - fit_square(driver, size)
+
+
+class SlowAnimator(PassthroughAnimator):
+    """Pass-through after ``delay_ms``: a model slower than the frame budget."""
+
+    def __init__(self, delay_ms: float = 100.0) -> None:
+        self.delay_s = float(delay_ms) / 1000
+
+    def animate(self, driver: np.ndarray, size: int) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return super().animate(driver, size)
+
+
+class FailingAnimator(PassthroughAnimator):
+    """Raises on every ``every``-th frame (1 = always)."""
+
+    def __init__(self, every: int = 1) -> None:
+        self.every = max(1, int(every))
+        self.count = 0
+
+    def animate(self, driver: np.ndarray, size: int) -> np.ndarray:
+        self.count += 1
+        if self.count % self.every == 0:
+            raise RuntimeError(f"injected animator failure on frame {self.count}")
+        return 255 - fit_square(driver, size)
+
+
+class SlowConverter(PassthroughConverter):
+    """Pass-through after ``delay_ms`` per block."""
+
+    def __init__(self, delay_ms: float = 40.0, **kwargs: float) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.delay_s = float(delay_ms) / 1000
+
+    def convert(self, block: np.ndarray) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return block
+
+
+class FailingConverter(PassthroughConverter):
+    """Raises on every ``every``-th block (1 = always)."""
+
+    def __init__(self, every: int = 1) -> None:
+        super().__init__()
+        self.every = max(1, int(every))
+        self.count = 0
+
+    def convert(self, block: np.ndarray) -> np.ndarray:
+        self.count += 1
+        if self.count % self.every == 0:
+            raise RuntimeError(f"injected converter failure on block {self.count}")
+        return block

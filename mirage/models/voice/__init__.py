@@ -1,0 +1,1 @@
+"""Voice converters: passthrough, dsp (embedded default), rvc."""
