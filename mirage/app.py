@@ -1,0 +1,103 @@
+"""Builds the aiohttp application: routes, static client, metrics, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from mirage import __version__
+from mirage.config import Settings
+from mirage.models.base import MirageError
+from mirage.state import SERVER, MirageServer
+from mirage.webrtc import aiortc_compat, signalling
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map every typed error to its status, in this one place, with a readable message."""
+    try:
+        return await handler(request)
+    except MirageError as exc:
+        headers = {}
+        retry = getattr(exc, "retry_after_s", None)
+        if retry is not None:
+            headers["Retry-After"] = str(retry)
+        return web.json_response(
+            {"error": str(exc), "kind": type(exc).__name__}, status=exc.status, headers=headers
+        )
+
+
+async def health(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    load = len(server.sessions) / max(1, server.settings.max_sessions)
+    return web.json_response(
+        {"status": "ok", "version": __version__, "sessions": len(server.sessions), "load": load}
+    )
+
+
+async def config(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    s = server.settings
+    return web.json_response(
+        {
+            "video": {"size": s.video_size, "max_fps": s.max_fps},
+            "audio": {"sample_rate": 48000, "frame_ms": 20, "backlog_ms": s.audio_backlog_ms},
+            "defaults": server.defaults,
+            "backends": server.backends_report(),
+            "max_sessions": s.max_sessions,
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[SERVER].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_DIR / "index.html")
+
+
+async def _watch_loop_lag(app: web.Application) -> AsyncIterator[None]:
+    """A gauge of event-loop lag: a blocked loop is the first sign of a slow stage."""
+    server = app[SERVER]
+
+    async def watch() -> None:
+        while True:
+            start = time.monotonic()
+            await asyncio.sleep(0.1)
+            server.metrics.loop_lag.set(max(0.0, time.monotonic() - start - 0.1))
+
+    task = asyncio.create_task(watch())
+    yield
+    task.cancel()
+    await server.close_all()
+
+
+def create_app(settings: Settings | None = None) -> web.Application:
+    settings = settings or Settings()
+    aiortc_compat.install()
+    app = web.Application(middlewares=[errors_as_json], client_max_size=16 * 1024 * 1024)
+    app[SERVER] = MirageServer(settings)
+    app.cleanup_ctx.append(_watch_loop_lag)
+    app.router.add_get("/", index)
+    app.router.add_get("/health", health)
+    app.router.add_get("/config", config)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/offer", signalling.handle_offer)
+    app.router.add_get("/sessions/{session_id}", signalling.handle_session_stats)
+    app.router.add_delete("/sessions/{session_id}", signalling.handle_delete)
+    if WEB_DIR.is_dir():
+        app.router.add_static("/web/", WEB_DIR)
+    return app

@@ -1,0 +1,1 @@
+"""Clients of a Mirage server: the measuring probe (and, later, the virtual camera)."""

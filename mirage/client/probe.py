@@ -1,0 +1,275 @@
+"""A measuring client: a synthetic camera and microphone whose round trip it times.
+
+Each video frame carries its id in large black/white blocks (robust to VP8/H.264
+and to colour inversion, thanks to two reference blocks); the microphone sends a
+tone gated on for 100 ms every 500 ms, and each onset's return is timed. Used by
+the tests, ``bench/loopback.py`` and ``mirage bench``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame, VideoFrame
+
+from mirage.webrtc import aiortc_compat
+
+ID_BITS = 16
+BLOCK = 24  # pixels per id block
+COLUMNS = 9  # id blocks per row: 18 cells in 2 rows fit a 256-pixel frame
+TONE_HZ = 440.0
+BEEP_PERIOD_S = 0.5
+BEEP_ON_S = 0.1
+
+
+def draw_id(frame_id: int, size: int) -> np.ndarray:
+    """An RGB test image: a colour gradient with the id in the top block rows."""
+    y, x = np.mgrid[0:size, 0:size]
+    img = np.stack(
+        [(x * 255 // size), (y * 255 // size), np.full_like(x, (frame_id * 7) % 256)], axis=-1
+    ).astype(np.uint8)
+    rows = (ID_BITS + 2 + COLUMNS - 1) // COLUMNS
+    img[: rows * BLOCK, : COLUMNS * BLOCK] = 0
+    for cell in range(ID_BITS + 2):
+        white = cell == 0 or (cell >= 2 and (frame_id >> (cell - 2)) & 1)
+        if white:
+            img[_cell(cell)] = 255  # cell 0: reference white; cell 1: reference black
+    return img
+
+
+def _cell(index: int, margin: int = 0) -> tuple[slice, slice]:
+    top, left = (index // COLUMNS) * BLOCK, (index % COLUMNS) * BLOCK
+    return slice(top + margin, top + BLOCK - margin), slice(left + margin, left + BLOCK - margin)
+
+
+def read_id(img: np.ndarray) -> int | None:
+    """The id drawn by ``draw_id`` (also when colours are inverted); None if unreadable."""
+    if min(img.shape[:2]) < COLUMNS * BLOCK:
+        return None
+
+    def level(i: int) -> float:
+        return float(img[_cell(i, BLOCK // 4)].mean())
+
+    white, black = level(0), level(1)
+    if abs(white - black) < 80:
+        return None
+    value = 0
+    for bit in range(ID_BITS):
+        v = level(bit + 2)
+        if abs(v - white) < abs(v - black):
+            value |= 1 << bit
+    return value
+
+
+class SyntheticCamera(MediaStreamTrack):
+    """size×size frames at ``fps`` with ids; remembers when each id was sent."""
+
+    kind = "video"
+
+    def __init__(self, size: int = 512, fps: float = 20.0) -> None:
+        super().__init__()
+        self.size, self.fps = size, fps
+        self.sent: dict[int, float] = {}
+        self._next = 0
+        self._start: float | None = None
+
+    async def recv(self) -> VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._next / self.fps
+        wait = due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        frame_id = self._next
+        self._next += 1
+        frame = VideoFrame.from_ndarray(draw_id(frame_id, self.size), format="rgb24")
+        frame.pts = round(frame_id * 90000 / self.fps)
+        frame.time_base = fractions.Fraction(1, 90000)
+        self.sent[frame_id] = time.monotonic()
+        return frame
+
+
+class BeepMicrophone(MediaStreamTrack):
+    """48 kHz mono 20 ms frames: a tone gated on for 100 ms every 500 ms."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.onsets: list[float] = []  # send time of each beep's first frame
+        self._n = 0
+        self._start: float | None = None
+
+    async def recv(self) -> AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._n * 0.02
+        wait = due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        t = (self._n * 960 + np.arange(960)) / 48000
+        phase = t % BEEP_PERIOD_S
+        gate = (phase < BEEP_ON_S).astype(np.float32)
+        pcm = (0.5 * gate * np.sin(2 * np.pi * TONE_HZ * t) * 32767).astype(np.int16)
+        if gate[0] and (self._n * 0.02) % BEEP_PERIOD_S < 0.02 - 1e-9:
+            self.onsets.append(time.monotonic())
+        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 48000
+        frame.pts = self._n * 960
+        frame.time_base = fractions.Fraction(1, 48000)
+        self._n += 1
+        return frame
+
+
+@dataclass
+class Received:
+    """What came back: per video frame (id, latency s, image), audio levels and onsets."""
+
+    video_ids: list[int] = field(default_factory=list)
+    video_latency: list[float] = field(default_factory=list)
+    video_times: list[float] = field(default_factory=list)
+    unreadable: int = 0
+    last_image: np.ndarray | None = None
+    first_image: np.ndarray | None = None
+    audio_frames: int = 0
+    audio_rms: list[float] = field(default_factory=list)
+    audio_onsets: list[float] = field(default_factory=list)
+    audio_latency: list[float] = field(default_factory=list)
+
+
+class Probe:
+    """One client peer connection to a Mirage (or any /offer-speaking) server."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        size: int = 512,
+        fps: float = 20.0,
+        video: bool = True,
+        audio: bool = True,
+        options: dict[str, object] | None = None,
+        ice_hosts: tuple[str, ...] = ("127.0.0.1",),
+        low_latency_receive: bool = False,
+        keep_images: bool = False,
+        video_codec: str | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.camera = SyntheticCamera(size, fps) if video else None
+        self.mic = BeepMicrophone() if audio else None
+        self.options = options or {}
+        self.ice_hosts = ice_hosts
+        self.low_latency_receive = low_latency_receive
+        self.keep_images = keep_images
+        self.video_codec = video_codec
+        self.received = Received()
+        self.session_id: str | None = None
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def connect(self) -> None:
+        pc = self.pc
+        for track in (self.camera, self.mic):
+            if track is not None:
+                pc.addTrack(track)
+        if self.video_codec:
+            self._prefer_codec(self.video_codec)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            reader = self._read_video if track.kind == "video" else self._read_audio
+            self._tasks.append(asyncio.create_task(reader(track)))
+
+        with aiortc_compat.ice_hosts(self.ice_hosts):
+            await pc.setLocalDescription(await pc.createOffer())
+        body = {"sdp": pc.localDescription.sdp, "type": "offer", "options": self.options}
+        async with aiohttp.ClientSession() as http, http.post(
+            f"{self.base_url}/offer", json=body
+        ) as resp:
+            answer = await resp.json()
+            if resp.status != 200:
+                raise RuntimeError(f"offer refused ({resp.status}): {answer}")
+        self.session_id = answer.get("session_id")
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+        if self.low_latency_receive:
+            aiortc_compat.use_low_latency_receivers(pc)
+
+    def _prefer_codec(self, name: str) -> None:
+        """Offer only ``name`` (e.g. VP8, H264) for video, plus its retransmission codec."""
+        codecs = RTCRtpSender.getCapabilities("video").codecs
+        wanted = [c for c in codecs if c.mimeType.lower() in (f"video/{name.lower()}", "video/rtx")]
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "video":
+                transceiver.setCodecPreferences(wanted)
+
+    async def _read_video(self, track: MediaStreamTrack) -> None:
+        got = self.received
+        try:
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                img = frame.to_ndarray(format="rgb24")  # type: ignore[union-attr]
+                if got.first_image is None:
+                    got.first_image = img
+                if self.keep_images:
+                    got.last_image = img
+                frame_id = read_id(img)
+                sent = self.camera.sent.get(frame_id) if self.camera and frame_id is not None else None
+                if sent is None:
+                    got.unreadable += 1
+                    continue
+                if got.video_ids and frame_id == got.video_ids[-1]:
+                    continue  # a repeated frame
+                got.video_ids.append(frame_id)
+                got.video_latency.append(now - sent)
+                got.video_times.append(now)
+                got.last_image = img
+        except MediaStreamError:
+            return
+
+    async def _read_audio(self, track: MediaStreamTrack) -> None:
+        got = self.received
+        was_loud = False
+        try:
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                pcm = frame.to_ndarray().astype(np.float32) / 32768.0  # type: ignore[union-attr]
+                rms = float(np.sqrt(np.mean(pcm**2)))
+                got.audio_frames += 1
+                got.audio_rms.append(rms)
+                loud = rms > 0.05
+                if loud and not was_loud:
+                    got.audio_onsets.append(now)
+                    self._match_onset(now)
+                was_loud = loud
+        except MediaStreamError:
+            return
+
+    def _match_onset(self, now: float) -> None:
+        if self.mic is None:
+            return
+        # The beep sent most recently before `now` (beeps are 500 ms apart, the trip is shorter).
+        candidates = [t for t in self.mic.onsets if t <= now]
+        if candidates:
+            latency = now - candidates[-1]
+            if latency < BEEP_PERIOD_S * 0.9:
+                self.received.audio_latency.append(latency)
+
+    async def close(self, delete: bool = True) -> None:
+        if delete and self.session_id:
+            try:
+                async with aiohttp.ClientSession() as http:
+                    await http.delete(f"{self.base_url}/sessions/{self.session_id}")
+            except aiohttp.ClientError:
+                pass
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()

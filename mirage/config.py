@@ -1,0 +1,76 @@
+"""One frozen Settings object: defaults < environment (MIRAGE_*) < command-line flags.
+
+It is loaded once at start-up and passed explicitly; nothing below the CLI reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    # WebRTC / ICE. No public STUN server unless asked for: media must not leak to
+    # a third party by default, and tests must stay on loopback.
+    ice_servers: tuple[str, ...] = ()
+    ice_hosts: tuple[str, ...] = ()  # host addresses ICE may offer; () = every interface
+    low_latency_receive: bool = True  # see mirage/webrtc/aiortc_compat.py
+    # Media.
+    video_size: int = 512
+    max_fps: float = 20.0
+    audio_backlog_ms: float = 60.0  # converted audio older than this is dropped (live edge)
+    # Backends.
+    face: str = "warp"
+    voice: str = "dsp"
+    models_dir: str | None = None
+    # Sessions.
+    max_sessions: int = 4
+    media_timeout_s: float = 5.0  # no inbound media this long → the peer is gone
+    disconnected_grace_s: float = 5.0
+    max_offer_bytes: int = 256 * 1024
+    options: Mapping[str, Any] = field(default_factory=dict)  # reserved for backend defaults
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+_ENV_PARSERS: dict[str, Any] = {
+    "host": str,
+    "port": int,
+    "ice_servers": _split,
+    "ice_hosts": _split,
+    "low_latency_receive": lambda v: v.lower() not in ("0", "false", "no", "off"),
+    "video_size": int,
+    "max_fps": float,
+    "audio_backlog_ms": float,
+    "face": str,
+    "voice": str,
+    "models_dir": str,
+    "max_sessions": int,
+    "media_timeout_s": float,
+    "disconnected_grace_s": float,
+    "max_offer_bytes": int,
+}
+
+
+def from_env(env: Mapping[str, str], base: Settings | None = None) -> Settings:
+    """Settings with every ``MIRAGE_<FIELD>`` (and the platform's ``PORT``) applied."""
+    settings = base or Settings()
+    changes: dict[str, Any] = {}
+    if "PORT" in env:
+        changes["port"] = int(env["PORT"])
+    for name, parse in _ENV_PARSERS.items():
+        key = f"MIRAGE_{name.upper()}"
+        if key in env:
+            changes[name] = parse(env[key])
+    return settings.replace(**changes)

@@ -1,0 +1,177 @@
+"""The audio engine, free of WebRTC: mic chunks in, converted 48 kHz audio out.
+
+Input chunks (any rate, already mono float32) are resampled to the converter's
+rate, cut into the converter's blocks, converted, resampled to 48 kHz and put in
+an output ring bounded in milliseconds. Each output sample knows the time its
+input sample arrived, so the track can stamp frames with capture time and the
+metrics can measure true latency.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+from mirage.models.base import VoiceConverter
+
+OUTPUT_RATE = 48000
+
+
+@dataclass
+class Chunk:
+    samples: np.ndarray  # float32 mono
+    rate: int
+    capture: float  # arrival time of the chunk's last sample
+
+
+class _Resampler:
+    """A streaming soxr resampler that is a no-op when the rates agree."""
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        self.rate_in, self.rate_out = rate_in, rate_out
+        self._stream = (
+            None if rate_in == rate_out
+            else soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
+        )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self._stream is None:
+            return x
+        return self._stream.resample_chunk(x)
+
+
+class CaptureTimeline:
+    """Maps an input sample position to the time it arrived (last ~4 s kept)."""
+
+    def __init__(self, keep: int = 200) -> None:
+        self._ends: collections.deque[int] = collections.deque(maxlen=keep)
+        self._times: collections.deque[float] = collections.deque(maxlen=keep)
+
+    def add(self, end_position: int, capture: float) -> None:
+        self._ends.append(end_position)
+        self._times.append(capture)
+
+    def at(self, position: int) -> float:
+        if not self._ends:
+            return time.monotonic()
+        i = bisect.bisect_left(self._ends, position)
+        return self._times[min(i, len(self._times) - 1)]
+
+
+class OutputRing:
+    """Converted 48 kHz samples waiting to be sent, at most ``max_samples`` of them.
+
+    When it overflows the oldest samples go: after a stall the stream resumes at
+    the live edge instead of carrying a backlog.
+    """
+
+    def __init__(self, max_samples: int) -> None:
+        self._max = max_samples
+        self._chunks: collections.deque[tuple[np.ndarray, float]] = collections.deque()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.dropped_samples = 0
+
+    def push(self, samples: np.ndarray, capture: float) -> int:
+        """Append; return how many old samples were dropped to stay within bounds."""
+        with self._lock:
+            self._chunks.append((samples, capture))
+            self._size += len(samples)
+            dropped = 0
+            while self._size > self._max:
+                head, cap = self._chunks[0]
+                cut = min(len(head), self._size - self._max)
+                if cut == len(head):
+                    self._chunks.popleft()
+                else:
+                    self._chunks[0] = (head[cut:], cap + cut / OUTPUT_RATE)
+                self._size -= cut
+                dropped += cut
+            self.dropped_samples += dropped
+            return dropped
+
+    def __len__(self) -> int:
+        return self._size
+
+    def pop(self, n: int) -> tuple[np.ndarray, float | None]:
+        """Up to ``n`` samples, and the capture time of the first one (None if empty)."""
+        with self._lock:
+            parts: list[np.ndarray] = []
+            capture: float | None = None
+            need = n
+            while need and self._chunks:
+                head, cap = self._chunks[0]
+                if capture is None:
+                    capture = cap
+                take = head[:need]
+                parts.append(take)
+                if len(take) == len(head):
+                    self._chunks.popleft()
+                else:
+                    self._chunks[0] = (head[need:], cap + need / OUTPUT_RATE)
+                need -= len(take)
+            self._size -= n - need
+            out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+            return out, capture
+
+
+class VoicePipeline:
+    """Chunk in → converter blocks → 48 kHz ring; runs on the caller's thread."""
+
+    def __init__(
+        self,
+        converter: VoiceConverter,
+        backlog_ms: float,
+        on_error: Callable[[Exception], None],
+        observe: Callable[[str, float], None],
+    ) -> None:
+        self.converter = converter
+        self._on_error = on_error
+        self._observe = observe
+        self._to_model: _Resampler | None = None
+        self._to_output = _Resampler(converter.sample_rate, OUTPUT_RATE)
+        self._pending = np.zeros(0, np.float32)
+        self._in_position = 0  # input samples (model rate) seen so far
+        self._out_position = 0  # model-rate samples produced so far
+        self._latency = round(converter.latency_s * converter.sample_rate)
+        self._timeline = CaptureTimeline()
+        block_48k = converter.block_size * OUTPUT_RATE // converter.sample_rate
+        self.ring = OutputRing(max_samples=block_48k + round(backlog_ms * OUTPUT_RATE / 1000))
+
+    def push(self, chunk: Chunk) -> None:
+        if self._to_model is None or self._to_model.rate_in != chunk.rate:
+            self._to_model = _Resampler(chunk.rate, self.converter.sample_rate)
+        t0 = time.perf_counter()
+        x = self._to_model(chunk.samples.astype(np.float32, copy=False))
+        self._observe("resample", time.perf_counter() - t0)
+        self._in_position += len(x)
+        self._timeline.add(self._in_position, chunk.capture)
+        self._pending = np.concatenate([self._pending, x]) if len(self._pending) else x
+        size = self.converter.block_size
+        while len(self._pending) >= size:
+            block, self._pending = self._pending[:size], self._pending[size:]
+            self._convert(np.ascontiguousarray(block))
+
+    def _convert(self, block: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        try:
+            out = np.asarray(self.converter.convert(block), dtype=np.float32)
+            if out.shape != block.shape:
+                raise ValueError(f"converter returned {out.shape}, expected {block.shape}")
+        except Exception as exc:
+            self._on_error(exc)
+            out = block
+        t1 = time.perf_counter()
+        self._observe("convert", t1 - t0)
+        # The first output sample stands for the input sample `latency` earlier.
+        capture = self._timeline.at(self._out_position - self._latency + 1)
+        self._out_position += len(block)
+        self.ring.push(self._to_output(out), capture)
+        self._observe("resample", time.perf_counter() - t1)

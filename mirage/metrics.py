@@ -1,0 +1,69 @@
+"""Every Prometheus metric, on a registry owned by the app (no global registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Buckets in seconds: fine below 50 ms where per-frame stages live, coarse above.
+_STAGE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.016, 0.025, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25,
+                  0.5, 1.0)
+_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3,
+                    0.4, 0.5, 0.75, 1.0, 2.0)
+
+
+class Metrics:
+    """The server's metrics; ``track`` labels are ``video`` / ``audio``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sessions_active = Gauge("mirage_sessions_active", "Sessions open now", registry=r)
+        self.sessions_total = Counter("mirage_sessions_total", "Sessions opened", registry=r)
+        self.offers_total = Counter(
+            "mirage_offers_total", "Offers received, by result", ["result"], registry=r
+        )
+        self.frames_in = Counter(
+            "mirage_frames_in_total", "Frames received from peers", ["track"], registry=r
+        )
+        self.frames_out = Counter(
+            "mirage_frames_out_total", "Frames sent to peers", ["track"], registry=r
+        )
+        self.frames_dropped = Counter(
+            "mirage_frames_dropped_total",
+            "Frames dropped to stay at the live edge, by stage",
+            ["track", "stage"],
+            registry=r,
+        )
+        self.frames_filled = Counter(
+            "mirage_frames_filled_total",
+            "Output frames sent without new model output (repeated video, silence/tail audio)",
+            ["track"],
+            registry=r,
+        )
+        self.model_errors = Counter(
+            "mirage_model_errors_total",
+            "Model calls that raised; the frame fell back to pass-through",
+            ["track", "backend"],
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "mirage_stage_seconds",
+            "Processing time per stage",
+            ["track", "stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.frame_latency = Histogram(
+            "mirage_frame_latency_seconds",
+            "Output frame send time minus the capture (arrival) time of its input",
+            ["track"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag = Gauge(
+            "mirage_event_loop_lag_seconds", "How late the event loop woke a 100 ms timer",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,110 @@
+"""The server's state: settings, metrics, the session registry and default reference.
+
+One ``MirageServer`` per aiohttp app, stored under the ``SERVER`` AppKey: nothing
+is global, so tests can run several apps in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from aiohttp import web
+
+from mirage.config import Settings
+from mirage.metrics import Metrics
+from mirage.models import registry
+from mirage.models.base import FaceAnimator, VoiceConverter
+
+if TYPE_CHECKING:
+    from mirage.webrtc.session import Backends, Session
+    from mirage.webrtc.signalling import Offer
+
+log = logging.getLogger(__name__)
+
+
+def builtin_reference() -> np.ndarray:
+    """The default portrait: scikit-image's public-domain astronaut (Eileen Collins)."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut())
+
+
+class MirageServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.sessions: dict[str, Session] = {}
+        self.reference: np.ndarray = builtin_reference()
+        self.defaults = {
+            "face": self._usable_default("face", settings.face),
+            "voice": self._usable_default("voice", settings.voice),
+        }
+
+    def _usable_default(self, kind: registry.Kind, name: str) -> str:
+        """The configured default backend, or passthrough (logged) when it cannot run here."""
+        reason = registry.unavailable_reason(registry.find(kind, name), self.settings.models_dir)
+        if reason is None:
+            return name
+        log.warning("%s backend %r unavailable (%s); using passthrough", kind, name, reason)
+        return "passthrough"
+
+    def backends_report(self) -> dict[str, dict[str, str | None]]:
+        """Each user-facing backend → None when usable here, else why not."""
+        md = self.settings.models_dir
+        return {"face": registry.available("face", md), "voice": registry.available("voice", md)}
+
+    async def make_backends(self, offer: Offer) -> Backends:
+        """Make the offer's models off the event loop (they may load weights)."""
+        from mirage.webrtc.session import Backends
+
+        face = offer.face or self.defaults["face"]
+        voice = offer.voice or self.defaults["voice"]
+        # Unknown names fail fast, before any thread is used.
+        registry.find("face", face)
+        registry.find("voice", voice)
+        loop = asyncio.get_running_loop()
+        reference = self.reference
+        md = self.settings.models_dir
+
+        def build() -> tuple[FaceAnimator, VoiceConverter]:
+            animator = registry.create_animator(face, **_with_models(face, md, offer.face_options))
+            animator.set_reference(reference)
+            converter = registry.create_converter(
+                voice, **_with_models(voice, md, offer.voice_options)
+            )
+            return animator, converter
+
+        try:
+            animator, converter = await loop.run_in_executor(None, build)
+        except TypeError as exc:  # a bad option name or type reaches the constructor
+            from mirage.models.base import BadInput
+
+            raise BadInput(f"bad backend option: {exc}") from None
+        return Backends(face, voice, animator, converter)
+
+    def remember(self, session: Session) -> None:
+        self.sessions[session.id] = session
+        self.metrics.sessions_total.inc()
+        self.metrics.sessions_active.set(len(self.sessions))
+
+    def forget(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        self.metrics.sessions_active.set(len(self.sessions))
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(s.close("server shutting down") for s in list(self.sessions.values())))
+
+
+_NEEDS_WEIGHTS = {"liveportrait", "rvc"}
+
+
+def _with_models(name: str, models_dir: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    if name in _NEEDS_WEIGHTS and models_dir is not None:
+        return {"models_dir": models_dir, **options}
+    return dict(options)
+
+
+SERVER = web.AppKey("mirage_server", MirageServer)

@@ -1,0 +1,1 @@
+"""aiortc MediaStreamTrack adapters: inbound track → engine → paced outbound frames."""

@@ -1,0 +1,218 @@
+"""VoiceAudioTrack: the microphone in, the converted voice out, paced in 20 ms frames.
+
+A drain task turns each inbound frame into mono float32 and hands it to a worker
+thread through a queue bounded in milliseconds (oldest dropped, counted). The
+worker runs the ``VoicePipeline``. ``recv()`` sends 20 ms as soon as it is ready,
+and silence when the converter is late, so the sender never stalls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import fractions
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+from mirage.engine.audio import OUTPUT_RATE, Chunk, VoicePipeline
+from mirage.engine.worker import Worker
+from mirage.metrics import Metrics
+from mirage.models.base import VoiceConverter
+from mirage.tracks.sync import PlayoutClock
+
+log = logging.getLogger(__name__)
+
+FRAME_SAMPLES = OUTPUT_RATE // 50  # 20 ms
+AUDIO_TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
+INBOX_MS = 400.0  # input waiting for the worker beyond this is stale
+
+
+def to_mono_float(frame: AudioFrame) -> np.ndarray:
+    """Any aiortc/PyAV audio frame → mono float32 in [-1, 1] at the frame's rate."""
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    planar = frame.format.is_planar
+    samples = data.reshape(channels, -1).T if planar else data.reshape(-1, channels)
+    mono = samples.astype(np.float32).mean(axis=1)
+    if data.dtype == np.int16:
+        mono /= 32768.0
+    elif data.dtype == np.int32:
+        mono /= 2147483648.0
+    return mono
+
+
+class _Inbox:
+    """Thread-safe FIFO of input chunks bounded in milliseconds; drops the oldest."""
+
+    def __init__(self, max_ms: float) -> None:
+        self._max_s = max_ms / 1000
+        self._items: collections.deque[Chunk] = collections.deque()
+        self._seconds = 0.0
+        self._cond = threading.Condition()
+        self.dropped = 0
+
+    def put(self, chunk: Chunk) -> int:
+        with self._cond:
+            self._items.append(chunk)
+            self._seconds += len(chunk.samples) / chunk.rate
+            dropped = 0
+            while self._seconds > self._max_s and len(self._items) > 1:
+                old = self._items.popleft()
+                self._seconds -= len(old.samples) / old.rate
+                dropped += 1
+            self.dropped += dropped
+            self._cond.notify()
+            return dropped
+
+    def take_all(self, timeout: float) -> list[Chunk]:
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            items = list(self._items)
+            self._items.clear()
+            self._seconds = 0.0
+            return items
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+class VoiceAudioTrack(MediaStreamTrack):
+    kind = "audio"
+
+    def __init__(
+        self,
+        source: MediaStreamTrack,
+        converter: VoiceConverter,
+        backend: str,
+        *,
+        clock: PlayoutClock,
+        metrics: Metrics,
+        backlog_ms: float,
+        on_source_ended: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._source = source
+        self._backend = backend
+        self._clock = clock
+        self._metrics = metrics
+        self._on_source_ended = on_source_ended
+        self._inbox = _Inbox(INBOX_MS)
+        self.pipeline = VoicePipeline(converter, backlog_ms, self._on_error, self._observe)
+        self._worker = Worker(f"mirage-audio-{self.id[:8]}", self._process)
+        self._drain_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = asyncio.Event()
+        self._sent = 0  # samples sent: the output timestamp
+        self._last_sent = 0.0
+        self._ring_dropped = 0
+        self.last_input = time.monotonic()
+        self.errors = 0
+        self.frames_in = 0
+        self.frames_out = 0
+
+    # -- lifecycle --------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._drain_task = asyncio.create_task(self._drain(), name="mirage-audio-drain")
+        self._worker.start()
+
+    def stop(self) -> None:
+        super().stop()
+        self._ready.set()
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+        self._worker.stop()
+        self._inbox.wake()
+
+    @property
+    def worker_alive(self) -> bool:
+        return self._worker.alive
+
+    # -- the worker's callbacks ---------------------------------------------------
+    def _on_error(self, exc: Exception) -> None:
+        self.errors += 1
+        self._metrics.model_errors.labels("audio", self._backend).inc()
+        log.warning("voice backend %s failed (%s); sending the input block", self._backend, exc)
+
+    def _observe(self, stage: str, seconds: float) -> None:
+        self._metrics.stage_seconds.labels("audio", stage).observe(seconds)
+
+    # -- stage 1: drain ---------------------------------------------------------------
+    async def _drain(self) -> None:
+        try:
+            while True:
+                frame = await self._source.recv()
+                assert isinstance(frame, AudioFrame)
+                now = time.monotonic()
+                self.last_input = now
+                self.frames_in += 1
+                self._metrics.frames_in.labels("audio").inc()
+                chunk = Chunk(to_mono_float(frame), frame.sample_rate, now)
+                dropped = self._inbox.put(chunk)
+                if dropped:
+                    self._metrics.frames_dropped.labels("audio", "input").inc(dropped)
+        except MediaStreamError:
+            if self._on_source_ended is not None and self.readyState == "live":
+                self._on_source_ended()
+
+    # -- stage 2: worker ------------------------------------------------------------------
+    def _process(self) -> None:
+        chunks = self._inbox.take_all(timeout=0.2)
+        if not chunks or self._worker.stopping:
+            return
+        for chunk in chunks:
+            self.pipeline.push(chunk)
+        loop = self._loop
+        if len(self.pipeline.ring) >= FRAME_SAMPLES and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._ready.set)
+
+    # -- stage 3: paced output -------------------------------------------------------------
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        ring = self.pipeline.ring
+        # Never run ahead of real time by more than a frame...
+        earliest = self._last_sent + 0.5 * FRAME_SAMPLES / OUTPUT_RATE
+        delay = earliest - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        # ...and when the converter is late, send silence after 1.25 frame times.
+        deadline = self._last_sent + 1.25 * FRAME_SAMPLES / OUTPUT_RATE
+        while len(ring) < FRAME_SAMPLES:
+            self._ready.clear()
+            wait = deadline - time.monotonic() if self._sent else None
+            try:
+                await asyncio.wait_for(self._ready.wait(), wait)
+            except asyncio.TimeoutError:
+                break
+            if self.readyState != "live":
+                raise MediaStreamError
+        samples, capture = ring.pop(FRAME_SAMPLES)
+        now = time.monotonic()
+        if capture is not None:
+            self._metrics.frame_latency.labels("audio").observe(now - capture)
+        if len(samples) < FRAME_SAMPLES:
+            self._metrics.frames_filled.labels("audio").inc()
+            samples = np.concatenate([samples, np.zeros(FRAME_SAMPLES - len(samples), np.float32)])
+        if ring.dropped_samples != self._ring_dropped:
+            frames = (ring.dropped_samples - self._ring_dropped) / FRAME_SAMPLES
+            self._metrics.frames_dropped.labels("audio", "output").inc(frames)
+            self._ring_dropped = ring.dropped_samples
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16).reshape(1, -1)
+        frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = OUTPUT_RATE
+        frame.pts = self._sent
+        frame.time_base = AUDIO_TIME_BASE
+        self._sent += FRAME_SAMPLES
+        self._last_sent = now
+        self.frames_out += 1
+        self._metrics.frames_out.labels("audio").inc()
+        return frame

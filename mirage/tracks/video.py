@@ -1,0 +1,197 @@
+"""AvatarVideoTrack: the camera track in, the animated avatar out, never a backlog.
+
+Three stages, each bounded:
+1. a drain task reads the inbound track as fast as aiortc decodes it and keeps only
+   the newest frame (aiortc's own queue is unbounded: #642, #1192);
+2. a worker thread turns it into an avatar frame (model call, colour conversion),
+   falling back to the camera image for that frame if the model raises;
+3. ``recv()`` hands the sender the newest avatar frame, or repeats the last one
+   when the model is late; it never waits on the model for longer than that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import VideoFrame
+
+from mirage.engine.latest import LatestSlot
+from mirage.engine.worker import Worker
+from mirage.metrics import Metrics
+from mirage.models.avatar.passthrough import fit_square
+from mirage.models.base import FaceAnimator
+from mirage.tracks.sync import PlayoutClock
+
+log = logging.getLogger(__name__)
+
+VIDEO_RATE = 90000
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_RATE)
+
+
+@dataclass
+class Captured:
+    """A decoded camera frame and the time it reached us."""
+
+    frame: VideoFrame
+    capture: float
+
+
+@dataclass
+class Rendered:
+    """An avatar frame ready to send, stamped with its input's capture time."""
+
+    frame: VideoFrame
+    capture: float
+
+
+class AvatarVideoTrack(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(
+        self,
+        source: MediaStreamTrack,
+        animator: FaceAnimator,
+        backend: str,
+        *,
+        size: int,
+        max_fps: float,
+        clock: PlayoutClock,
+        metrics: Metrics,
+        on_source_ended: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._source = source
+        self._animator = animator
+        self._backend = backend
+        self.size = size
+        self._interval = 1.0 / max_fps
+        self._clock = clock
+        self._metrics = metrics
+        self._on_source_ended = on_source_ended
+        self._inbox: LatestSlot[Captured] = LatestSlot()
+        self._outbox: LatestSlot[Rendered] = LatestSlot()
+        self._worker = Worker(f"mirage-video-{self.id[:8]}", self._render_next)
+        self._drain_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = asyncio.Event()
+        self._last: Rendered | None = None
+        self._last_sent = 0.0
+        self._last_pts = -1
+        self.last_input = time.monotonic()
+        self.errors = 0
+        self.frames_in = 0
+        self.frames_out = 0
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._drain_task = asyncio.create_task(self._drain(), name="mirage-video-drain")
+        self._worker.start()
+
+    def stop(self) -> None:
+        super().stop()
+        self._inbox.close()
+        self._outbox.close()
+        self._ready.set()
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+        self._worker.stop()
+
+    @property
+    def worker_alive(self) -> bool:
+        return self._worker.alive
+
+    @property
+    def dropped(self) -> int:
+        return self._inbox.dropped + self._outbox.dropped
+
+    # -- stage 1: drain the inbound track ------------------------------------
+    async def _drain(self) -> None:
+        try:
+            while True:
+                frame = await self._source.recv()
+                now = time.monotonic()
+                self.last_input = now
+                self.frames_in += 1
+                self._metrics.frames_in.labels("video").inc()
+                if self._inbox.put(Captured(frame, now)):  # type: ignore[arg-type]
+                    self._metrics.frames_dropped.labels("video", "input").inc()
+        except MediaStreamError:
+            if self._on_source_ended is not None and self.readyState == "live":
+                self._on_source_ended()
+
+    # -- stage 2: the worker thread ---------------------------------------------
+    def _render_next(self) -> None:
+        item = self._inbox.take(timeout=0.2)
+        if item is None or self._worker.stopping:
+            return
+        stage = self._metrics.stage_seconds
+        t0 = time.perf_counter()
+        rgb = item.frame.to_ndarray(format="rgb24")
+        t1 = time.perf_counter()
+        try:
+            out = self._animator.animate(rgb, self.size)
+        except Exception as exc:
+            self.errors += 1
+            self._metrics.model_errors.labels("video", self._backend).inc()
+            log.warning("face backend %s failed (%s); sending the camera frame", self._backend, exc)
+            out = fit_square(rgb, self.size)
+        t2 = time.perf_counter()
+        frame = VideoFrame.from_ndarray(out, format="rgb24").reformat(format="yuv420p")
+        t3 = time.perf_counter()
+        stage.labels("video", "decode").observe(t1 - t0)
+        stage.labels("video", "animate").observe(t2 - t1)
+        stage.labels("video", "convert").observe(t3 - t2)
+        if self._outbox.put(Rendered(frame, item.capture)):
+            self._metrics.frames_dropped.labels("video", "output").inc()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    # -- stage 3: paced output -----------------------------------------------------
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        # Never faster than max_fps (a little slack for jitter)...
+        earliest = self._last_sent + 0.75 * self._interval
+        delay = earliest - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        # ...and never later than 1.5 frame intervals: then the last frame repeats.
+        item = self._outbox.take(timeout=0)
+        while item is None:
+            self._ready.clear()
+            timeout = None if self._last is None else self._last_sent + 1.5 * self._interval
+            try:
+                if timeout is None:
+                    await self._ready.wait()
+                else:
+                    await asyncio.wait_for(self._ready.wait(), max(0.0, timeout - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            if self.readyState != "live":
+                raise MediaStreamError
+            item = self._outbox.take(timeout=0)
+        now = time.monotonic()
+        if item is not None:
+            self._last = item
+            pts = self._clock.ticks(item.capture, VIDEO_RATE)
+            self._metrics.frame_latency.labels("video").observe(now - item.capture)
+        else:
+            assert self._last is not None
+            self._metrics.frames_filled.labels("video").inc()
+            pts = self._last_pts + round((now - self._last_sent) * VIDEO_RATE)
+        pts = max(pts, self._last_pts + 1)
+        frame = self._last.frame
+        frame.pts = pts
+        frame.time_base = VIDEO_TIME_BASE
+        self._last_pts = pts
+        self._last_sent = now
+        self.frames_out += 1
+        self._metrics.frames_out.labels("video").inc()
+        return frame

@@ -1,0 +1,1 @@
+"""Signalling and sessions: HTTP offer/answer → one Session per peer connection."""

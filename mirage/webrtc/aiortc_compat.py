@@ -1,0 +1,150 @@
+"""Every place we reach into aiortc / aioice internals, with why and when to remove it.
+
+1. ICE host addresses. aioice gathers every interface *except* loopback and has
+   no option to choose (aioice #47 for ports, same function for addresses). We
+   replace ``aioice.ice.get_host_addresses`` once with a function that reads a
+   context variable, so each session may restrict its own candidates (tests and
+   benchmarks use 127.0.0.1) while unset contexts keep the stock behaviour.
+   Remove when aioice exposes host-address selection on ``Connection``.
+
+2. Receive latency. aiortc's ``JitterBuffer`` releases a video frame only when the
+   *next* frame's first packet arrives (one frame interval per hop: ~50 ms at
+   20 fps) and holds audio for ``prefetch=4`` packets (80 ms). Its receivers
+   feed a model that has its own pacing, so we swap in ``LowLatencyJitterBuffer``,
+   which releases a video frame on its RTP marker bit when all its packets are
+   present and audio packets as soon as they are in order, skipping a lost
+   packet after a short wait instead of stalling (aiortc #543, PR #1418).
+   Remove when aiortc releases frames on the marker bit.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCPeerConnection
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
+
+_ice_hosts: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "mirage_ice_hosts", default=()
+)
+_stock_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    hosts = _ice_hosts.get()
+    if not hosts:
+        return _stock_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+    return [h for h in hosts if (":" in h and use_ipv6) or (":" not in h and use_ipv4)]
+
+
+def install() -> None:
+    """Route aioice's address lookup through the context variable (idempotent)."""
+    aioice.ice.get_host_addresses = _get_host_addresses
+
+
+@contextmanager
+def ice_hosts(hosts: tuple[str, ...]) -> Iterator[None]:
+    """ICE gathering inside this block offers only ``hosts`` (empty: every interface).
+
+    Gathering runs in tasks created inside the block (``setLocalDescription``), which
+    inherit the context, so the setting stays with the session that made it.
+    """
+    install()
+    token = _ice_hosts.set(tuple(hosts))
+    try:
+        yield
+    finally:
+        _ice_hosts.reset(token)
+
+
+class LowLatencyJitterBuffer(JitterBuffer):
+    """Releases frames as soon as they are complete; see the module docstring.
+
+    ``skip_after``: how many newer frames (video) or packets (audio) may wait behind
+    a missing packet before we give up on it, skip to the next frame start and ask
+    for a key frame. Small values favour latency; reordering deeper than this is
+    treated as loss.
+    """
+
+    def __init__(self, capacity: int, is_video: bool, skip_after: int = 3) -> None:
+        super().__init__(capacity=capacity, prefetch=0, is_video=is_video)
+        self._skip_after = skip_after
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli, frame = super().add(packet)
+        if frame is None and self._origin is not None and self._packets[
+            self._origin % self._capacity
+        ] is None and self._skip_gap():
+            pli = pli or self._is_video
+            frame = self._remove_frame(packet.sequence_number)
+        return pli, frame
+
+    def _slot(self, offset: int) -> RtpPacket | None:
+        assert self._origin is not None
+        return self._packets[(self._origin + offset) % self._capacity]
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        if self._origin is None:
+            return None
+        packets: list[RtpPacket] = []
+        for count in range(self._capacity):
+            packet = self._slot(count)
+            if packet is None:
+                return None
+            if packets and packet.timestamp != packets[0].timestamp:
+                # The next frame has begun, so the previous one is whole (stock rule).
+                self.remove(count)
+                return _frame(packets)
+            packets.append(packet)
+            if not self._is_video or packet.marker:
+                self.remove(count + 1)
+                return _frame(packets)
+        return None
+
+    def _skip_gap(self) -> bool:
+        """Drop the missing head and the rest of its frame once newer data has waited enough."""
+        starts: list[int] = []  # offsets of present packets that begin a frame
+        previous: RtpPacket | None = None
+        for count in range(1, self._capacity):
+            packet = self._slot(count)
+            if packet is not None and (
+                not self._is_video
+                or (previous is not None and previous.marker)
+                or (previous is not None and previous.timestamp != packet.timestamp)
+            ):
+                starts.append(count)
+            previous = packet
+        if len(starts) < self._skip_after:
+            return False
+        self.remove(starts[0])
+        return True
+
+
+def _frame(packets: list[RtpPacket]) -> JitterFrame:
+    data = b"".join(p._data for p in packets)  # type: ignore[attr-defined]
+    return JitterFrame(data=data, timestamp=packets[0].timestamp)
+
+
+def use_low_latency_receivers(pc: RTCPeerConnection) -> None:
+    """Give every receiver of ``pc`` a ``LowLatencyJitterBuffer`` (call after
+    ``setRemoteDescription``, before media flows)."""
+    for receiver in pc.getReceivers():
+        kind = receiver.track.kind if receiver.track is not None else None
+        if kind not in ("audio", "video"):
+            continue
+        stock: Any = getattr(receiver, "_RTCRtpReceiver__jitter_buffer")  # noqa: B009
+        buffer = LowLatencyJitterBuffer(capacity=stock.capacity, is_video=kind == "video")
+        setattr(receiver, "_RTCRtpReceiver__jitter_buffer", buffer)  # noqa: B010
+
+
+__all__ = [
+    "LowLatencyJitterBuffer",
+    "ice_hosts",
+    "install",
+    "use_low_latency_receivers",
+]

@@ -1,0 +1,179 @@
+"""One Session = one RTCPeerConnection, its two output tracks and its models.
+
+``close()`` is idempotent and always runs, whatever ends the session: DELETE,
+ICE failure, a peer that closes, a source track that ends, inbound media that
+stops for ``media_timeout_s`` (a peer that vanished without a word), shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from mirage.config import Settings
+from mirage.metrics import Metrics
+from mirage.models.base import FaceAnimator, VoiceConverter
+from mirage.tracks.audio import VoiceAudioTrack
+from mirage.tracks.sync import PlayoutClock
+from mirage.tracks.video import AvatarVideoTrack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Backends:
+    face: str
+    voice: str
+    animator: FaceAnimator
+    converter: VoiceConverter
+
+
+@dataclass
+class Session:
+    pc: RTCPeerConnection
+    backends: Backends
+    settings: Settings
+    metrics: Metrics
+    on_closed: Callable[[Session], None]
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    clock: PlayoutClock = field(default_factory=PlayoutClock)
+    created: float = field(default_factory=time.monotonic)
+    video: AvatarVideoTrack | None = None
+    audio: VoiceAudioTrack | None = None
+    closed_reason: str | None = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _closing: asyncio.Task[None] | None = None
+
+    # -- wiring ----------------------------------------------------------------
+    def attach(self) -> None:
+        """Hook the peer connection's events; call before setRemoteDescription."""
+        pc = self.pc
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "video" and self.video is None:
+                self.video = AvatarVideoTrack(
+                    track,
+                    self.backends.animator,
+                    self.backends.face,
+                    size=self.settings.video_size,
+                    max_fps=self.settings.max_fps,
+                    clock=self.clock,
+                    metrics=self.metrics,
+                    on_source_ended=lambda: self.close_soon("camera track ended"),
+                )
+                pc.addTrack(self.video)
+            elif track.kind == "audio" and self.audio is None:
+                self.audio = VoiceAudioTrack(
+                    track,
+                    self.backends.converter,
+                    self.backends.voice,
+                    clock=self.clock,
+                    metrics=self.metrics,
+                    backlog_ms=self.settings.audio_backlog_ms,
+                    on_source_ended=lambda: self.close_soon("microphone track ended"),
+                )
+                pc.addTrack(self.audio)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = pc.connectionState
+            log.info("session %s: connection %s", self.id[:8], state)
+            if state in ("failed", "closed"):
+                self.close_soon(f"connection {state}")
+            elif state == "disconnected":
+                self._spawn(self._close_if_still_disconnected())
+
+    def start(self) -> None:
+        """Start the tracks' drains and workers and the media watchdog."""
+        for track in (self.video, self.audio):
+            if track is not None:
+                track.start()
+        self._spawn(self._watchdog())
+
+    # -- ending ------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _close_if_still_disconnected(self) -> None:
+        await asyncio.sleep(self.settings.disconnected_grace_s)
+        if self.pc.connectionState == "disconnected":
+            self.close_soon("disconnected past grace")
+
+    async def _watchdog(self) -> None:
+        timeout = self.settings.media_timeout_s
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            tracks = [t for t in (self.video, self.audio) if t is not None]
+            if not tracks:
+                continue
+            idle = time.monotonic() - max(t.last_input for t in tracks)
+            if idle > timeout:
+                self.close_soon(f"no media for {idle:.1f} s")
+                return
+
+    def close_soon(self, reason: str) -> None:
+        """Close from a callback that cannot await (never from inside close itself)."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self.close(reason))
+
+    async def close(self, reason: str = "closed") -> None:
+        if self.closed_reason is not None:
+            return
+        self.closed_reason = reason
+        log.info("session %s closing: %s", self.id[:8], reason)
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        for track in (self.video, self.audio):
+            if track is not None:
+                track.stop()
+        await self.pc.close()
+        await asyncio.get_running_loop().run_in_executor(None, self._release_models)
+        self.on_closed(self)
+
+    def _release_models(self) -> None:
+        for model in (self.backends.animator, self.backends.converter):
+            close = getattr(model, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # pragma: no cover - best effort on the way out
+                    log.exception("closing a model failed")
+
+    # -- reporting -------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "session_id": self.id,
+            "state": self.pc.connectionState,
+            "face": self.backends.face,
+            "voice": self.backends.voice,
+            "age_s": round(time.monotonic() - self.created, 3),
+            "playout_delay_ms": round(self.clock.delay_s * 1000, 1),
+        }
+        if self.video is not None:
+            out["video"] = {
+                "frames_in": self.video.frames_in,
+                "frames_out": self.video.frames_out,
+                "dropped": self.video.dropped,
+                "errors": self.video.errors,
+                "size": self.video.size,
+            }
+        if self.audio is not None:
+            out["audio"] = {
+                "frames_in": self.audio.frames_in,
+                "frames_out": self.audio.frames_out,
+                "errors": self.audio.errors,
+                "latency_ms": round(self.backends.converter.latency_s * 1000, 1),
+            }
+        return out

@@ -1,0 +1,142 @@
+"""POST /offer and DELETE /sessions/{id}: HTTP offer/answer → a Session."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from mirage.models.base import BadInput, MirageError
+from mirage.state import SERVER, MirageServer
+from mirage.webrtc import aiortc_compat
+from mirage.webrtc.session import Backends, Session
+
+log = logging.getLogger(__name__)
+
+
+class BadOffer(BadInput):
+    """An offer we cannot parse or answer."""
+
+
+class ServerFull(MirageError):
+    """Admission refused: the instance is at capacity (retry another instance)."""
+
+    status = 503
+    retry_after_s = 5
+
+
+class TooLarge(BadInput):
+    status = 413
+
+
+@dataclass(frozen=True)
+class Offer:
+    sdp: str
+    face: str | None
+    voice: str | None
+    face_options: dict[str, Any]
+    voice_options: dict[str, Any]
+
+
+def parse_offer(body: bytes, max_bytes: int) -> Offer:
+    """Validate the JSON body of POST /offer; every problem is a BadOffer with a reason."""
+    if len(body) > max_bytes:
+        raise TooLarge(f"offer is {len(body)} bytes; the limit is {max_bytes}")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadOffer(f"offer body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadOffer("offer body must be a JSON object with 'sdp' and 'type'")
+    if data.get("type") != "offer":
+        raise BadOffer(f"'type' must be 'offer', got {data.get('type')!r}")
+    sdp = data.get("sdp")
+    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+        raise BadOffer("'sdp' must be an SDP string starting with 'v=0'")
+    options = data.get("options") or {}
+    if not isinstance(options, dict):
+        raise BadOffer("'options' must be an object")
+
+    def name(key: str) -> str | None:
+        value = options.get(key)
+        if value is not None and not isinstance(value, str):
+            raise BadOffer(f"options.{key} must be a backend name")
+        return value
+
+    def extra(key: str) -> dict[str, Any]:
+        value = options.get(key) or {}
+        if not isinstance(value, dict):
+            raise BadOffer(f"options.{key} must be an object")
+        return value
+
+    return Offer(sdp, name("face"), name("voice"), extra("face_options"), extra("voice_options"))
+
+
+async def handle_offer(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    settings = server.settings
+    try:
+        offer = parse_offer(await request.read(), settings.max_offer_bytes)
+        if len(server.sessions) >= settings.max_sessions:
+            raise ServerFull(f"at capacity ({settings.max_sessions} sessions); retry later")
+        backends = await server.make_backends(offer)
+        session = await _answer(server, offer, backends)
+    except MirageError as exc:
+        server.metrics.offers_total.labels(type(exc).__name__).inc()
+        raise
+    server.metrics.offers_total.labels("ok").inc()
+    desc = session.pc.localDescription
+    return web.json_response({"sdp": desc.sdp, "type": desc.type, "session_id": session.id})
+
+
+async def _answer(server: MirageServer, offer: Offer, backends: Backends) -> Session:
+    settings = server.settings
+    ice = [RTCIceServer(urls=url) for url in settings.ice_servers]
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+    session = Session(pc, backends, settings, server.metrics, server.forget)
+    session.attach()
+    try:
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        except Exception as exc:  # aiortc raises many types for bad SDP
+            raise BadOffer(f"cannot use this SDP: {exc or type(exc).__name__}") from None
+        if session.video is None and session.audio is None:
+            raise BadOffer("the offer has neither a video nor an audio track to transform")
+        if settings.low_latency_receive:
+            aiortc_compat.use_low_latency_receivers(pc)
+        with aiortc_compat.ice_hosts(settings.ice_hosts):
+            await pc.setLocalDescription(await pc.createAnswer())
+    except BaseException:
+        await session.close("offer failed")
+        raise
+    server.remember(session)
+    session.start()
+    return session
+
+
+async def handle_delete(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    session = server.sessions.get(request.match_info["session_id"])
+    if session is None:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "no such session"}), content_type="application/json"
+        )
+    await session.close("closed by DELETE")
+    return web.json_response({"session_id": session.id, "closed": True})
+
+
+async def handle_session_stats(request: web.Request) -> web.Response:
+    server = request.app[SERVER]
+    session = server.sessions.get(request.match_info["session_id"])
+    if session is None:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "no such session"}), content_type="application/json"
+        )
+    return web.json_response(session.stats())
+
+
+__all__ = ["BadOffer", "ServerFull", "handle_delete", "handle_offer", "handle_session_stats"]
