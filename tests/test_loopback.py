@@ -37,3 +37,137 @@ async def test_inverting_backend_returns_inverted_frames_in_order(start_server: 
         assert stats["video"]["frames_out"] > 0 and stats["audio"]["frames_out"] > 0
     finally:
         await probe.close()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    prefix = f"{name}{{{want}}}" if labels else name
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(prefix + " "):
+            total += float(line.split()[-1])
+    return total
+
+
+async def test_slow_backend_keeps_latency_bounded_and_counts_drops(
+    start_server: StartServer,
+) -> None:
+    """A model 2× slower than the 50 ms frame budget for 20 s: no backlog builds."""
+    import psutil
+
+    server = await start_server()
+    probe = Probe(base_url(server), options={"face": "slow", "face_options": {"delay_ms": 100}})
+    rss = psutil.Process()
+    try:
+        await probe.connect()
+        await asyncio.sleep(3.0)
+        mem_start = rss.memory_info().rss
+        mark = len(probe.received.video_latency)
+        await asyncio.sleep(20.0)
+        mem_end = rss.memory_info().rss
+        lat = probe.received.video_latency[mark:]
+        assert len(lat) > 60, f"only {len(lat)} frames in 20 s"
+        third = len(lat) // 3
+        first, last = sorted(lat[:third]), sorted(lat[-third:])
+        p95_first, p95_last = first[int(0.95 * third)], last[int(0.95 * third)]
+        assert p95_last < p95_first * 1.5 + 0.05, f"p95 grew {p95_first:.3f} → {p95_last:.3f} s"
+        assert max(lat) < 1.0, f"a frame took {max(lat):.2f} s: a queue is building"
+        ids = probe.received.video_ids
+        assert ids[-1] - ids[mark] > 1.5 * (len(ids) - mark), "no frames were skipped"
+        text = (await (await server_get(server, "/metrics")).text())
+        assert metric(text, "mirage_frames_dropped_total", stage="input", track="video") > 50
+        assert mem_end - mem_start < 80e6, f"RSS grew {(mem_end - mem_start) / 1e6:.0f} MB"
+    finally:
+        await probe.close()
+
+
+async def server_get(server: object, path: str) -> object:
+    import aiohttp
+
+    http = aiohttp.ClientSession()
+    try:
+        resp = await http.get(base_url(server) + path)  # type: ignore[arg-type]
+        await resp.read()
+        return resp
+    finally:
+        await http.close()
+
+
+async def test_failing_backend_falls_back_to_passthrough_and_counts_errors(
+    start_server: StartServer,
+) -> None:
+    server = await start_server()
+    probe = Probe(
+        base_url(server),
+        options={"face": "failing", "voice": "failing", "face_options": {"every": 1}},
+        keep_images=True,
+    )
+    try:
+        await run_probe(probe, 3.0)
+        got = probe.received
+        assert len(got.video_ids) >= 20, "frames stopped flowing when the model failed"
+        sent = draw_id(got.video_ids[-1], 512).astype(np.int16)
+        assert np.abs(got.last_image.astype(np.int16) - sent).mean() < 12, "not pass-through"
+        assert got.audio_frames > 50 and max(got.audio_rms) > 0.1, "audio stopped"
+        text = await (await server_get(server, "/metrics")).text()
+        assert metric(text, "mirage_model_errors_total", backend="failing", track="video") >= 20
+        assert metric(text, "mirage_model_errors_total", backend="failing", track="audio") >= 20
+    finally:
+        await probe.close()
+
+
+def mirage_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("mirage-")]
+
+
+async def test_delete_ends_the_session_and_frees_its_workers(start_server: StartServer) -> None:
+    server = await start_server()
+    state = server.app[SERVER]
+    probe = Probe(base_url(server))
+    await run_probe(probe, 1.5)
+    assert probe.session_id in state.sessions
+    assert len(mirage_threads()) == 2
+    await probe.close(delete=True)
+    assert probe.session_id not in state.sessions
+    for _ in range(30):
+        if not mirage_threads():
+            break
+        await asyncio.sleep(0.1)
+    assert mirage_threads() == []
+    text = await (await server_get(server, "/metrics")).text()
+    assert metric(text, "mirage_sessions_active") == 0
+
+
+async def test_vanished_peer_session_is_gone_within_seconds(start_server: StartServer) -> None:
+    """SIGKILL the client process: no BYE, no DTLS close; the watchdog must notice."""
+    import os
+    import signal
+    import sys
+    import time
+
+    server = await start_server()
+    state = server.app[SERVER]
+    tasks_before = len(asyncio.all_tasks())
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.peer_process", base_url(server),
+        stdout=asyncio.subprocess.PIPE, cwd=os.getcwd(),
+    )
+    assert proc.stdout is not None
+    session_id = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+    await asyncio.sleep(2.0)
+    assert session_id in state.sessions
+    assert state.sessions[session_id].video is not None
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    killed = time.monotonic()
+    while session_id in state.sessions and time.monotonic() - killed < 15:
+        await asyncio.sleep(0.2)
+    gone_after = time.monotonic() - killed
+    assert session_id not in state.sessions, "session outlived its peer"
+    assert gone_after < 3.0 + 3.0, f"took {gone_after:.1f} s"
+    await asyncio.sleep(0.5)
+    assert mirage_threads() == []
+    assert len(asyncio.all_tasks()) <= tasks_before + 1

@@ -57,7 +57,8 @@ def parse_offer(body: bytes, max_bytes: int) -> Offer:
     sdp = data.get("sdp")
     if not isinstance(sdp, str) or not sdp.startswith("v=0"):
         raise BadOffer("'sdp' must be an SDP string starting with 'v=0'")
-    options = data.get("options") or {}
+    options = data.get("options")
+    options = {} if options is None else options
     if not isinstance(options, dict):
         raise BadOffer("'options' must be an object")
 
@@ -68,7 +69,8 @@ def parse_offer(body: bytes, max_bytes: int) -> Offer:
         return value
 
     def extra(key: str) -> dict[str, Any]:
-        value = options.get(key) or {}
+        value = options.get(key)
+        value = {} if value is None else value
         if not isinstance(value, dict):
             raise BadOffer(f"options.{key} must be an object")
         return value

@@ -1,0 +1,38 @@
+# Two commands on a fresh clone:  `make run` (server on the embedded default)  and  `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch first and pinned, so pip never resolves a newer (multi-GB CUDA) build.
+TORCH := torch==2.13.0
+
+.PHONY: run test check bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip "setuptools<81" wheel
+
+$(VENV)/.run-stamp: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-stamp: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[torch,test]"
+	touch $@ $(VENV)/.run-stamp
+
+run: $(VENV)/.run-stamp
+	$(BIN)/python server.py $(ARGS)
+
+check: $(VENV)/.test-stamp
+	$(BIN)/ruff check mirage tests bench server.py
+	$(BIN)/ruff format --check mirage tests bench server.py
+	$(BIN)/mypy
+
+test: $(VENV)/.test-stamp
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.test-stamp
+	$(BIN)/python bench/loopback.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

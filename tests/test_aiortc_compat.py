@@ -1,0 +1,84 @@
+"""Our aiortc workarounds: still attached to the internals they patch, and correct."""
+
+from __future__ import annotations
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtp import RtpPacket
+
+from mirage.client.probe import SyntheticCamera
+from mirage.webrtc import aiortc_compat
+from mirage.webrtc.aiortc_compat import LowLatencyJitterBuffer
+
+
+def packet(seq: int, ts: int, marker: bool = False, data: bytes = b"x") -> RtpPacket:
+    p = RtpPacket(sequence_number=seq, timestamp=ts, marker=int(marker))
+    p._data = data  # type: ignore[attr-defined]
+    return p
+
+
+def test_video_frame_released_on_marker_without_waiting_for_the_next() -> None:
+    jb = LowLatencyJitterBuffer(capacity=128, is_video=True)
+    assert jb.add(packet(1, 3000, data=b"a")) == (False, None)
+    pli, frame = jb.add(packet(2, 3000, marker=True, data=b"b"))
+    assert frame is not None and frame.data == b"ab" and frame.timestamp == 3000 and not pli
+
+
+def test_video_reordered_packets_still_make_whole_frames() -> None:
+    jb = LowLatencyJitterBuffer(capacity=128, is_video=True)
+    assert jb.add(packet(10, 100, data=b"a"))[1] is None
+    assert jb.add(packet(12, 100, marker=True, data=b"c"))[1] is None  # 11 missing: wait
+    frame = jb.add(packet(11, 100, data=b"b"))[1]
+    assert frame is not None and frame.data == b"abc"
+
+
+def test_video_lost_packet_is_skipped_with_a_key_frame_request() -> None:
+    jb = LowLatencyJitterBuffer(capacity=128, is_video=True, skip_after=2)
+    jb.add(packet(1, 100, marker=True))  # frame 100 out
+    jb.add(packet(3, 200, marker=True))  # seq 2 (start of frame 200) lost
+    jb.add(packet(4, 300, marker=True))
+    pli, frame = jb.add(packet(5, 400, marker=True))
+    assert pli, "a lost packet must ask for a key frame"
+    assert frame is not None and frame.timestamp == 300  # resumed at a whole frame
+
+
+def test_audio_packets_released_at_once_and_losses_skipped() -> None:
+    jb = LowLatencyJitterBuffer(capacity=16, is_video=False, skip_after=2)
+    assert jb.add(packet(1, 960))[1] is not None
+    assert jb.add(packet(3, 2880))[1] is None  # 2 missing: wait a little
+    pli, frame = jb.add(packet(4, 3840))
+    assert frame is not None and frame.timestamp == 2880 and not pli
+
+
+def test_stock_jitter_buffer_still_waits_for_the_next_frame() -> None:
+    """If aiortc starts releasing on the marker bit, our replacement can go (see compat)."""
+    from aiortc.jitterbuffer import JitterBuffer
+
+    jb = JitterBuffer(capacity=128, is_video=True)
+    assert jb.add(packet(1, 100, marker=True))[1] is None
+
+
+async def test_receivers_still_hold_the_private_jitter_buffer_we_replace() -> None:
+    offerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    answerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        offerer.addTrack(SyntheticCamera(64))
+        with aiortc_compat.ice_hosts(("127.0.0.1",)):
+            await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(
+            RTCSessionDescription(offerer.localDescription.sdp, "offer")
+        )
+        (receiver,) = answerer.getReceivers()
+        assert hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"), "aiortc internals changed"
+        aiortc_compat.use_low_latency_receivers(answerer)
+        assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, LowLatencyJitterBuffer)  # type: ignore[attr-defined]
+        # Only loopback candidates were offered, though aioice skips loopback by default.
+        sdp = offerer.localDescription.sdp
+        candidates = [line for line in sdp.splitlines() if line.startswith("a=candidate")]
+        assert candidates and all(" 127.0.0.1 " in c for c in candidates)
+    finally:
+        await offerer.close()
+        await answerer.close()
+    assert aioice.ice.get_host_addresses(True, False) == aiortc_compat._stock_get_host_addresses(
+        True, False
+    ), "outside the context the stock address list must apply"

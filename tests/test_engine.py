@@ -1,0 +1,84 @@
+"""The engine's bounded pieces, without WebRTC: slots, rings, the audio pipeline."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from mirage.engine.audio import OUTPUT_RATE, Chunk, OutputRing, VoicePipeline
+from mirage.engine.latest import LatestSlot
+from mirage.models import create_animator, create_converter
+from mirage.models.base import FaceAnimator, UnknownBackend, VoiceConverter
+
+
+def test_latest_slot_keeps_only_the_newest_and_counts_drops() -> None:
+    slot: LatestSlot[int] = LatestSlot()
+    for i in range(5):
+        slot.put(i)
+    assert slot.take(0) == 4
+    assert slot.dropped == 4
+    assert slot.take(0) is None
+
+
+def test_latest_slot_take_waits_and_close_wakes() -> None:
+    slot: LatestSlot[int] = LatestSlot()
+    threading.Timer(0.05, slot.put, args=(7,)).start()
+    assert slot.take(2.0) == 7
+    threading.Timer(0.05, slot.close).start()
+    t0 = time.monotonic()
+    assert slot.take(5.0) is None
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_output_ring_drops_oldest_beyond_its_bound() -> None:
+    ring = OutputRing(max_samples=1000)
+    ring.push(np.arange(800, dtype=np.float32), capture=1.0)
+    dropped = ring.push(np.arange(800, 1600, dtype=np.float32), capture=2.0)
+    assert dropped == 600 and len(ring) == 1000
+    out, capture = ring.pop(300)
+    assert out[0] == 600 and len(out) == 300  # the live edge survived, the oldest went
+    assert capture == pytest.approx(1.0 + 600 / OUTPUT_RATE)
+    rest, _ = ring.pop(5000)
+    assert len(rest) == 700 and rest[-1] == 1599
+    empty, none = ring.pop(10)
+    assert len(empty) == 0 and none is None
+
+
+def test_passthrough_pipeline_is_exact_at_48k() -> None:
+    pipe = VoicePipeline(create_converter("passthrough"), 1000, lambda e: None, lambda s, t: None)
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, 960 * 10).astype(np.float32)
+    for i in range(10):
+        pipe.push(Chunk(x[i * 960 : (i + 1) * 960], 48000, float(i)))
+    out, capture = pipe.ring.pop(960 * 10)
+    np.testing.assert_array_equal(out, x)
+    assert capture == 0.0
+
+
+def test_pipeline_resamples_16k_input_and_falls_back_on_errors() -> None:
+    errors: list[Exception] = []
+    conv = create_converter("failing", every=2)
+    pipe = VoicePipeline(conv, 1000, errors.append, lambda s, t: None)
+    t = np.arange(16000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    for i in range(50):
+        pipe.push(Chunk(tone[i * 320 : (i + 1) * 320], 16000, float(i)))
+    out, _ = pipe.ring.pop(48000)
+    assert len(errors) >= 10  # every second block failed ...
+    assert len(out) > 40000  # ... and audio still flowed
+    spectrum = np.abs(np.fft.rfft(out[4800:40000]))
+    peak_hz = np.argmax(spectrum) * OUTPUT_RATE / len(out[4800:40000])
+    assert abs(peak_hz - 300) < 5
+
+
+def test_registry_makes_backends_by_name_and_rejects_unknown() -> None:
+    animator = create_animator("invert")
+    assert isinstance(animator, FaceAnimator)
+    img = np.full((480, 640, 3), 10, np.uint8)
+    out = animator.animate(img, 256)
+    assert out.shape == (256, 256, 3) and out.dtype == np.uint8 and out[0, 0, 0] == 245
+    assert isinstance(create_converter("passthrough"), VoiceConverter)
+    with pytest.raises(UnknownBackend, match="known: passthrough"):
+        create_animator("nope")
