@@ -17,3 +17,6 @@ GOLDEN = SHARED / "golden"
 def shared_dir() -> Path:
     assert SHARED.is_dir(), f"reference data not found at {SHARED} (set MIRAGE_SHARED)"
     return SHARED
+
+
+pytest_plugins = ["tests.server_fixtures"]

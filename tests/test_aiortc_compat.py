@@ -82,3 +82,39 @@ async def test_receivers_still_hold_the_private_jitter_buffer_we_replace() -> No
     assert aioice.ice.get_host_addresses(True, False) == aiortc_compat._stock_get_host_addresses(
         True, False
     ), "outside the context the stock address list must apply"
+
+
+class _Codec:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def test_decode_queue_flushes_a_video_backlog_and_waits_for_a_key_frame() -> None:
+    from aiortc.jitterbuffer import JitterFrame
+
+    from mirage.webrtc.aiortc_compat import BoundedDecodeQueue
+
+    asked: list[bool] = []
+    q = BoundedDecodeQueue(is_video=True, max_pending=3, on_flush=lambda: asked.append(True))
+    vp8 = _Codec("VP8")
+    key, delta = b"\x00rest", b"\x01rest"  # VP8 frame tag: bit 0 clear = key frame
+    for i in range(3):
+        q.put((vp8, JitterFrame(delta, i)))
+    q.put((vp8, JitterFrame(delta, 3)))  # the decoder fell behind: backlog goes
+    assert q.qsize() == 0 and asked == [True] and q.dropped == 4
+    q.put((vp8, JitterFrame(delta, 4)))  # still no key frame: dropped
+    assert q.qsize() == 0
+    q.put((vp8, JitterFrame(key, 5)))  # decoding resumes at the live edge
+    q.put((vp8, JitterFrame(delta, 6)))
+    assert [q.get_nowait()[1].timestamp for _ in range(2)] == [5, 6]
+    q.put(None)
+    assert q.get_nowait() is None
+
+
+def test_keyframe_detection_for_h264_annex_b() -> None:
+    from mirage.webrtc.aiortc_compat import is_keyframe
+
+    sps_idr = b"\x00\x00\x00\x01\x67abc\x00\x00\x00\x01\x65def"
+    non_idr = b"\x00\x00\x00\x01\x41abc"
+    assert is_keyframe("H264", sps_idr) and not is_keyframe("H264", non_idr)
+    assert is_keyframe("VP8", b"\x10") and not is_keyframe("VP8", b"\x11")

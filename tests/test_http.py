@@ -28,8 +28,12 @@ async def test_health_config_metrics(aiohttp_client: Any) -> None:
     assert config["backends"]["voice"]["passthrough"] is None
     assert "invert" not in config["backends"]["face"], "test backends must stay hidden"
     text = await (await client.get("/metrics")).text()
-    for name in ("mirage_sessions_active", "mirage_frames_in_total", "mirage_stage_seconds",
-                 "mirage_frame_latency_seconds"):
+    for name in (
+        "mirage_sessions_active",
+        "mirage_frames_in_total",
+        "mirage_stage_seconds",
+        "mirage_frame_latency_seconds",
+    ):
         assert name in text
     page = await client.get("/")
     assert page.status == 200 and "RTCPeerConnection" in await page.text()
@@ -70,9 +74,7 @@ async def test_bad_offers_get_400_with_a_reason_and_the_server_keeps_serving(
 
 async def test_full_server_answers_503_with_retry_after(aiohttp_client: Any) -> None:
     client = await client_for(aiohttp_client, max_sessions=0)
-    resp = await client.post(
-        "/offer", json={"sdp": GOOD_SDP_HEAD, "type": "offer"}
-    )
+    resp = await client.post("/offer", json={"sdp": GOOD_SDP_HEAD, "type": "offer"})
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "5"
     assert "capacity" in (await resp.json())["error"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 
 from mirage.client.probe import Probe, draw_id
 from mirage.state import SERVER
-from tests.server_fixtures import StartServer, base_url, start_server  # noqa: F401
+from tests.server_fixtures import StartServer, base_url
 
 
 async def run_probe(probe: Probe, seconds: float) -> None:
@@ -16,12 +17,22 @@ async def run_probe(probe: Probe, seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-async def test_inverting_backend_returns_inverted_frames_in_order(start_server: StartServer) -> None:
+async def until(done: Callable[[], bool], timeout: float) -> None:
+    """Wait for ``done()`` (a loaded CI machine may need longer than a quiet one)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not done() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+
+
+async def test_inverting_backend_returns_inverted_frames_in_order(
+    start_server: StartServer,
+) -> None:
     server = await start_server()
     probe = Probe(base_url(server), options={"face": "invert"}, keep_images=True)
+    got = probe.received
     try:
-        await run_probe(probe, 4.0)
-        got = probe.received
+        await probe.connect()
+        await until(lambda: len(got.video_ids) >= 30 and got.audio_frames > 100, 20.0)
         assert len(got.video_ids) >= 30, f"only {len(got.video_ids)} frames came back"
         assert got.video_ids == sorted(got.video_ids), "frames came back out of order"
         assert got.audio_frames > 100 and max(got.audio_rms) > 0.1, "no audio came back"
@@ -71,11 +82,13 @@ async def test_slow_backend_keeps_latency_bounded_and_counts_drops(
         third = len(lat) // 3
         first, last = sorted(lat[:third]), sorted(lat[-third:])
         p95_first, p95_last = first[int(0.95 * third)], last[int(0.95 * third)]
-        assert p95_last < p95_first * 1.5 + 0.05, f"p95 grew {p95_first:.3f} → {p95_last:.3f} s"
-        assert max(lat) < 1.0, f"a frame took {max(lat):.2f} s: a queue is building"
+        # Unbounded queueing would add 50 ms per frame here (10 s after 20 s); the
+        # margins only absorb scheduling noise on a loaded 2-core machine.
+        assert p95_last < p95_first * 1.5 + 0.15, f"p95 grew {p95_first:.3f} → {p95_last:.3f} s"
+        assert max(lat) < 2.0, f"a frame took {max(lat):.2f} s: a queue is building"
         ids = probe.received.video_ids
         assert ids[-1] - ids[mark] > 1.5 * (len(ids) - mark), "no frames were skipped"
-        text = (await (await server_get(server, "/metrics")).text())
+        text = await (await server_get(server, "/metrics")).text()
         assert metric(text, "mirage_frames_dropped_total", stage="input", track="video") > 50
         assert mem_end - mem_start < 80e6, f"RSS grew {(mem_end - mem_start) / 1e6:.0f} MB"
     finally:
@@ -103,9 +116,10 @@ async def test_failing_backend_falls_back_to_passthrough_and_counts_errors(
         options={"face": "failing", "voice": "failing", "face_options": {"every": 1}},
         keep_images=True,
     )
+    got = probe.received
     try:
-        await run_probe(probe, 3.0)
-        got = probe.received
+        await probe.connect()
+        await until(lambda: len(got.video_ids) >= 20 and got.audio_frames > 50, 20.0)
         assert len(got.video_ids) >= 20, "frames stopped flowing when the model failed"
         sent = draw_id(got.video_ids[-1], 512).astype(np.int16)
         assert np.abs(got.last_image.astype(np.int16) - sent).mean() < 12, "not pass-through"
@@ -152,8 +166,12 @@ async def test_vanished_peer_session_is_gone_within_seconds(start_server: StartS
     state = server.app[SERVER]
     tasks_before = len(asyncio.all_tasks())
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.peer_process", base_url(server),
-        stdout=asyncio.subprocess.PIPE, cwd=os.getcwd(),
+        sys.executable,
+        "-m",
+        "tests.peer_process",
+        base_url(server),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=os.getcwd(),
     )
     assert proc.stdout is not None
     session_id = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()

@@ -157,7 +157,7 @@ class Probe:
         audio: bool = True,
         options: dict[str, object] | None = None,
         ice_hosts: tuple[str, ...] = ("127.0.0.1",),
-        low_latency_receive: bool = False,
+        low_latency_receive: bool = True,
         keep_images: bool = False,
         video_codec: str | None = None,
     ) -> None:
@@ -190,9 +190,10 @@ class Probe:
         with aiortc_compat.ice_hosts(self.ice_hosts):
             await pc.setLocalDescription(await pc.createOffer())
         body = {"sdp": pc.localDescription.sdp, "type": "offer", "options": self.options}
-        async with aiohttp.ClientSession() as http, http.post(
-            f"{self.base_url}/offer", json=body
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.base_url}/offer", json=body) as resp,
+        ):
             answer = await resp.json()
             if resp.status != 200:
                 raise RuntimeError(f"offer refused ({resp.status}): {answer}")
@@ -221,7 +222,9 @@ class Probe:
                 if self.keep_images:
                     got.last_image = img
                 frame_id = read_id(img)
-                sent = self.camera.sent.get(frame_id) if self.camera and frame_id is not None else None
+                sent = (
+                    self.camera.sent.get(frame_id) if self.camera and frame_id is not None else None
+                )
                 if sent is None:
                     got.unreadable += 1
                     continue

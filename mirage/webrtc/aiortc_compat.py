@@ -15,12 +15,21 @@
    present and audio packets as soon as they are in order, skipping a lost
    packet after a short wait instead of stalling (aiortc #543, PR #1418).
    Remove when aiortc releases frames on the marker bit.
+
+3. Decode backlog. Encoded frames wait for the decoder thread in an unbounded
+   ``queue.Queue``; when the CPU cannot decode in real time the wait grows
+   without limit, before any of our own bounded stages sees a frame (aiortc
+   #642, #1192). ``BoundedDecodeQueue`` drops the stale backlog: for video it
+   then waits for a key frame and asks for one (PLI), so decoding resumes at the
+   live edge, never on a corrupt reference.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-from collections.abc import Iterator
+import queue
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -74,12 +83,17 @@ class LowLatencyJitterBuffer(JitterBuffer):
     def __init__(self, capacity: int, is_video: bool, skip_after: int = 3) -> None:
         super().__init__(capacity=capacity, prefetch=0, is_video=is_video)
         self._skip_after = skip_after
+        self.last_ssrc: int | None = None
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        self.last_ssrc = packet.ssrc
         pli, frame = super().add(packet)
-        if frame is None and self._origin is not None and self._packets[
-            self._origin % self._capacity
-        ] is None and self._skip_gap():
+        if (
+            frame is None
+            and self._origin is not None
+            and self._packets[self._origin % self._capacity] is None
+            and self._skip_gap()
+        ):
             pli = pli or self._is_video
             frame = self._remove_frame(packet.sequence_number)
         return pli, frame
@@ -130,9 +144,71 @@ def _frame(packets: list[RtpPacket]) -> JitterFrame:
     return JitterFrame(data=data, timestamp=packets[0].timestamp)
 
 
-def use_low_latency_receivers(pc: RTCPeerConnection) -> None:
-    """Give every receiver of ``pc`` a ``LowLatencyJitterBuffer`` (call after
-    ``setRemoteDescription``, before media flows)."""
+def is_keyframe(codec_name: str, data: bytes) -> bool:
+    """Whether an encoded VP8 or H.264 frame can be decoded on its own."""
+    if not data:
+        return False
+    if codec_name.upper() == "VP8":
+        return data[0] & 0x01 == 0  # frame tag: P bit clear = key frame (RFC 6386 9.1)
+    if codec_name.upper() == "H264":
+        i = data.find(b"\x00\x00\x01")
+        while i != -1 and i + 3 < len(data):
+            if data[i + 3] & 0x1F in (5, 7):  # IDR slice or SPS
+                return True
+            i = data.find(b"\x00\x00\x01", i + 3)
+        return False
+    return True  # unknown codecs: never hold frames back
+
+
+class BoundedDecodeQueue(queue.Queue):  # type: ignore[type-arg]
+    """The decoder's input queue with a bound; see the module docstring.
+
+    ``put`` runs on the event loop (from ``_handle_rtp_packet``); ``get`` in the
+    decoder thread. ``max_pending`` encoded frames may wait; a newer one then
+    flushes the backlog.
+    """
+
+    def __init__(self, is_video: bool, max_pending: int, on_flush: Callable[[], None]) -> None:
+        super().__init__()
+        self._is_video = is_video
+        self._max_pending = max_pending
+        self._on_flush = on_flush
+        self._await_key = False
+        self.dropped = 0
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:  # the end-of-stream marker always goes through
+            super().put(item)
+            return
+        codec, frame = item
+        key = self._is_video and is_keyframe(codec.name, frame.data)
+        if self._await_key:
+            if not key:
+                self.dropped += 1
+                return
+            self._await_key = False
+        if self.qsize() >= self._max_pending:
+            self._flush()
+            if self._is_video and not key:
+                self._await_key = True
+                self.dropped += 1
+                self._on_flush()
+                return
+        super().put(item)
+
+    def _flush(self) -> None:
+        with self.mutex:
+            pending = [x for x in self.queue if x is None]
+            self.dropped += len(self.queue) - len(pending)
+            self.queue.clear()
+            self.queue.extend(pending)
+
+
+def use_low_latency_receivers(
+    pc: RTCPeerConnection, max_pending_video: int = 3, max_pending_audio: int = 10
+) -> None:
+    """Give every receiver of ``pc`` a ``LowLatencyJitterBuffer`` and a
+    ``BoundedDecodeQueue`` (call after ``setRemoteDescription``, before media flows)."""
     for receiver in pc.getReceivers():
         kind = receiver.track.kind if receiver.track is not None else None
         if kind not in ("audio", "video"):
@@ -140,11 +216,33 @@ def use_low_latency_receivers(pc: RTCPeerConnection) -> None:
         stock: Any = getattr(receiver, "_RTCRtpReceiver__jitter_buffer")  # noqa: B009
         buffer = LowLatencyJitterBuffer(capacity=stock.capacity, is_video=kind == "video")
         setattr(receiver, "_RTCRtpReceiver__jitter_buffer", buffer)  # noqa: B010
+        getattr(receiver, "_RTCRtpReceiver__decoder_queue")  # noqa: B009 - fail loudly if gone
+
+        pending: set[asyncio.Future[None]] = set()
+
+        def ask_key_frame(
+            receiver: Any = receiver,
+            buffer: LowLatencyJitterBuffer = buffer,
+            pending: set[asyncio.Future[None]] = pending,
+        ) -> None:
+            if buffer.last_ssrc is not None:
+                future = asyncio.ensure_future(receiver._send_rtcp_pli(buffer.last_ssrc))
+                pending.add(future)
+                future.add_done_callback(pending.discard)
+
+        decode_queue = BoundedDecodeQueue(
+            kind == "video",
+            max_pending_video if kind == "video" else max_pending_audio,
+            ask_key_frame,
+        )
+        setattr(receiver, "_RTCRtpReceiver__decoder_queue", decode_queue)  # noqa: B010
 
 
 __all__ = [
+    "BoundedDecodeQueue",
     "LowLatencyJitterBuffer",
     "ice_hosts",
     "install",
+    "is_keyframe",
     "use_low_latency_receivers",
 ]

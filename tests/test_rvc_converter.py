@@ -1,0 +1,239 @@
+"""The streaming ``rvc`` converter: stream vs offline, seams, silence, errors; pitch; index.
+
+No real weights exist here: a small HuBERT (fairseq layout, random) and a small v1
+synthesizer (random, written as an RVC ``.pth``) are made in a temporary weights folder.
+The architecture and every streaming stage are the real ones; only the widths are small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mirage.models import VoiceConverter, create_converter
+from mirage.models.base import BadInput, WeightsMissing
+from mirage.models.voice.rvc import pitch as rvc_pitch
+from mirage.models.voice.rvc.checkpoint import CheckpointError, save_synthesizer
+from mirage.models.voice.rvc.converter import RvcConverter, unavailable_reason
+from mirage.models.voice.rvc.index import FeatureIndex
+from mirage.models.voice.rvc.synthesizer import Synthesizer, SynthesizerConfig
+from tests.speech import speech
+from tests.test_hubert_mapping import checkpoint, fairseq_state
+
+#: A small 32 kHz v1 model: the official layout with narrow channels.
+SMALL_V1_32K = [1025, 32, 16, 16, 32, 2, 2, 3, 0, "1", [3, 7, 11], [[1, 3, 5]] * 3,
+                [10, 8, 2, 2], 32, [20, 16, 4, 4], 4, 16, 32000]  # fmt: skip
+QUIET = dict(noise_scale=0.0, nsf_noise_scale=0.0)  # deterministic, as the golden run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Two shared cores: more torch threads only spin against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_weights(root: Path) -> Path:
+    (root / "hubert").mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint(fairseq_state(final=256, layers=9)), root / "hubert" / "hubert_base.pt")
+    torch.manual_seed(0)
+    model = Synthesizer(SynthesizerConfig.from_list(SMALL_V1_32K), "v1")
+    save_synthesizer(root / "rvc" / "model.pth", model, info="test")
+    return root
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_weights(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def voice() -> np.ndarray:
+    return np.array(speech()[: 3 * 16000])
+
+
+def stream(conv: RvcConverter, x: np.ndarray) -> np.ndarray:
+    n = len(x) // conv.block_size
+    blocks = x[: n * conv.block_size].reshape(n, conv.block_size)
+    return np.concatenate([conv.convert(b) for b in blocks])
+
+
+def test_protocol_sizes_and_latency(models: Path) -> None:
+    conv = create_converter("rvc", models_dir=str(models), block_ms=100, **QUIET)
+    assert isinstance(conv, VoiceConverter)
+    assert (conv.sample_rate, conv.block_size) == (16000, 1600)
+    assert conv.latency_s == pytest.approx(0.100 + 0.040 + 0.010)  # block + crossfade + search
+    out = conv.convert(np.zeros(1600, np.float32))
+    assert out.shape == (1600,) and out.dtype == np.float32
+
+
+def test_streaming_matches_offline_away_from_seams(models: Path, voice: np.ndarray) -> None:
+    conv = RvcConverter(models_dir=str(models), **QUIET)
+    offline = conv.convert_offline(voice)
+    assert offline.shape == voice.shape
+    streamed = stream(conv, voice)
+    block = conv.block_size
+    xfade, search = conv.layout.crossfade * 160, conv.layout.search * 160
+    # the stream lags by crossfade + search - (SOLA offset): find that lag
+    lags = range(xfade, xfade + search + 1)
+    errs = [np.mean((streamed[lag:] - offline[: len(streamed) - lag]) ** 2) for lag in lags]
+    lag = lags[int(np.argmin(errs))]
+    got, want = streamed[lag:], offline[: len(streamed) - lag]
+    # away from seams: skip the first block (no context yet) and each crossfade
+    inner = (np.arange(len(got)) + lag) % block >= xfade
+    inner[: 2 * block] = False
+    rel = np.sqrt(np.mean((got - want)[inner] ** 2) / np.mean(want[inner] ** 2))
+    assert rel < 0.05, f"stream differs from offline by {rel:.3f} of its RMS"
+    # the measure can tell: a one-semitone change moves the offline output much further
+    sharp = RvcConverter(models_dir=str(models), semitones=1.0, **QUIET).convert_offline(voice)
+    moved = (sharp - offline)[lag : lag + len(got)][inner]
+    assert np.sqrt(np.mean(moved**2) / np.mean(want[inner] ** 2)) > 3 * rel
+
+
+def test_seams_do_not_click(models: Path, voice: np.ndarray) -> None:
+    conv = RvcConverter(models_dir=str(models), block_ms=100, **QUIET)
+    out = stream(conv, voice)
+    step = np.abs(np.diff(out))
+    seams = np.zeros(len(step), bool)
+    for k in range(1, len(out) // conv.block_size):
+        seams[k * conv.block_size - 4 : k * conv.block_size + 4] = True
+    own_range = np.abs(np.diff(conv.convert_offline(voice))).max()
+    assert step[seams].max() <= own_range
+    assert step[seams].max() <= step[~seams].max()
+
+
+def test_silence_in_near_silence_out(models: Path) -> None:
+    conv = RvcConverter(models_dir=str(models), **QUIET)
+    silent = [conv.convert(np.zeros(conv.block_size, np.float32)) for _ in range(6)]
+    assert np.abs(np.concatenate(silent)).max() < 1e-4
+    hiss = np.random.default_rng(0).normal(0, 1e-4, conv.block_size * 6).astype(np.float32)
+    out = stream(conv, hiss)
+    assert np.sqrt(np.mean(out**2)) < 1e-3  # -60 dBFS
+
+
+def test_semitones_change_the_output(models: Path, voice: np.ndarray) -> None:
+    base = RvcConverter(models_dir=str(models), **QUIET).convert_offline(voice)
+    up = RvcConverter(models_dir=str(models), semitones=12, **QUIET).convert_offline(voice)
+    assert np.sqrt(np.mean((up - base) ** 2)) > 0.1 * np.sqrt(np.mean(base**2))
+
+
+def test_wrong_sample_rate_is_refused(models: Path) -> None:
+    with pytest.raises(BadInput, match="16000 Hz"):
+        create_converter("rvc", models_dir=str(models), sample_rate=48000)
+
+
+def test_bad_blocks_are_refused(models: Path) -> None:
+    conv = RvcConverter(models_dir=str(models), **QUIET)
+    with pytest.raises(BadInput, match="2560 samples"):
+        conv.convert(np.zeros(960, np.float32))
+    with pytest.raises(BadInput, match="NaN"):
+        conv.convert(np.full(conv.block_size, np.nan, np.float32))
+    with pytest.raises(BadInput, match="block_ms"):
+        RvcConverter(models_dir=str(models), block_ms=5000)
+
+
+def test_missing_weights_are_named(tmp_path: Path, models: Path) -> None:
+    assert "rvc/model.pth" in str(unavailable_reason(str(tmp_path)))
+    with pytest.raises(WeightsMissing, match="model.pth"):
+        RvcConverter(models_dir=str(tmp_path))
+    (tmp_path / "rvc").mkdir()
+    (tmp_path / "rvc" / "model.pth").write_bytes((models / "rvc" / "model.pth").read_bytes())
+    assert "hubert/hubert_base.pt" in str(unavailable_reason(str(tmp_path)))
+    with pytest.raises(WeightsMissing, match="hubert_base.pt"):
+        RvcConverter(models_dir=str(tmp_path))
+    assert unavailable_reason(str(models)) is None
+
+
+@pytest.mark.parametrize("broken", ["rvc/model.pth", "hubert/hubert_base.pt"])
+def test_corrupt_checkpoint_is_named(tmp_path: Path, models: Path, broken: str) -> None:
+    for name in ("rvc/model.pth", "hubert/hubert_base.pt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        data = (models / name).read_bytes()
+        (tmp_path / name).write_bytes(data[: len(data) // 3] if name == broken else data)
+    with pytest.raises(CheckpointError, match=broken.split("/")[1].replace(".", r"\.")):
+        RvcConverter(models_dir=str(tmp_path))
+
+
+def test_index_retrieval_pulls_features(tmp_path: Path, models: Path, voice: np.ndarray) -> None:
+    faiss = pytest.importorskip("faiss")
+    rng = np.random.default_rng(1)
+    stored = rng.normal(size=(64, 256)).astype(np.float32)
+    flat = faiss.IndexFlatL2(256)
+    flat.add(stored)
+    path = tmp_path / "features.index"
+    faiss.write_index(flat, str(path))
+    index = FeatureIndex(path, 256)
+    # an exact match dominates its inverse-square weighting
+    np.testing.assert_allclose(index.retrieve(stored[:3]), stored[:3], atol=1e-4)
+    query = stored[:2] + 0.5 * rng.normal(size=(2, 256)).astype(np.float32)
+    distance, ids = flat.search(query, 8)
+    weight = 1 / distance**2
+    want = np.einsum("tk,tkd->td", weight / weight.sum(1, keepdims=True), stored[ids])
+    np.testing.assert_allclose(index.retrieve(query), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(index.blend(query, 0.0), query)
+    with pytest.raises(WeightsMissing, match="features.index holds 256-dim"):
+        FeatureIndex(path, 768)
+    # the converter uses it when it sits beside the model
+    (tmp_path / "rvc").mkdir()
+    for name in ("rvc/model.pth", "hubert/hubert_base.pt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes((models / name).read_bytes())
+    faiss.write_index(flat, str(tmp_path / "rvc" / "features.index"))
+    with_index = RvcConverter(models_dir=str(tmp_path), index_rate=1.0, **QUIET)
+    assert with_index.index is not None
+    plain = RvcConverter(models_dir=str(models), index_rate=1.0, **QUIET)
+    assert plain.index is None
+    a, b = with_index.convert_offline(voice[:16000]), plain.convert_offline(voice[:16000])
+    assert np.sqrt(np.mean((a - b) ** 2)) > 0.05 * np.sqrt(np.mean(b**2))
+
+
+def test_coarse_pitch_matches_upstream_quantisation() -> None:
+    f0 = np.array([0.0, 30.0, 50.0, 100.0, 440.0, 1100.0, 2000.0])
+    coarse = rvc_pitch.coarse_pitch(f0)
+    mel = 1127 * np.log(1 + f0 / 700)
+    lo, hi = 1127 * np.log(1 + 50 / 700), 1127 * np.log(1 + 1100 / 700)
+    want = np.clip(np.rint((mel - lo) * 254 / (hi - lo) + 1), 1, 255)
+    want[0] = 1
+    np.testing.assert_array_equal(coarse, want)
+    assert coarse.dtype == np.int64 and coarse[2] == 1 and coarse[5] == 255
+    np.testing.assert_allclose(rvc_pitch.shift(np.array([0.0, 220.0]), 12), [0.0, 440.0])
+    np.testing.assert_allclose(rvc_pitch.shift(np.array([440.0]), -7), [440 * 2 ** (-7 / 12)])
+    np.testing.assert_array_equal(
+        rvc_pitch.fill_unvoiced(np.array([0.0, 100.0, 0.0, 200.0, 0.0])),
+        [100.0, 100.0, 150.0, 200.0, 200.0],
+    )
+    np.testing.assert_array_equal(rvc_pitch.fill_unvoiced(np.zeros(3)), np.zeros(3))
+
+
+def test_fallback_tracker_follows_a_gliding_voice() -> None:
+    t = np.arange(16000) / 16000
+    f0 = 150 + 100 * t  # 150 → 250 Hz glide
+    phase = 2 * np.pi * np.cumsum(f0) / 16000
+    x = sum(0.3 / k * np.sin(k * phase) for k in range(1, 6)).astype(np.float32)
+    tracker = rvc_pitch.make_tracker(Path("/nonexistent/rmvpe.pt"), torch.device("cpu"))
+    assert tracker.name == "dio"
+    got = tracker(x)
+    assert got.shape == (16000 // 160 + 1,)
+    truth = 150 + 100 * np.arange(len(got)) * 160 / 16000
+    inner = slice(5, -5)
+    np.testing.assert_allclose(got[inner], truth[inner], rtol=0.03)
+    # the streaming cache agrees with tracking the whole window, away from its newest edge
+    window = x[:6400]
+    cached = rvc_pitch.StreamingPitch(tracker, 40)
+    for end in range(1600, 6401, 1600):
+        cached.update(np.pad(window[:end], (6400 - end, 0)), 10)
+    whole = tracker(window)[:40]
+    np.testing.assert_allclose(cached.cache[5:-2], whole[5:-2], rtol=0.03)
+
+
+def test_rmvpe_is_required_when_asked_for(tmp_path: Path) -> None:
+    with pytest.raises(WeightsMissing, match="rmvpe.pt"):
+        rvc_pitch.make_tracker(tmp_path / "rmvpe" / "rmvpe.pt", torch.device("cpu"), "rmvpe")
+    with pytest.raises(ValueError, match="unknown pitch method"):
+        rvc_pitch.make_tracker(tmp_path / "rmvpe.pt", torch.device("cpu"), "crepe")
