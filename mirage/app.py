@@ -14,7 +14,7 @@ from mirage import __version__
 from mirage.config import Settings
 from mirage.models.base import MirageError
 from mirage.state import SERVER, MirageServer
-from mirage.webrtc import aiortc_compat, signalling
+from mirage.webrtc import aiortc_compat, reference, signalling
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.router.add_post("/offer", signalling.handle_offer)
     app.router.add_get("/sessions/{session_id}", signalling.handle_session_stats)
     app.router.add_delete("/sessions/{session_id}", signalling.handle_delete)
+    app.router.add_post("/reference", reference.handle_post_reference)
+    app.router.add_get("/reference", reference.handle_get_reference)
     if WEB_DIR.is_dir():
         app.router.add_static("/web/", WEB_DIR)
     return app

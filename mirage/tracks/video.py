@@ -12,12 +12,15 @@ Three stages, each bounded:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import fractions
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
@@ -83,6 +86,8 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._last: Rendered | None = None
         self._last_sent = 0.0
         self._last_pts = -1
+        self._new_reference: tuple[np.ndarray, concurrent.futures.Future[None]] | None = None
+        self._reference_lock = threading.Lock()
         self.last_input = time.monotonic()
         self.errors = 0
         self.frames_in = 0
@@ -126,8 +131,36 @@ class AvatarVideoTrack(MediaStreamTrack):
             if self._on_source_ended is not None and self.readyState == "live":
                 self._on_source_ended()
 
+    # -- a new reference portrait, applied by the worker between two frames ------
+    async def set_reference(self, image: np.ndarray, timeout: float = 30.0) -> None:
+        """Swap the portrait without a race with ``animate``; raises what the backend
+        raises (e.g. ``NoFaceError``), in which case the old portrait stays."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._reference_lock:
+            if self._new_reference is not None:
+                self._new_reference[1].cancel()
+            self._new_reference = (image, future)
+        await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+
+    def _apply_new_reference(self) -> None:
+        with self._reference_lock:
+            pending, self._new_reference = self._new_reference, None
+        if pending is None:
+            return
+        image, future = pending
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            self._animator.set_reference(image)
+            self._animator.reset()
+        except Exception as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
     # -- stage 2: the worker thread ---------------------------------------------
     def _render_next(self) -> None:
+        self._apply_new_reference()
         item = self._inbox.take(timeout=0.2)
         if item is None or self._worker.stopping:
             return

@@ -151,6 +151,14 @@ class Session:
                 except Exception:  # pragma: no cover - best effort on the way out
                     log.exception("closing a model failed")
 
+    async def set_reference(self, image: Any) -> None:
+        """A new portrait for this session (applied between two frames)."""
+        if self.video is not None and self.video.readyState == "live":
+            await self.video.set_reference(image)
+            return
+        animator = self.backends.animator
+        await asyncio.get_running_loop().run_in_executor(None, animator.set_reference, image)
+
     # -- reporting -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {
