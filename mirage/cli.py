@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mirage.config import Settings, from_env
+from mirage.config import Settings, from_env, parse_port_range
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,10 +17,24 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--port", type=int, help="HTTP port (default 7860; env PORT / MIRAGE_PORT)")
     p.add_argument("--face", help="default face backend (warp, liveportrait, passthrough)")
     p.add_argument("--voice", help="default voice backend (dsp, rvc, passthrough)")
-    p.add_argument("--ice-host", action="append", dest="ice_hosts",
-                   help="host address ICE may offer (repeatable; default: every interface)")
-    p.add_argument("--ice-server", action="append", dest="ice_servers",
-                   help="STUN/TURN URL (repeatable; default: none)")
+    p.add_argument(
+        "--ice-host",
+        action="append",
+        dest="ice_hosts",
+        help="host address ICE may offer (repeatable; default: every interface)",
+    )
+    p.add_argument(
+        "--ice-server",
+        action="append",
+        dest="ice_servers",
+        help="STUN/TURN URL (repeatable; default: none)",
+    )
+    p.add_argument(
+        "--udp-ports",
+        type=parse_port_range,
+        dest="udp_ports",
+        help="ICE host UDP port range, e.g. 50000-50100 (default: any port)",
+    )
     p.add_argument("--models-dir", help="weights folder (default models/; env MIRAGE_MODELS_DIR)")
     p.add_argument("--max-sessions", type=int, help="sessions admitted at once (default 4)")
     p.add_argument("--log-level", default="INFO")
@@ -30,7 +44,7 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str]) -> Setting
     settings = from_env(env, Settings())
     changes = {
         key: value
-        for key in ("host", "port", "face", "voice", "models_dir", "max_sessions")
+        for key in ("host", "port", "face", "voice", "models_dir", "max_sessions", "udp_ports")
         if (value := getattr(args, key, None)) is not None
     }
     for key in ("ice_hosts", "ice_servers"):

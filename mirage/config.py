@@ -20,6 +20,7 @@ class Settings:
     # a third party by default, and tests must stay on loopback.
     ice_servers: tuple[str, ...] = ()
     ice_hosts: tuple[str, ...] = ()  # host addresses ICE may offer; () = every interface
+    udp_ports: tuple[int, int] | None = None  # ICE host ports, e.g. (50000, 50100); None = any
     low_latency_receive: bool = True  # see mirage/webrtc/aiortc_compat.py
     # Media.
     video_size: int = 512
@@ -40,6 +41,18 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+def parse_port_range(value: str) -> tuple[int, int]:
+    """``"50000-50100"`` → (50000, 50100), checked."""
+    low_text, sep, high_text = value.partition("-")
+    try:
+        low, high = int(low_text), int(high_text if sep else low_text)
+    except ValueError:
+        raise ValueError(f"UDP port range must look like 50000-50100, got {value!r}") from None
+    if not 1024 <= low <= high <= 65535:
+        raise ValueError(f"UDP port range {value!r} must be within 1024-65535, low ≤ high")
+    return low, high
+
+
 def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
@@ -49,6 +62,7 @@ _ENV_PARSERS: dict[str, Any] = {
     "port": int,
     "ice_servers": _split,
     "ice_hosts": _split,
+    "udp_ports": parse_port_range,
     "low_latency_receive": lambda v: v.lower() not in ("0", "false", "no", "off"),
     "video_size": int,
     "max_fps": float,

@@ -118,3 +118,32 @@ def test_keyframe_detection_for_h264_annex_b() -> None:
     non_idr = b"\x00\x00\x00\x01\x41abc"
     assert is_keyframe("H264", sps_idr) and not is_keyframe("H264", non_idr)
     assert is_keyframe("VP8", b"\x10") and not is_keyframe("VP8", b"\x11")
+
+
+async def test_candidates_use_the_configured_udp_port_range() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTrack(SyntheticCamera(64))
+        with aiortc_compat.ice_hosts(("127.0.0.1",), (41000, 41010)):
+            await pc.setLocalDescription(await pc.createOffer())
+        ports = [
+            int(line.split()[5])
+            for line in pc.localDescription.sdp.splitlines()
+            if line.startswith("a=candidate")
+        ]
+        assert ports and all(41000 <= p <= 41010 for p in ports), ports
+    finally:
+        await pc.close()
+
+
+def test_port_range_setting_is_parsed_and_checked() -> None:
+    import pytest
+
+    from mirage.config import Settings, from_env, parse_port_range
+
+    assert parse_port_range("50000-50100") == (50000, 50100)
+    assert from_env({"MIRAGE_UDP_PORTS": "50000-50010"}).udp_ports == (50000, 50010)
+    assert from_env({"PORT": "8080"}, Settings()).port == 8080
+    for bad in ("abc", "50100-50000", "80-90"):
+        with pytest.raises(ValueError, match="range"):
+            parse_port_range(bad)

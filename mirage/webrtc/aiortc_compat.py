@@ -1,11 +1,12 @@
 """Every place we reach into aiortc / aioice internals, with why and when to remove it.
 
-1. ICE host addresses. aioice gathers every interface *except* loopback and has
-   no option to choose (aioice #47 for ports, same function for addresses). We
-   replace ``aioice.ice.get_host_addresses`` once with a function that reads a
-   context variable, so each session may restrict its own candidates (tests and
-   benchmarks use 127.0.0.1) while unset contexts keep the stock behaviour.
-   Remove when aioice exposes host-address selection on ``Connection``.
+1. ICE host addresses and ports. aioice gathers every interface *except*
+   loopback, on random ports, with no option to choose either (aioice #47; the
+   port_range PR #112 is unmerged). We replace ``aioice.ice.get_host_addresses``
+   once with a function that reads a context variable, and wrap the running
+   loop's ``create_datagram_endpoint`` so that a port-0 bind made while a port
+   range is set in the context tries the range instead. Contexts without these
+   settings keep the stock behaviour. Remove when aioice exposes both.
 
 2. Receive latency. aiortc's ``JitterBuffer`` releases a video frame only when the
    *next* frame's first packet arrives (one frame interval per hop: ~50 ms at
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import queue
+import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,6 +42,9 @@ from aiortc.rtp import RtpPacket
 
 _ice_hosts: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
     "mirage_ice_hosts", default=()
+)
+_udp_ports: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "mirage_udp_ports", default=None
 )
 _stock_get_host_addresses = aioice.ice.get_host_addresses
 
@@ -56,19 +61,49 @@ def install() -> None:
     aioice.ice.get_host_addresses = _get_host_addresses
 
 
+def _bind_in_port_range(loop: asyncio.AbstractEventLoop) -> None:
+    """Wrap ``loop.create_datagram_endpoint`` once (see the module docstring)."""
+    if getattr(loop, "_mirage_port_range", False):
+        return
+    stock = loop.create_datagram_endpoint
+
+    async def create_datagram_endpoint(factory: Any, local_addr: Any = None, **kw: Any) -> Any:
+        ports = _udp_ports.get()
+        if ports is None or local_addr is None or local_addr[1] != 0:
+            return await stock(factory, local_addr=local_addr, **kw)
+        low, high = ports
+        span = high - low + 1
+        first = random.randrange(span)
+        for i in range(span):
+            port = low + (first + i) % span
+            try:
+                return await stock(factory, local_addr=(local_addr[0], port), **kw)
+            except OSError:
+                continue
+        raise OSError(f"no free UDP port in {low}-{high} on {local_addr[0]}")
+
+    loop.create_datagram_endpoint = create_datagram_endpoint  # type: ignore[method-assign,assignment]
+    loop._mirage_port_range = True  # type: ignore[attr-defined]
+
+
 @contextmanager
-def ice_hosts(hosts: tuple[str, ...]) -> Iterator[None]:
-    """ICE gathering inside this block offers only ``hosts`` (empty: every interface).
+def ice_hosts(hosts: tuple[str, ...], udp_ports: tuple[int, int] | None = None) -> Iterator[None]:
+    """ICE gathering inside this block offers only ``hosts`` (empty: every interface)
+    on ports in ``udp_ports`` (None: any port).
 
     Gathering runs in tasks created inside the block (``setLocalDescription``), which
-    inherit the context, so the setting stays with the session that made it.
+    inherit the context, so the settings stay with the session that made them.
     """
     install()
-    token = _ice_hosts.set(tuple(hosts))
+    if udp_ports is not None:
+        _bind_in_port_range(asyncio.get_running_loop())
+    host_token = _ice_hosts.set(tuple(hosts))
+    port_token = _udp_ports.set(udp_ports)
     try:
         yield
     finally:
-        _ice_hosts.reset(token)
+        _udp_ports.reset(port_token)
+        _ice_hosts.reset(host_token)
 
 
 class LowLatencyJitterBuffer(JitterBuffer):

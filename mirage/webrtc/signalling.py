@@ -110,7 +110,7 @@ async def _answer(server: MirageServer, offer: Offer, backends: Backends) -> Ses
             raise BadOffer("the offer has neither a video nor an audio track to transform")
         if settings.low_latency_receive:
             aiortc_compat.use_low_latency_receivers(pc)
-        with aiortc_compat.ice_hosts(settings.ice_hosts):
+        with aiortc_compat.ice_hosts(settings.ice_hosts, settings.udp_ports):
             await pc.setLocalDescription(await pc.createAnswer())
     except BaseException:
         await session.close("offer failed")

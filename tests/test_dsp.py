@@ -1,0 +1,356 @@
+"""The ``dsp`` voice: pitch and formant shift measured on real (espeak-ng) speech."""
+
+from __future__ import annotations
+
+import functools
+import re
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy.signal import fftconvolve
+
+from mirage.models import BadInput, VoiceConverter, create_converter
+from mirage.models.registry import find, unavailable_reason
+from mirage.models.voice import dsp
+from mirage.models.voice.dsp import DspConverter, warp_envelope
+from mirage.models.voice.presets import presets
+from tests.speech import speech as espeak
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import pyworld
+
+RATE = 16000
+TEXT = "The quick brown fox jumps over the lazy dog, while Mirage changes his voice."
+
+
+def speech(voice: str = "en-us") -> np.ndarray:
+    """About four seconds of espeak-ng speech (cached for the session)."""
+    return espeak(TEXT, voice=voice)
+
+
+def _stream(converter: VoiceConverter, x: np.ndarray) -> np.ndarray:
+    """``x`` through ``convert`` block by block (the tail that fills no block is dropped)."""
+    b = converter.block_size
+    return np.concatenate([converter.convert(x[i : i + b]) for i in range(0, len(x) - b + 1, b)])
+
+
+@functools.lru_cache(maxsize=32)
+def _converted(items: tuple[tuple[str, Any], ...], voice: str = "en-us") -> np.ndarray:
+    """Cached: ``speech(voice)`` through a fresh ``dsp`` converter made with ``items``."""
+    return _stream(create_converter("dsp", **dict(items)), speech(voice))
+
+
+def converted(voice: str = "en-us", **options: Any) -> np.ndarray:
+    if options.get("block_ms") == 160:  # the default: share the cache entry
+        del options["block_ms"]
+    return _converted(tuple(sorted(options.items())), voice)
+
+
+def f0_of(x: np.ndarray) -> np.ndarray:
+    x64 = x.astype(np.float64)
+    f0, t = pyworld.dio(x64, RATE, f0_floor=50.0, f0_ceil=900.0)
+    return pyworld.stonemask(x64, f0, t, RATE)
+
+
+def _delay_samples() -> int:
+    return round(create_converter("dsp").latency_s * RATE)
+
+
+def semitone_shift(x: np.ndarray, y: np.ndarray) -> float:
+    """Median pitch change, frame by frame, over frames voiced in both (y lags x)."""
+    d = _delay_samples()
+    fx, fy = f0_of(x[: len(y) - d]), f0_of(y[d:])
+    n = min(len(fx), len(fy))
+    both = (fx[:n] > 0) & (fy[:n] > 0)
+    assert both.mean() > 0.4, "too few voiced frames to measure pitch"
+    return float(np.median(12 * np.log2(fy[:n][both] / fx[:n][both])))
+
+
+def envelope_ratio(x: np.ndarray, y: np.ndarray) -> float:
+    """The frequency scaling that best maps x's average log envelope onto y's (150-5000 Hz)."""
+
+    def average_log_envelope(s: np.ndarray) -> np.ndarray:
+        s64 = s.astype(np.float64)
+        f0 = f0_of(s)
+        t = np.arange(len(f0)) * 0.005
+        sp = pyworld.cheaptrick(s64, f0, t, RATE)
+        return np.asarray(np.log(sp[f0 > 0].mean(axis=0)))
+
+    ex, ey = average_log_envelope(x), average_log_envelope(y)
+    band = slice(round(150 / 8000 * (len(ex) - 1)), round(5000 / 8000 * (len(ex) - 1)))
+    ratios = np.arange(0.7, 1.5, 0.01)
+    scores = []
+    for r in ratios:
+        warped = warp_envelope(ex, float(r))[band]
+        scores.append(np.corrcoef(warped, ey[band])[0, 1])
+    return float(ratios[int(np.argmax(scores))])
+
+
+def seam_clicks(y: np.ndarray, block: int, window: int = 40) -> float:
+    """Worst ratio of |2nd difference| at a block seam to its largest value nearby.
+
+    A click is a broadband step: it stands out of its own neighbourhood, which
+    carries the signal's own statistics at that moment.
+    """
+    d2 = np.abs(np.diff(y.astype(np.float64), 2))
+    worst = 0.0
+    for p in range(block, len(y) - window, block):
+        seam = d2[p - 2 : p].max()
+        local = max(d2[p - 2 - window : p - 2].max(), d2[p + 1 : p + window].max())
+        worst = max(worst, float(seam / (local + 1e-3)))
+    return worst
+
+
+# -- the entry point -------------------------------------------------------------------------
+
+
+def test_entry_point_makes_a_streaming_voice_converter() -> None:
+    converter = create_converter("dsp", preset="bright")
+    assert isinstance(converter, DspConverter) and isinstance(converter, VoiceConverter)
+    assert converter.sample_rate == 16000 and converter.block_size == 2560
+    assert 0.0 < converter.latency_s <= 0.030  # the target: block + 30 ms at most
+    assert (converter.params.semitones, converter.params.formant) == (5.0, 1.18)
+    assert dsp.unavailable_reason(None) is None
+    assert unavailable_reason(find("voice", "dsp")) is None
+
+
+def test_explicit_values_override_the_preset() -> None:
+    converter = create_converter("dsp", preset="bright", semitones=6, formant="1.1")
+    assert isinstance(converter, DspConverter)
+    assert (converter.params.semitones, converter.params.formant) == (6.0, 1.1)
+
+
+@pytest.mark.parametrize("block_ms", [80, 120, 200])
+def test_block_size_follows_block_ms(block_ms: int) -> None:
+    assert create_converter("dsp", block_ms=block_ms).block_size == block_ms * 16
+
+
+def test_presets_are_listed_and_all_run() -> None:
+    listing = presets()
+    assert {"neutral", "deep", "bright", "robot"} <= set(listing)
+    assert listing["bright"]["semitones"] > 0 and listing["deep"]["semitones"] < 0
+    block = speech()[16000 : 16000 + 2560]
+    for name, info in listing.items():
+        assert info["description"]
+        converter = create_converter("dsp", preset=name)
+        for _ in range(2):
+            out = converter.convert(block)
+            assert out.shape == (2560,) and out.dtype == np.float32
+            assert np.all(np.abs(out) <= 1.0)
+        assert np.sqrt(np.mean(out**2)) > 0.01, name
+
+
+# -- pitch and formants ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("semitones", [5.0, -4.5, 12.0])
+def test_pitch_moves_by_the_requested_semitones(semitones: float) -> None:
+    shift = semitone_shift(speech(), converted(semitones=semitones))
+    assert abs(shift - semitones) <= 0.5
+
+
+def test_neutral_is_the_input_delayed() -> None:
+    """No change asked: the voice itself, delayed by a constant within ``latency_s``."""
+    x, y = speech(), converted()
+    delays = range(_delay_samples() + 1)
+    d = next(k for k in delays if np.allclose(y[k:], x[: len(y) - k], rtol=0, atol=1e-5))
+    assert d >= round(0.015 * RATE)  # lookahead + crossfade, the smallest SOLA delay
+
+
+def test_resynthesis_keeps_pitch_envelope_and_level() -> None:
+    """A shift too small to hear goes through WORLD: it must leave the voice as it was."""
+    x, y = speech(), converted(semitones=0.01)
+    assert abs(semitone_shift(x, y)) <= 0.5
+    assert abs(envelope_ratio(x, y) - 1.0) <= 0.03
+    level = np.sqrt(np.mean(y**2) / np.mean(x[: len(y)] ** 2))
+    assert 0.7 < level < 1.4
+
+
+@pytest.mark.parametrize("ratio", [1.2, 0.85])
+def test_formant_shift_moves_the_envelope_and_keeps_the_pitch(ratio: float) -> None:
+    x, y = speech(), converted(formant=ratio)
+    measured = envelope_ratio(x, y)
+    assert (measured - 1.0) * (ratio - 1.0) > 0  # the right direction
+    assert abs(measured - ratio) <= 0.06  # by about the ratio
+    assert abs(semitone_shift(x, y)) <= 0.5  # pitch stays put
+
+
+def test_bright_preset_is_male_to_female() -> None:
+    x, y = speech(), converted(preset="bright")
+    assert abs(semitone_shift(x, y) - 5.0) <= 0.5
+    assert abs(envelope_ratio(x, y) - 1.18) <= 0.06
+
+
+def test_a_female_voice_goes_down() -> None:
+    x, y = speech("en-us+f3"), converted("en-us+f3", semitones=-5)
+    assert abs(semitone_shift(x, y) + 5.0) <= 0.5
+
+
+def test_robot_is_a_monotone() -> None:
+    f0 = f0_of(converted(preset="robot"))
+    voiced = f0[f0 > 0]
+    assert len(voiced) > 0.4 * len(f0)
+    assert abs(np.median(voiced) - 110.0) < 3.0
+    assert np.percentile(voiced, 90) - np.percentile(voiced, 10) < 6.0  # speech spreads over ~26 Hz
+
+
+def test_whisper_has_no_voicing_but_keeps_the_words() -> None:
+    x, y = speech(), converted(preset="whisper")
+    assert (f0_of(x) > 0).mean() > 0.5
+    assert (f0_of(y) > 0).mean() < 0.15
+    assert np.sqrt(np.mean(y**2)) > 0.1 * np.sqrt(np.mean(x**2))
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block_ms", [80, 160, 200])
+def test_streaming_blocks_join_without_clicks(block_ms: int) -> None:
+    y = converted(semitones=5, block_ms=block_ms)
+    assert len(y) >= len(speech()) - block_ms * 16
+    assert seam_clicks(y, block_ms * 16) < 1.6
+    assert abs(semitone_shift(speech(), y) - 5.0) <= 0.5
+
+
+class _Butt:
+    """A stand-in for SolaStream that butts blocks together: what the test must catch."""
+
+    def __init__(self, sola: Any) -> None:
+        self.chunk_size = sola.chunk_size
+        self.block_size = sola.block_size
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        return chunk[: self.block_size]
+
+
+def test_click_measure_catches_butted_blocks() -> None:
+    converter = create_converter("dsp", semitones=5, block_ms=80)
+    assert isinstance(converter, DspConverter)
+    converter._sola = _Butt(converter._sola)  # type: ignore[assignment]
+    assert seam_clicks(_stream(converter, speech()), converter.block_size) > 2.0
+
+
+def test_measured_delay_matches_latency() -> None:
+    """Resynthesis lags the input by (crossfade, latency]: SOLA's window plus WORLD's delay."""
+    x, y = speech(), converted(semitones=0.01)
+    ex = fftconvolve(x[: len(y)].astype(np.float64) ** 2, np.hanning(400), "same")
+    ey = fftconvolve(y.astype(np.float64) ** 2, np.hanning(400), "same")
+    lags = np.arange(0, 800)
+    lag = lags[int(np.argmax([np.dot(ex[: len(y) - k], ey[k:]) for k in lags]))]
+    latency = create_converter("dsp").latency_s
+    assert 0.010 * RATE <= lag <= (latency + 0.005) * RATE
+
+
+def test_silence_stays_silent() -> None:
+    converter = create_converter("dsp", preset="bright")
+    zeros = np.zeros(converter.block_size, np.float32)
+    for _ in range(3):
+        assert not np.any(converter.convert(zeros))
+    # After speech, the stream returns to exact silence once the tail has passed.
+    converter.convert(speech()[16000 : 16000 + converter.block_size])
+    outs = [converter.convert(zeros) for _ in range(3)]
+    assert np.any(outs[0]) and not np.any(outs[2])
+
+
+def test_update_changes_the_voice_without_resetting_the_stream() -> None:
+    x = speech()
+    converter = create_converter("dsp")
+    assert isinstance(converter, DspConverter)
+    half = (len(x) // 2) // converter.block_size * converter.block_size
+    first = _stream(converter, x[:half])
+    params = converter.update(semitones=5)
+    assert params.semitones == 5.0 and converter.params is params
+    second = _stream(converter, x[half:])
+    y = np.concatenate([first, second])
+    assert seam_clicks(y, converter.block_size) < 1.6
+    assert abs(semitone_shift(x[:half], first)) <= 0.5
+    assert abs(semitone_shift(x[half:], second) - 5.0) <= 0.6  # the first block is mixed
+    assert converter.update(preset="deep").semitones == -5.0
+    assert converter.update(formant=1.1).semitones == -5.0  # other values are kept
+
+
+def test_reset_forgets_the_stream() -> None:
+    converter = create_converter("dsp")
+    assert isinstance(converter, DspConverter)
+    converter.convert(speech()[16000 : 16000 + converter.block_size])
+    converter.reset()
+    assert not np.any(converter.convert(np.zeros(converter.block_size, np.float32)))
+
+
+def test_warp_envelope_moves_a_peak_by_the_ratio() -> None:
+    env = np.zeros((2, 513))
+    env[:, 100] = 1.0
+    assert int(np.argmax(warp_envelope(env, 1.2)[0])) == 120
+    assert int(np.argmax(warp_envelope(env, 0.8)[1])) == 80
+    np.testing.assert_array_equal(warp_envelope(env, 1.0), env)
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"preset": "alien"}, "unknown voice preset 'alien'; known: neutral"),
+        ({"preset": 3}, "preset must be a name"),
+        ({"semitones": 12.5}, "semitones must be between -12 and 12"),
+        ({"semitones": -13}, "semitones must be between -12 and 12"),
+        ({"semitones": float("nan")}, "semitones must be between"),
+        ({"semitones": "high"}, "semitones must be a number"),
+        ({"semitones": True}, "semitones must be a number"),
+        ({"formant": 0.3}, "formant must be between 0.5 and 2"),
+        ({"formant": 2.5}, "formant must be between 0.5 and 2"),
+        ({"flat_hz": 20}, "flat_hz must be between 50 and 400"),
+        ({"whisper": "maybe"}, "whisper must be true or false"),
+        ({"block_ms": 50}, "block_ms must be between 80 and 200"),
+        ({"block_ms": 250}, "block_ms must be between 80 and 200"),
+        ({"block_ms": "fast"}, "block_ms must be a number"),
+        ({"pitch": 3, "speed": 1}, "unknown dsp option(s) pitch, speed; known: preset"),
+    ],
+)
+def test_bad_options_are_bad_input(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(BadInput, match=re.escape(message)):
+        create_converter("dsp", **options)
+
+
+def test_bad_update_is_bad_input_and_changes_nothing() -> None:
+    converter = create_converter("dsp", preset="bright")
+    assert isinstance(converter, DspConverter)
+    before = converter.params
+    with pytest.raises(BadInput, match=r"unknown voice parameter.*pitch"):
+        converter.update(pitch=3)
+    with pytest.raises(BadInput, match="semitones must be between"):
+        converter.update(semitones=20)
+    with pytest.raises(BadInput, match="unknown voice preset"):
+        converter.update(preset="alien")
+    assert converter.params is before
+
+
+def test_flat_hz_zero_turns_the_robot_off() -> None:
+    converter = create_converter("dsp", preset="robot")
+    assert isinstance(converter, DspConverter)
+    assert converter.params.flat_hz == 110.0
+    assert converter.update(flat_hz=0).flat_hz is None
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (np.zeros(1000, np.float32), r"wants 2560 mono samples per block, got shape \(1000,\)"),
+        (np.zeros((2560, 2), np.float32), r"got shape \(2560, 2\)"),
+        (np.full(2560, np.nan, np.float32), "non-finite"),
+        (np.array(["a"] * 2560), "float samples in"),
+        (np.zeros(2560, np.int16), r"float samples in \[-1, 1\], got int16"),
+    ],
+)
+def test_bad_blocks_are_bad_input(block: np.ndarray, message: str) -> None:
+    with pytest.raises(BadInput, match=message):
+        create_converter("dsp").convert(block)
+
+
+def test_a_one_column_block_is_accepted() -> None:
+    out = create_converter("dsp").convert(np.zeros((2560, 1), np.float32))
+    assert out.shape == (2560,)
