@@ -52,7 +52,12 @@ async def config(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "video": {"size": s.video_size, "max_fps": s.max_fps},
-            "audio": {"sample_rate": 48000, "frame_ms": 20, "backlog_ms": s.audio_backlog_ms},
+            "audio": {
+                "sample_rate": 48000,
+                "frame_ms": 20,
+                "backlog_ms": s.audio_backlog_ms,
+                "voice": {"backend": server.defaults["voice"], **await server.voice_timing()},
+            },
             "defaults": server.defaults,
             "backends": server.backends_report(),
             "max_sessions": s.max_sessions,

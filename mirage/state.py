@@ -38,6 +38,7 @@ class MirageServer:
         self.metrics = Metrics()
         self.sessions: dict[str, Session] = {}
         self.reference: np.ndarray = builtin_reference()
+        self._voice_timing: dict[str, float] | None = None
         self.defaults = {
             "face": self._usable_default("face", settings.face),
             "voice": self._usable_default("voice", settings.voice),
@@ -50,6 +51,24 @@ class MirageServer:
             return name
         log.warning("%s backend %r unavailable (%s); using passthrough", kind, name, reason)
         return "passthrough"
+
+    async def voice_timing(self) -> dict[str, float]:
+        """Block length and algorithmic latency of the default voice backend (cached)."""
+        if self._voice_timing is None:
+            name = self.defaults["voice"]
+            md = self.settings.models_dir
+            loop = asyncio.get_running_loop()
+            converter = await loop.run_in_executor(
+                None, lambda: registry.create_converter(name, **_with_models(name, md, {}))
+            )
+            block_s = converter.block_size / converter.sample_rate
+            self._voice_timing = {
+                "sample_rate": converter.sample_rate,
+                "block_ms": round(block_s * 1000, 1),
+                "latency_s": round(converter.latency_s, 4),
+                "total_delay_ms": round((block_s + converter.latency_s) * 1000, 1),
+            }
+        return self._voice_timing
 
     def backends_report(self) -> dict[str, dict[str, str | None]]:
         """Each user-facing backend → None when usable here, else why not."""
@@ -95,7 +114,9 @@ class MirageServer:
         self.metrics.sessions_active.set(len(self.sessions))
 
     async def close_all(self) -> None:
-        await asyncio.gather(*(s.close("server shutting down") for s in list(self.sessions.values())))
+        await asyncio.gather(
+            *(s.close("server shutting down") for s in list(self.sessions.values()))
+        )
 
 
 _NEEDS_WEIGHTS = {"liveportrait", "rvc"}

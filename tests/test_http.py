@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from mirage.app import create_app
@@ -24,6 +25,9 @@ async def test_health_config_metrics(aiohttp_client: Any) -> None:
     assert health["status"] == "ok" and health["sessions"] == 0 and health["load"] == 0
     config = await (await client.get("/config")).json()
     assert config["video"] == {"size": 512, "max_fps": 20.0}
+    voice = config["audio"]["voice"]
+    assert voice["backend"] == "passthrough" and voice["latency_s"] == 0.0
+    assert voice["block_ms"] == 20.0
     assert config["backends"]["face"]["passthrough"] is None
     assert config["backends"]["voice"]["passthrough"] is None
     assert "invert" not in config["backends"]["face"], "test backends must stay hidden"
@@ -70,6 +74,15 @@ async def test_bad_offers_get_400_with_a_reason_and_the_server_keeps_serving(
     assert (await client.get("/health")).status == 200
     metrics = await (await client.get("/metrics")).text()
     assert 'mirage_offers_total{result="BadOffer"}' in metrics
+
+
+async def test_config_reports_the_dsp_voice_latency(aiohttp_client: Any) -> None:
+    client = await client_for(aiohttp_client, voice="dsp")
+    voice = (await (await client.get("/config")).json())["audio"]["voice"]
+    assert voice["backend"] == "dsp" and voice["block_ms"] == 160.0
+    assert 0 < voice["latency_s"] <= 0.03
+    assert voice["total_delay_ms"] == pytest.approx(160 + voice["latency_s"] * 1000, abs=0.2)
+    assert (await (await client.get("/config")).json())["backends"]["voice"]["dsp"] is None
 
 
 async def test_full_server_answers_503_with_retry_after(aiohttp_client: Any) -> None:

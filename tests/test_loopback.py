@@ -189,3 +189,41 @@ async def test_vanished_peer_session_is_gone_within_seconds(start_server: StartS
     await asyncio.sleep(0.5)
     assert mirage_threads() == []
     assert len(asyncio.all_tasks()) <= tasks_before + 1
+
+
+async def test_dsp_voice_shifts_the_pitch_over_opus(start_server: StartServer) -> None:
+    """The mic's voice-like 180 Hz buzz comes back an octave up (+12 semitones), over Opus."""
+    import pyworld
+    import soxr
+
+    server = await start_server(voice="dsp")
+    probe = Probe(
+        base_url(server),
+        video=False,
+        beep_on_s=0.4,
+        tone_hz=180.0,
+        harmonics=10,
+        options={"voice_options": {"semitones": 12}},
+    )
+    got = probe.received
+    try:
+        await probe.connect()
+        await until(lambda: got.audio_frames > 150, 20.0)
+        frames = np.stack(list(got.audio_tail))
+        loud = np.sqrt((frames**2).mean(axis=1)) > 0.05
+        # The middle of the longest loud run: a steady stretch of converted tone.
+        best, start, run = (0, 0), 0, 0
+        for i, flag in enumerate(loud):
+            run = run + 1 if flag else 0
+            if run > best[0]:
+                best = (run, i - run + 1)
+        length, start = best
+        assert length >= 8, f"no sustained converted tone came back (longest run {length})"
+        steady = soxr.resample(frames[start + 2 : start + length - 2].reshape(-1), 48000, 16000)
+        f0, _ = pyworld.harvest(steady.astype(np.float64), 16000, f0_floor=60, f0_ceil=800)
+        voiced = f0[f0 > 0]
+        assert len(voiced) > 10, "the returned audio is not voiced"
+        semitones = 12 * np.log2(np.median(voiced) / 180.0)
+        assert abs(semitones - 12) < 0.5, f"pitch moved {semitones:.2f} semitones, expected 12"
+    finally:
+        await probe.close()

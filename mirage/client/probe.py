@@ -9,6 +9,7 @@ the tests, ``bench/loopback.py`` and ``mirage bench``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import fractions
 import time
 from dataclasses import dataclass, field
@@ -97,12 +98,15 @@ class SyntheticCamera(MediaStreamTrack):
 
 
 class BeepMicrophone(MediaStreamTrack):
-    """48 kHz mono 20 ms frames: a tone gated on for 100 ms every 500 ms."""
+    """48 kHz mono 20 ms frames: a tone gated on for ``on_s`` (100 ms) every 500 ms."""
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, on_s: float = BEEP_ON_S, hz: float = TONE_HZ, harmonics: int = 1) -> None:
         super().__init__()
+        self.on_s = on_s
+        self.hz = hz
+        self.harmonics = harmonics  # >1: a voice-like buzz that pitch trackers lock onto
         self.onsets: list[float] = []  # send time of each beep's first frame
         self._n = 0
         self._start: float | None = None
@@ -116,8 +120,10 @@ class BeepMicrophone(MediaStreamTrack):
             await asyncio.sleep(wait)
         t = (self._n * 960 + np.arange(960)) / 48000
         phase = t % BEEP_PERIOD_S
-        gate = (phase < BEEP_ON_S).astype(np.float32)
-        pcm = (0.5 * gate * np.sin(2 * np.pi * TONE_HZ * t) * 32767).astype(np.int16)
+        gate = (phase < self.on_s).astype(np.float32)
+        tone = sum(np.sin(2 * np.pi * self.hz * k * t) / k for k in range(1, self.harmonics + 1))
+        peak = sum(1 / k for k in range(1, self.harmonics + 1))
+        pcm = (0.5 * gate * tone / peak * 32767).astype(np.int16)
         if gate[0] and (self._n * 0.02) % BEEP_PERIOD_S < 0.02 - 1e-9:
             self.onsets.append(time.monotonic())
         frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
@@ -142,6 +148,9 @@ class Received:
     audio_rms: list[float] = field(default_factory=list)
     audio_onsets: list[float] = field(default_factory=list)
     audio_latency: list[float] = field(default_factory=list)
+    audio_tail: collections.deque[np.ndarray] = field(
+        default_factory=lambda: collections.deque(maxlen=150)  # the last 3 s of 20 ms frames
+    )
 
 
 class Probe:
@@ -160,10 +169,13 @@ class Probe:
         low_latency_receive: bool = True,
         keep_images: bool = False,
         video_codec: str | None = None,
+        beep_on_s: float = BEEP_ON_S,
+        tone_hz: float = TONE_HZ,
+        harmonics: int = 1,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.camera = SyntheticCamera(size, fps) if video else None
-        self.mic = BeepMicrophone() if audio else None
+        self.mic = BeepMicrophone(beep_on_s, tone_hz, harmonics) if audio else None
         self.options = options or {}
         self.ice_hosts = ice_hosts
         self.low_latency_receive = low_latency_receive
@@ -245,7 +257,10 @@ class Probe:
                 frame = await track.recv()
                 now = time.monotonic()
                 pcm = frame.to_ndarray().astype(np.float32) / 32768.0  # type: ignore[union-attr]
-                rms = float(np.sqrt(np.mean(pcm**2)))
+                channels = len(frame.layout.channels)  # type: ignore[union-attr]
+                mono = pcm.reshape(-1, channels).mean(axis=1)
+                got.audio_tail.append(mono)
+                rms = float(np.sqrt(np.mean(mono**2)))
                 got.audio_frames += 1
                 got.audio_rms.append(rms)
                 loud = rms > 0.05

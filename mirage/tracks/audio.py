@@ -2,8 +2,8 @@
 
 A drain task turns each inbound frame into mono float32 and hands it to a worker
 thread through a queue bounded in milliseconds (oldest dropped, counted). The
-worker runs the ``VoicePipeline``. ``recv()`` sends 20 ms as soon as it is ready,
-and silence when the converter is late, so the sender never stalls.
+worker runs the ``VoicePipeline``. ``recv()`` sends one 20 ms frame per 20 ms of
+wall clock, and silence when the converter is late, so the sender never stalls.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 FRAME_SAMPLES = OUTPUT_RATE // 50  # 20 ms
 AUDIO_TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
 INBOX_MS = 400.0  # input waiting for the worker beyond this is stale
+LATE_S = 0.015  # how long past its slot a frame may wait for converted audio
 
 
 def to_mono_float(frame: AudioFrame) -> np.ndarray:
@@ -111,7 +112,7 @@ class VoiceAudioTrack(MediaStreamTrack):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Event()
         self._sent = 0  # samples sent: the output timestamp
-        self._last_sent = 0.0
+        self._next_due: float | None = None
         self._ring_dropped = 0
         self.last_input = time.monotonic()
         self.errors = 0
@@ -176,25 +177,34 @@ class VoiceAudioTrack(MediaStreamTrack):
 
     # -- stage 3: paced output -------------------------------------------------------------
     async def recv(self) -> AudioFrame:
+        """One 20 ms frame per 20 ms of wall clock: converted audio when it is ready,
+        silence when the converter is more than ``LATE_S`` late (never a stall)."""
         if self.readyState != "live":
             raise MediaStreamError
         ring = self.pipeline.ring
-        # Never run ahead of real time by more than a frame...
-        earliest = self._last_sent + 0.5 * FRAME_SAMPLES / OUTPUT_RATE
-        delay = earliest - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        # ...and when the converter is late, send silence after 1.25 frame times.
-        deadline = self._last_sent + 1.25 * FRAME_SAMPLES / OUTPUT_RATE
+        now = time.monotonic()
+        if self._next_due is None:  # the first frame waits for the first audio
+            while len(ring) < FRAME_SAMPLES:
+                self._ready.clear()
+                await self._ready.wait()
+                if self.readyState != "live":
+                    raise MediaStreamError
+            self._next_due = time.monotonic()
+        elif self._next_due > now:
+            await asyncio.sleep(self._next_due - now)
+        deadline = self._next_due + LATE_S
         while len(ring) < FRAME_SAMPLES:
             self._ready.clear()
-            wait = deadline - time.monotonic() if self._sent else None
             try:
-                await asyncio.wait_for(self._ready.wait(), wait)
+                await asyncio.wait_for(self._ready.wait(), max(0.0, deadline - time.monotonic()))
             except asyncio.TimeoutError:
                 break
             if self.readyState != "live":
                 raise MediaStreamError
+        now = time.monotonic()
+        self._next_due += FRAME_SAMPLES / OUTPUT_RATE
+        if now - self._next_due > 0.1:  # the loop stalled: re-anchor instead of bursting
+            self._next_due = now
         samples, capture = ring.pop(FRAME_SAMPLES)
         now = time.monotonic()
         if capture is not None:
@@ -212,7 +222,6 @@ class VoiceAudioTrack(MediaStreamTrack):
         frame.pts = self._sent
         frame.time_base = AUDIO_TIME_BASE
         self._sent += FRAME_SAMPLES
-        self._last_sent = now
         self.frames_out += 1
         self._metrics.frames_out.labels("audio").inc()
         return frame
