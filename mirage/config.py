@@ -26,6 +26,8 @@ class Settings:
     video_size: int = 512
     max_fps: float = 20.0
     audio_backlog_ms: float = 60.0  # converted audio older than this is dropped (live edge)
+    sync: bool = True  # hold the faster track back so lips and voice leave together
+    max_playout_delay_ms: float = 500.0
     # Backends.
     face: str = "warp"
     voice: str = "dsp"
@@ -67,6 +69,8 @@ _ENV_PARSERS: dict[str, Any] = {
     "video_size": int,
     "max_fps": float,
     "audio_backlog_ms": float,
+    "sync": lambda v: v.lower() not in ("0", "false", "no", "off"),
+    "max_playout_delay_ms": float,
     "face": str,
     "voice": str,
     "models_dir": str,

@@ -5,10 +5,41 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Buckets in seconds: fine below 50 ms where per-frame stages live, coarse above.
-_STAGE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.016, 0.025, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25,
-                  0.5, 1.0)
-_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3,
-                    0.4, 0.5, 0.75, 1.0, 2.0)
+_STAGE_BUCKETS = (
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.016,
+    0.025,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+)
+_LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.125,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.0,
+)
 
 
 class Metrics:
@@ -61,7 +92,8 @@ class Metrics:
             registry=r,
         )
         self.loop_lag = Gauge(
-            "mirage_event_loop_lag_seconds", "How late the event loop woke a 100 ms timer",
+            "mirage_event_loop_lag_seconds",
+            "How late the event loop woke a 100 ms timer",
             registry=r,
         )
 

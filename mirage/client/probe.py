@@ -74,10 +74,14 @@ class SyntheticCamera(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, size: int = 512, fps: float = 20.0) -> None:
+    def __init__(
+        self, size: int = 512, fps: float = 20.0, flash_every_s: float | None = None
+    ) -> None:
         super().__init__()
         self.size, self.fps = size, fps
         self.sent: dict[int, float] = {}
+        self.flashes: list[float] = []  # send time of each white frame
+        self._flash_every = None if flash_every_s is None else round(flash_every_s * fps)
         self._next = 0
         self._start: float | None = None
 
@@ -90,10 +94,16 @@ class SyntheticCamera(MediaStreamTrack):
             await asyncio.sleep(wait)
         frame_id = self._next
         self._next += 1
-        frame = VideoFrame.from_ndarray(draw_id(frame_id, self.size), format="rgb24")
+        image = draw_id(frame_id, self.size)
+        flash = self._flash_every is not None and frame_id % self._flash_every == 0
+        if flash:
+            image[image.shape[0] // 4 :] = 255  # a white flash below the id rows
+        frame = VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = round(frame_id * 90000 / self.fps)
         frame.time_base = fractions.Fraction(1, 90000)
         self.sent[frame_id] = time.monotonic()
+        if flash:
+            self.flashes.append(self.sent[frame_id])
         return frame
 
 
@@ -102,9 +112,16 @@ class BeepMicrophone(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, on_s: float = BEEP_ON_S, hz: float = TONE_HZ, harmonics: int = 1) -> None:
+    def __init__(
+        self,
+        on_s: float = BEEP_ON_S,
+        hz: float = TONE_HZ,
+        harmonics: int = 1,
+        period_s: float = BEEP_PERIOD_S,
+    ) -> None:
         super().__init__()
         self.on_s = on_s
+        self.period_s = period_s
         self.hz = hz
         self.harmonics = harmonics  # >1: a voice-like buzz that pitch trackers lock onto
         self.onsets: list[float] = []  # send time of each beep's first frame
@@ -119,12 +136,12 @@ class BeepMicrophone(MediaStreamTrack):
         if wait > 0:
             await asyncio.sleep(wait)
         t = (self._n * 960 + np.arange(960)) / 48000
-        phase = t % BEEP_PERIOD_S
+        phase = t % self.period_s
         gate = (phase < self.on_s).astype(np.float32)
         tone = sum(np.sin(2 * np.pi * self.hz * k * t) / k for k in range(1, self.harmonics + 1))
         peak = sum(1 / k for k in range(1, self.harmonics + 1))
         pcm = (0.5 * gate * tone / peak * 32767).astype(np.int16)
-        if gate[0] and (self._n * 0.02) % BEEP_PERIOD_S < 0.02 - 1e-9:
+        if gate[0] and round(self._n * 0.02, 6) % self.period_s < 0.02 - 1e-9:
             self.onsets.append(time.monotonic())
         frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = 48000
@@ -148,6 +165,7 @@ class Received:
     audio_rms: list[float] = field(default_factory=list)
     audio_onsets: list[float] = field(default_factory=list)
     audio_latency: list[float] = field(default_factory=list)
+    flashes: list[float] = field(default_factory=list)  # arrival of each white frame
     audio_tail: collections.deque[np.ndarray] = field(
         default_factory=lambda: collections.deque(maxlen=150)  # the last 3 s of 20 ms frames
     )
@@ -172,10 +190,16 @@ class Probe:
         beep_on_s: float = BEEP_ON_S,
         tone_hz: float = TONE_HZ,
         harmonics: int = 1,
+        sync_marks: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.camera = SyntheticCamera(size, fps) if video else None
-        self.mic = BeepMicrophone(beep_on_s, tone_hz, harmonics) if audio else None
+        # sync_marks: once a second a white frame and a voice-like buzz leave together.
+        flash = 1.0 if sync_marks else None
+        self.camera = SyntheticCamera(size, fps, flash) if video else None
+        if sync_marks:
+            self.mic = BeepMicrophone(0.1, 180.0, 10, period_s=1.0) if audio else None
+        else:
+            self.mic = BeepMicrophone(beep_on_s, tone_hz, harmonics) if audio else None
         self.options = options or {}
         self.ice_hosts = ice_hosts
         self.low_latency_receive = low_latency_receive
@@ -188,6 +212,10 @@ class Probe:
 
     async def connect(self) -> None:
         pc = self.pc
+        start = time.monotonic() + 0.05  # one clock for both tracks: marks leave together
+        for track in (self.camera, self.mic):
+            if track is not None:
+                track._start = start
         for track in (self.camera, self.mic):
             if track is not None:
                 pc.addTrack(track)
@@ -224,6 +252,7 @@ class Probe:
 
     async def _read_video(self, track: MediaStreamTrack) -> None:
         got = self.received
+        was_flash = False
         try:
             while True:
                 frame = await track.recv()
@@ -231,13 +260,17 @@ class Probe:
                 img = frame.to_ndarray(format="rgb24")  # type: ignore[union-attr]
                 if got.first_image is None:
                     got.first_image = img
+                flash = float(img[img.shape[0] // 2 :].mean()) > 200
+                if flash and not was_flash:
+                    got.flashes.append(now)
+                was_flash = flash
                 if self.keep_images:
                     got.last_image = img
                 frame_id = read_id(img)
-                sent = (
-                    self.camera.sent.get(frame_id) if self.camera and frame_id is not None else None
-                )
-                if sent is None:
+                sent = None
+                if self.camera is not None and frame_id is not None:
+                    sent = self.camera.sent.get(frame_id)
+                if sent is None or frame_id is None:
                     got.unreadable += 1
                     continue
                 if got.video_ids and frame_id == got.video_ids[-1]:
@@ -274,12 +307,32 @@ class Probe:
     def _match_onset(self, now: float) -> None:
         if self.mic is None:
             return
-        # The beep sent most recently before `now` (beeps are 500 ms apart, the trip is shorter).
+        # The beep sent most recently before `now` (beeps are further apart than a trip).
         candidates = [t for t in self.mic.onsets if t <= now]
         if candidates:
             latency = now - candidates[-1]
-            if latency < BEEP_PERIOD_S * 0.9:
+            if latency < self.mic.period_s * 0.9:
                 self.received.audio_latency.append(latency)
+
+    def av_skew(self) -> list[float]:
+        """Audio arrival − video arrival of each mark pair, minus their send skew (s)."""
+        if self.camera is None or self.mic is None:
+            return []
+        out = []
+        for back_v in self.received.flashes:
+            # Which flash came back: the latest sent before it (marks are 1 s apart and
+            # a trip is shorter); its buzz left with it; the buzz heard nearest is its echo.
+            sent_v = max((t for t in self.camera.flashes if t < back_v), default=None)
+            if sent_v is None:
+                continue
+            sent_a = min(self.mic.onsets, key=lambda t: abs(t - sent_v), default=None)
+            back_a = min(self.received.audio_onsets, key=lambda t: abs(t - back_v), default=None)
+            if sent_a is None or back_a is None:
+                continue
+            if abs(sent_a - sent_v) > 0.1 or abs(back_a - back_v) > 0.45:
+                continue
+            out.append((back_a - back_v) - (sent_a - sent_v))
+        return out
 
     async def close(self, delete: bool = True) -> None:
         if delete and self.session_id:

@@ -28,7 +28,7 @@ OUTPUT_RATE = 48000
 class Chunk:
     samples: np.ndarray  # float32 mono
     rate: int
-    capture: float  # arrival time of the chunk's last sample
+    capture: float  # capture time of the chunk's last sample
 
 
 class _Resampler:
@@ -37,7 +37,8 @@ class _Resampler:
     def __init__(self, rate_in: int, rate_out: int) -> None:
         self.rate_in, self.rate_out = rate_in, rate_out
         self._stream = (
-            None if rate_in == rate_out
+            None
+            if rate_in == rate_out
             else soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
         )
 
@@ -100,6 +101,16 @@ class OutputRing:
     def __len__(self) -> int:
         return self._size
 
+    def peek_capture(self) -> float | None:
+        """The capture time of the oldest waiting sample."""
+        with self._lock:
+            return self._chunks[0][1] if self._chunks else None
+
+    def drop(self, n: int) -> int:
+        """Discard up to ``n`` of the oldest samples (to catch up with the live edge)."""
+        dropped, _ = self.pop(n)
+        return len(dropped)
+
     def pop(self, n: int) -> tuple[np.ndarray, float | None]:
         """Up to ``n`` samples, and the capture time of the first one (None if empty)."""
         with self._lock:
@@ -131,10 +142,12 @@ class VoicePipeline:
         backlog_ms: float,
         on_error: Callable[[Exception], None],
         observe: Callable[[str, float], None],
+        on_ready: Callable[[float], None] | None = None,
     ) -> None:
         self.converter = converter
         self._on_error = on_error
         self._observe = observe
+        self._on_ready = on_ready  # capture→ready latency of each converted block
         self._to_model: _Resampler | None = None
         self._to_output = _Resampler(converter.sample_rate, OUTPUT_RATE)
         self._pending = np.zeros(0, np.float32)
@@ -175,3 +188,5 @@ class VoicePipeline:
         self._out_position += len(block)
         self.ring.push(self._to_output(out), capture)
         self._observe("resample", time.perf_counter() - t1)
+        if self._on_ready is not None:
+            self._on_ready(time.monotonic() - capture)

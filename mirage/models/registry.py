@@ -62,6 +62,8 @@ BACKENDS: tuple[Backend, ...] = (
             "pass-through after a configurable delay", hidden=True),
     Backend("failing", "voice", "mirage.models.testing:FailingConverter",
             "raises on every Nth block", hidden=True),
+    Backend("delay", "voice", "mirage.models.testing:DelayConverter",
+            "pass-through delayed by delay_ms", hidden=True),
 )
 
 

@@ -67,3 +67,18 @@ class FailingConverter(PassthroughConverter):
         if self.count % self.every == 0:
             raise RuntimeError(f"injected converter failure on block {self.count}")
         return block
+
+
+class DelayConverter(PassthroughConverter):
+    """The input delayed by ``delay_ms`` (reported as ``latency_s``): a voice backend
+    with more algorithmic delay than the face, for the A/V sync tests."""
+
+    def __init__(self, delay_ms: float = 150.0) -> None:
+        super().__init__()
+        self.latency_s = float(delay_ms) / 1000
+        self._line = np.zeros(round(self.latency_s * self.sample_rate), np.float32)
+
+    def convert(self, block: np.ndarray) -> np.ndarray:
+        joined = np.concatenate([self._line, block])
+        self._line = joined[len(block) :]
+        return joined[: len(block)]

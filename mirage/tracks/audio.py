@@ -21,6 +21,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
 from mirage.engine.audio import OUTPUT_RATE, Chunk, VoicePipeline
+from mirage.engine.capture import CaptureClock
 from mirage.engine.worker import Worker
 from mirage.metrics import Metrics
 from mirage.models.base import VoiceConverter
@@ -32,6 +33,7 @@ FRAME_SAMPLES = OUTPUT_RATE // 50  # 20 ms
 AUDIO_TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
 INBOX_MS = 400.0  # input waiting for the worker beyond this is stale
 LATE_S = 0.015  # how long past its slot a frame may wait for converted audio
+SYNC_TOLERANCE_S = 0.03  # audio this far off its playout time is realigned
 
 
 def to_mono_float(frame: AudioFrame) -> np.ndarray:
@@ -106,7 +108,14 @@ class VoiceAudioTrack(MediaStreamTrack):
         self._metrics = metrics
         self._on_source_ended = on_source_ended
         self._inbox = _Inbox(INBOX_MS)
-        self.pipeline = VoicePipeline(converter, backlog_ms, self._on_error, self._observe)
+        self.pipeline = VoicePipeline(
+            converter,
+            backlog_ms,
+            self._on_error,
+            self._observe,
+            on_ready=lambda latency: clock.observe("audio", latency),
+        )
+        self._capture_clock = CaptureClock()
         self._worker = Worker(f"mirage-audio-{self.id[:8]}", self._process)
         self._drain_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -156,7 +165,12 @@ class VoiceAudioTrack(MediaStreamTrack):
                 self.last_input = now
                 self.frames_in += 1
                 self._metrics.frames_in.labels("audio").inc()
-                chunk = Chunk(to_mono_float(frame), frame.sample_rate, now)
+                samples = to_mono_float(frame)
+                media_s = None
+                if frame.pts is not None and frame.time_base is not None:
+                    media_s = float(frame.pts * frame.time_base) + len(samples) / frame.sample_rate
+                capture = self._capture_clock.capture_time(now, media_s)
+                chunk = Chunk(samples, frame.sample_rate, capture)
                 dropped = self._inbox.put(chunk)
                 if dropped:
                     self._metrics.frames_dropped.labels("audio", "input").inc(dropped)
@@ -174,6 +188,21 @@ class VoiceAudioTrack(MediaStreamTrack):
         loop = self._loop
         if len(self.pipeline.ring) >= FRAME_SAMPLES and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._ready.set)
+
+    def _align_to_playout(self, now: float) -> bool:
+        """Keep the next sample near capture + playout delay: drop audio that is late,
+        and return True when it is early (the caller then sends silence)."""
+        ring = self.pipeline.ring
+        head = ring.peek_capture()
+        if head is None or not self._clock.enabled:
+            return False
+        due = self._clock.due(head)
+        if due < now - SYNC_TOLERANCE_S:
+            late = min(len(ring), int((now - due) * OUTPUT_RATE))
+            ring.drop(late)
+            self._metrics.frames_dropped.labels("audio", "late").inc(late / FRAME_SAMPLES)
+            return False
+        return due > now + SYNC_TOLERANCE_S
 
     # -- stage 3: paced output -------------------------------------------------------------
     async def recv(self) -> AudioFrame:
@@ -205,7 +234,11 @@ class VoiceAudioTrack(MediaStreamTrack):
         self._next_due += FRAME_SAMPLES / OUTPUT_RATE
         if now - self._next_due > 0.1:  # the loop stalled: re-anchor instead of bursting
             self._next_due = now
-        samples, capture = ring.pop(FRAME_SAMPLES)
+        early = self._align_to_playout(now)
+        if early:  # the shared playout delay grew: let it, with a moment of silence
+            samples, capture = np.zeros(0, np.float32), None
+        else:
+            samples, capture = ring.pop(FRAME_SAMPLES)
         now = time.monotonic()
         if capture is not None:
             self._metrics.frame_latency.labels("audio").observe(now - capture)

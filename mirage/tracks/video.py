@@ -5,8 +5,10 @@ Three stages, each bounded:
    the newest frame (aiortc's own queue is unbounded: #642, #1192);
 2. a worker thread turns it into an avatar frame (model call, colour conversion),
    falling back to the camera image for that frame if the model raises;
-3. ``recv()`` hands the sender the newest avatar frame, or repeats the last one
-   when the model is late; it never waits on the model for longer than that.
+3. rendered frames wait in a short delay line until their playout time (capture
+   time + the session's playout delay, shared with the voice); ``recv()`` hands
+   the sender the newest due frame, or repeats the last one when the model is
+   late, and never waits on the model for longer than that.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
+from mirage.engine.capture import CaptureClock
+from mirage.engine.delayline import DelayLine
 from mirage.engine.latest import LatestSlot
 from mirage.engine.worker import Worker
 from mirage.metrics import Metrics
@@ -78,7 +82,10 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._metrics = metrics
         self._on_source_ended = on_source_ended
         self._inbox: LatestSlot[Captured] = LatestSlot()
-        self._outbox: LatestSlot[Rendered] = LatestSlot()
+        # Room for the playout delay's worth of frames at the highest frame rate.
+        capacity = max(4, int(clock.max_delay_s * max_fps) + 2)
+        self._outbox: DelayLine[Rendered] = DelayLine(capacity)
+        self._capture_clock = CaptureClock()
         self._worker = Worker(f"mirage-video-{self.id[:8]}", self._render_next)
         self._drain_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -102,7 +109,7 @@ class AvatarVideoTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._inbox.close()
-        self._outbox.close()
+        self._outbox.clear()
         self._ready.set()
         if self._drain_task is not None:
             self._drain_task.cancel()
@@ -114,18 +121,22 @@ class AvatarVideoTrack(MediaStreamTrack):
 
     @property
     def dropped(self) -> int:
-        return self._inbox.dropped + self._outbox.dropped
+        return self._inbox.dropped + self._outbox.overflowed + self._outbox.skipped
 
     # -- stage 1: drain the inbound track ------------------------------------
     async def _drain(self) -> None:
         try:
             while True:
                 frame = await self._source.recv()
+                assert isinstance(frame, VideoFrame)
                 now = time.monotonic()
                 self.last_input = now
                 self.frames_in += 1
                 self._metrics.frames_in.labels("video").inc()
-                if self._inbox.put(Captured(frame, now)):  # type: ignore[arg-type]
+                known = frame.pts is not None and frame.time_base is not None
+                media_s = float(frame.pts * frame.time_base) if known else None  # type: ignore[operator]
+                capture = self._capture_clock.capture_time(now, media_s)
+                if self._inbox.put(Captured(frame, capture)):
                     self._metrics.frames_dropped.labels("video", "input").inc()
         except MediaStreamError:
             if self._on_source_ended is not None and self.readyState == "live":
@@ -181,6 +192,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         stage.labels("video", "decode").observe(t1 - t0)
         stage.labels("video", "animate").observe(t2 - t1)
         stage.labels("video", "convert").observe(t3 - t2)
+        self._clock.observe("video", time.monotonic() - item.capture)
         if self._outbox.put(Rendered(frame, item.capture)):
             self._metrics.frames_dropped.labels("video", "output").inc()
         if self._loop is not None and not self._loop.is_closed():
@@ -195,21 +207,30 @@ class AvatarVideoTrack(MediaStreamTrack):
         delay = earliest - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        # ...and never later than 1.5 frame intervals: then the last frame repeats.
-        item = self._outbox.take(timeout=0)
-        while item is None:
-            self._ready.clear()
-            timeout = None if self._last is None else self._last_sent + 1.5 * self._interval
-            try:
-                if timeout is None:
-                    await self._ready.wait()
-                else:
-                    await asyncio.wait_for(self._ready.wait(), max(0.0, timeout - time.monotonic()))
-            except asyncio.TimeoutError:
+        # ...release the newest frame whose playout time has come, and when none comes
+        # within 1.5 frame intervals, repeat the last one.
+        while True:
+            now = time.monotonic()
+            item, skipped = self._outbox.take_due(now, self._clock.due)
+            if skipped:
+                self._metrics.frames_dropped.labels("video", "late").inc(skipped)
+            if item is not None:
                 break
+            wake = None if self._last is None else self._last_sent + 1.5 * self._interval
+            head = self._outbox.next_capture()
+            if head is not None:
+                due = self._clock.due(head)
+                wake = due if wake is None else min(wake, due)
+            if wake is not None and wake <= now:
+                break  # time to repeat the last frame
+            self._ready.clear()
+            try:
+                timeout = None if wake is None else wake - now
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
             if self.readyState != "live":
                 raise MediaStreamError
-            item = self._outbox.take(timeout=0)
         now = time.monotonic()
         if item is not None:
             self._last = item

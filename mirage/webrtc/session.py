@@ -43,13 +43,18 @@ class Session:
     metrics: Metrics
     on_closed: Callable[[Session], None]
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    clock: PlayoutClock = field(default_factory=PlayoutClock)
+    clock: PlayoutClock = field(init=False)
     created: float = field(default_factory=time.monotonic)
     video: AvatarVideoTrack | None = None
     audio: VoiceAudioTrack | None = None
     closed_reason: str | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closing: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.clock = PlayoutClock(
+            enabled=self.settings.sync, max_delay_s=self.settings.max_playout_delay_ms / 1000
+        )
 
     # -- wiring ----------------------------------------------------------------
     def attach(self) -> None:
@@ -168,6 +173,11 @@ class Session:
             "voice": self.backends.voice,
             "age_s": round(time.monotonic() - self.created, 3),
             "playout_delay_ms": round(self.clock.delay_s * 1000, 1),
+            "latency_p95_ms": {
+                track: round(p95 * 1000, 1)
+                for track in ("video", "audio")
+                if (p95 := self.clock.latency_p95(track)) is not None
+            },
         }
         if self.video is not None:
             out["video"] = {

@@ -1,0 +1,279 @@
+"""``WarpAnimator``: the embedded default face backend (CPU, no downloaded weights).
+
+Per frame: landmarks of the driver (mediapipe, tracking mode) → One-Euro
+smoothing → motion relative to the driver's neutral pose, carried onto the
+reference (pose.py) → eyes and lips tidied (features.py) → mesh warp of the
+reference (meshwarp.py) → eye and mouth layers painted over it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mirage.models.avatar.reference import default_reference
+from mirage.models.avatar.warp import features, pose
+from mirage.models.avatar.warp.meshwarp import backward_map, warp
+from mirage.models.avatar.warp.portrait import BASE, Portrait, prepare
+from mirage.models.avatar.warp.smoothing import OneEuroConfig, OneEuroFilter
+from mirage.models.avatar.warp.topology import RIGID
+from mirage.models.base import BadInput, NoFaceError
+from mirage.models.face.mesh import NUM_POINTS, FaceLandmarks, FaceMesh
+
+
+@dataclass(frozen=True)
+class WarpConfig:
+    """Options of the ``warp`` backend (all may be passed to ``create_animator``)."""
+
+    grid: int = 2  # output pixels per cell of the warp map (1 = exact, 4 = fastest)
+    landmark_side: int = 320  # the driver is shrunk to this longer side for landmarks
+    neutral_frames: int = 3  # confident frames averaged into the driver's neutral pose
+    min_score: float = 0.8  # share of the driver's landmarks that must be in frame
+    hold_s: float = 0.4  # a lost face keeps its last pose this long …
+    ease_s: float = 0.6  # … then eases back to neutral with this time constant
+    ramp_s: float = 0.25  # a face found again fades back in over this long
+    face_scale: float = 4.0  # reference crop side, in face sizes at most
+    eye_closed_at: float = 0.25  # driver lid gap (of its neutral) that counts as shut
+    smoothing: OneEuroConfig = field(default_factory=OneEuroConfig)  # landmarks, in face widths
+    lid_smoothing: OneEuroConfig = field(  # lid gaps, as shares of the neutral gap
+        default_factory=lambda: OneEuroConfig(min_cutoff=2.0, beta=1.0)
+    )
+    limits: pose.MotionLimits = field(default_factory=pose.MotionLimits)
+
+    def __post_init__(self) -> None:
+        if self.grid not in (1, 2, 4, 8):
+            raise BadInput(f"grid must be 1, 2, 4 or 8, got {self.grid}")
+        if self.neutral_frames < 1:
+            raise BadInput(f"neutral_frames must be >= 1, got {self.neutral_frames}")
+        if self.landmark_side < 64:
+            raise BadInput(f"landmark_side must be >= 64, got {self.landmark_side}")
+
+
+def _check_image(image: object, what: str) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        raise BadInput(
+            f"{what} must be an RGB image (H, W, 3), got {getattr(image, 'shape', image)}"
+        )
+    if image.dtype != np.uint8:
+        raise BadInput(f"{what} must be uint8, got {image.dtype}")
+    if min(image.shape[:2]) < 32:
+        raise BadInput(f"{what} is too small: {image.shape[1]}x{image.shape[0]}")
+    return image
+
+
+#: A reference mouth this open (gap over width) shows its own teeth and tongue.
+TEETH_OPENING = 0.08
+
+
+def _lid_curve(ratio: float, closed_at: float, knee: float = 0.65) -> float:
+    """Driver lid gap (of its neutral) → avatar lid gap (of the reference's).
+
+    Linear above ``knee``; below it, steeper, reaching 0 at ``closed_at``: the
+    landmark model rarely reports a blink as fully shut, and a half-shut avatar
+    eye reads as a squint rather than a blink.
+    """
+    if ratio >= knee:
+        return float(min(ratio, 1.5))
+    return float(max(knee * (ratio - closed_at) / (knee - closed_at), 0.0))
+
+
+class WarpAnimator:
+    """Moves a reference portrait like the driver's face, by a landmark-driven mesh warp.
+
+    Not thread-safe: one instance per session, used from one worker thread.
+    ``clock`` (seconds) times the smoothing and easing; tests pass a fake one.
+    """
+
+    def __init__(
+        self,
+        models_dir: str | None = None,
+        reference: np.ndarray | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **options: Any,
+    ) -> None:
+        known = {f.name for f in fields(WarpConfig)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise BadInput(f"unknown warp option(s) {unknown}; known: {sorted(known)}")
+        self.config = WarpConfig(**options)
+        self._clock = clock
+        self._tracker = FaceMesh(static=False)
+        self._filter = OneEuroFilter(self.config.smoothing)
+        self._eye_filter = OneEuroFilter(self.config.lid_smoothing)
+        self._portrait: Portrait | None = None
+        self._neutral_sum: np.ndarray | None = None
+        self._neutral_count = 0
+        self._neutral: np.ndarray | None = None
+        self._neutral_eyes = (1.0, 1.0)
+        self._to_reference: pose.Similarity | None = None
+        self._target: np.ndarray | None = None  # (V, 3) mesh at full motion, BASE px
+        self._presence = 0.0  # 0 = reference at rest … 1 = full motion
+        self._lost_s = 0.0
+        self._last_t: float | None = None
+        self.last_motion: pose.Motion | None = None  # for diagnostics and tests
+        #: Wall time of each stage of the last ``animate`` call, for metrics and benchmarks.
+        self.stage_seconds: dict[str, float] = {}
+        if reference is not None:
+            self.set_reference(reference)
+
+    # -- reference ------------------------------------------------------------------
+
+    def set_reference(self, image: np.ndarray) -> None:
+        """Prepare ``image`` (RGB uint8) as the portrait; ``NoFaceError`` if it has none."""
+        image = _check_image(image, "reference image")
+        detector = FaceMesh(static=True, max_faces=4)
+        try:
+            face = detector.detect(image)
+        finally:
+            detector.close()
+        if face is None or pose.face_width(face.points) < 12:
+            raise NoFaceError("no face found in the reference image; use a clear, frontal portrait")
+        self._portrait = prepare(image, face, self.config.face_scale)
+        self._target = None
+        self._presence = 0.0
+        self._fit_neutral()
+
+    @property
+    def portrait(self) -> Portrait:
+        if self._portrait is None:
+            self.set_reference(default_reference())
+        assert self._portrait is not None
+        return self._portrait
+
+    def reset(self) -> None:
+        """Forget the driver's neutral; the avatar eases to rest while a new one is taken."""
+        self._neutral = None
+        self._neutral_sum = None
+        self._neutral_count = 0
+        self._to_reference = None
+        self._filter.reset()
+        self._eye_filter.reset()
+
+    # -- frames ---------------------------------------------------------------------
+
+    def animate(self, driver: np.ndarray, size: int) -> np.ndarray:
+        """The reference moved like ``driver`` (RGB uint8), as ``size``×``size`` RGB uint8."""
+        if not isinstance(size, (int, np.integer)) or not 32 <= int(size) <= 2048:
+            raise BadInput(f"output size must be an integer in [32, 2048], got {size!r}")
+        driver = _check_image(driver, "driver frame")
+        portrait = self.portrait
+        now = self._clock()
+        dt = 1 / 25 if self._last_t is None else float(np.clip(now - self._last_t, 1e-3, 0.5))
+        self._last_t = now
+        t0 = time.perf_counter()
+        face = self._landmarks(driver)
+        t1 = time.perf_counter()
+        if face is not None and self._neutral is None:
+            self._add_neutral(face.points)
+        if face is not None and self._neutral is not None:
+            self._track(face.points, dt, portrait)
+            self._lost_s = 0.0
+            self._presence = min(1.0, self._presence + dt / self.config.ramp_s)
+        else:
+            self._lost_s += dt
+            if self._lost_s > self.config.hold_s or self._neutral is None:
+                self._presence *= math.exp(-dt / self.config.ease_s)
+        t2 = time.perf_counter()
+        out = self._render(portrait, int(size))
+        self.stage_seconds = {
+            "landmarks": t1 - t0,
+            "motion": t2 - t1,
+            "render": time.perf_counter() - t2,
+        }
+        return out
+
+    def _landmarks(self, driver: np.ndarray) -> FaceLandmarks | None:
+        h, w = driver.shape[:2]
+        k = self.config.landmark_side / max(h, w)
+        small = driver
+        if k < 1:
+            small = cv2.resize(driver, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
+        face = self._tracker.detect(small)
+        if face is None or face.score < self.config.min_score:
+            return None
+        if pose.face_width(face.points) < 8:
+            return None
+        return face
+
+    def _add_neutral(self, points: np.ndarray) -> None:
+        p = points.astype(np.float64)
+        self._neutral_sum = p if self._neutral_sum is None else self._neutral_sum + p
+        self._neutral_count += 1
+        if self._neutral_count >= self.config.neutral_frames:
+            assert self._neutral_sum is not None
+            self._neutral = (self._neutral_sum / self._neutral_count).astype(np.float32)
+            self._neutral_eyes = features.eye_openings(self._neutral)
+            self._filter.reset()
+            self._eye_filter.reset()
+            self._fit_neutral()
+
+    def _fit_neutral(self) -> None:
+        if self._neutral is not None and self._portrait is not None:
+            ref = self._portrait.points
+            self._to_reference = pose.fit_similarity(self._neutral[RIGID], ref[RIGID])
+
+    def _track(self, points: np.ndarray, dt: float, portrait: Portrait) -> None:
+        """Update the full-motion target mesh from the driver's landmarks."""
+        assert self._neutral is not None and self._to_reference is not None
+        unit = max(pose.face_width(self._neutral), 1.0)
+        smooth = (self._filter(points / unit, dt) * unit).astype(np.float32)
+        ref = portrait.points.astype(np.float64)
+        motion = pose.transfer(self._neutral, smooth, ref, self._to_reference, self.config.limits)
+        expr = motion.expression
+        # Lids from the raw landmarks, with a filter of their own: a blink lasts
+        # three or four frames, faster than the landmark filter lets through.
+        raw = np.array(features.eye_openings(points)) / np.maximum(self._neutral_eyes, 1e-3)
+        eyes = self._eye_filter(raw[:, None], dt)[:, 0]
+        ratios = [_lid_curve(float(r), self.config.eye_closed_at) for r in eyes]
+        features.set_lids(expr, ref, (ratios[0], ratios[1]))
+        features.unfold_lips(expr)
+        mesh = portrait.mesh
+        target = mesh.vertices.astype(np.float64).copy()
+        target[:NUM_POINTS] = pose.place(expr, motion, ref)
+        extra = target[NUM_POINTS:]
+        w = mesh.head_weight[NUM_POINTS:, None].astype(np.float64)
+        target[NUM_POINTS:] = extra + w * (pose.place(extra, motion, ref) - extra)
+        self._target = target.astype(np.float32)
+        self.last_motion = motion
+
+    # -- rendering ------------------------------------------------------------------
+
+    def _render(self, portrait: Portrait, size: int) -> np.ndarray:
+        sized = portrait.at(size, self.config.grid)
+        if self._target is None or self._presence < 1e-3:
+            return sized.image.copy()
+        mesh = portrait.mesh
+        rest = mesh.vertices
+        full = rest + np.float32(self._presence) * (self._target - rest)
+        k = np.float32(size / BASE)
+        target = full[:, :2] * k
+        # Painter's order: around-the-face first, then face triangles far to near.
+        depth = full[mesh.face, 2].mean(axis=1)
+        tris = np.concatenate([mesh.back, mesh.face[np.argsort(-depth, kind="stable")]])
+        moving = mesh.head_weight > 0
+        details = [features.eye_box(target[:NUM_POINTS], eye) for eye in (0, 1)]
+        box_map = backward_map(sized.grid, target, sized.source, tris, moving, details)
+        out = warp(sized.image, box_map)
+        lm_target = full[:NUM_POINTS]
+        lm_source = portrait.points
+        open_now = features.eye_openings(lm_target)
+        rel = tuple(o / max(r, 1e-3) for o, r in zip(open_now, portrait.eyes_open, strict=True))
+        features.paint_eyes(out, sized.image, lm_target * k, lm_source * k, (rel[0], rel[1]))
+        mouth = features.mouth_opening(lm_target)
+        teeth = portrait.mouth_open > TEETH_OPENING
+        start = 0.0 if teeth else portrait.mouth_open
+        strength = float(np.clip((mouth - start - 0.02) / 0.05, 0.0, 1.0))
+        features.paint_mouth(
+            out, lm_target * k, strength, portrait.shade, sized.image, lm_source * k, teeth
+        )
+        return out
+
+    def close(self) -> None:
+        """Release the landmark graph."""
+        self._tracker.close()

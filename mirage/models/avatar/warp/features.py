@@ -1,0 +1,296 @@
+"""Mouth and eyes: what a plain mesh warp cannot show.
+
+A warp can only move pixels that exist. An opening mouth would show a smeared
+stretch of lip, a closing eye a squashed iris. So the mouth opening is painted
+(dark cavity, a band of upper teeth hanging from the upper lip, a hint of lower
+teeth and tongue), and the eye openings show an "eyeball" layer that does not
+deform: the lids slide over it instead of squeezing it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from mirage.models.avatar.warp.topology import (
+    EYES,
+    IRIS_CENTRES,
+    LID_BANDS,
+    LIP_LOWER,
+    LIP_UPPER,
+    loop,
+)
+
+_SHIFT = 4
+_ONE = 1 << _SHIFT
+_LID_BAND_FOLLOW = 1.0
+
+# Colours of the painted mouth, before the reference's brightness is applied.
+_CAVITY = np.array([70, 28, 30], dtype=np.float32)
+_TONGUE = np.array([120, 52, 56], dtype=np.float32)
+_UPPER_TEETH = np.array([232, 224, 208], dtype=np.float32)
+
+
+def _gaps(points: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, float]:
+    """Signed gaps between paired chain points (positive = open), and the chain width."""
+    a, b = points[upper[0], :2], points[upper[-1], :2]
+    width = float(np.linalg.norm(b - a))
+    if width < 1e-6:
+        return np.zeros(len(upper) - 2), 0.0
+    along = (b - a) / width
+    normal = np.array([-along[1], along[0]])
+    if normal[1] < 0:  # chains may run either way; "open" is always downwards
+        normal = -normal
+    diff = points[lower[1:-1], :2] - points[upper[1:-1], :2]
+    return diff @ normal, width
+
+
+def opening(points: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> float:
+    """How open a mouth or eye is: its largest gap over its width (0 = closed)."""
+    gaps, width = _gaps(points, upper, lower)
+    return float(max(gaps.max(), 0.0) / width) if width > 0 else 0.0
+
+
+def mouth_opening(points: np.ndarray) -> float:
+    return opening(points, LIP_UPPER, LIP_LOWER)
+
+
+def eye_openings(points: np.ndarray) -> tuple[float, float]:
+    """Mean lid gap over eye width, per eye (right, left)."""
+    out = []
+    for upper, lower in EYES:
+        gaps, width = _gaps(points, upper, lower)
+        out.append(float(max(gaps.mean(), 0.0) / width) if width > 0 else 0.0)
+    return out[0], out[1]
+
+
+def set_lids(points: np.ndarray, reference: np.ndarray, ratios: tuple[float, float]) -> None:
+    """Place the upper lids so each eye is ``ratio`` times as open as the reference's.
+
+    The lower lid keeps the driver's motion; the upper lid is set from it, which
+    turns a driver's blink into a full blink whatever the two faces' eye shapes.
+    The band of lid above the lashes moves with them, so the lid slides down
+    (lashes stay sharp) and only the skin under the brow stretches.
+    """
+    for (upper, lower), band, ratio in zip(EYES, LID_BANDS, ratios, strict=True):
+        inner_u, inner_l = upper[1:-1], lower[1:-1]
+        gap = reference[inner_u] - reference[inner_l]
+        moved = points[inner_l] + gap * ratio
+        points[band] += _LID_BAND_FOLLOW * (moved - points[inner_u])
+        points[inner_u] = moved
+
+
+def unfold_lips(points: np.ndarray) -> None:
+    """Pressed lips must not cross: pairs past each other meet in the middle."""
+    gaps, _ = _gaps(points, LIP_UPPER, LIP_LOWER)
+    crossed = np.nonzero(gaps < 0)[0] + 1
+    if len(crossed):
+        mid = (points[LIP_UPPER[crossed]] + points[LIP_LOWER[crossed]]) / 2
+        points[LIP_UPPER[crossed]] = mid
+        points[LIP_LOWER[crossed]] = mid
+
+
+def _roi(poly: np.ndarray, size: int, margin: int = 2) -> tuple[int, int, int, int] | None:
+    x0, y0 = np.floor(poly.min(axis=0)).astype(int) - margin
+    x1, y1 = np.ceil(poly.max(axis=0)).astype(int) + margin + 1
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _fill(canvas: np.ndarray, poly: np.ndarray, colour: tuple[float, ...]) -> None:
+    cv2.fillPoly(canvas, [np.round(poly * _ONE).astype(np.int32)], colour, cv2.LINE_AA, _SHIFT)
+
+
+def _blend(
+    out: np.ndarray, box: tuple[int, int, int, int], layer: np.ndarray, a: np.ndarray
+) -> None:
+    x0, y0, x1, y1 = box
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    a3 = a[..., None]
+    out[y0:y1, x0:x1] = (region + (layer.astype(np.float32) - region) * a3).astype(np.uint8)
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2×3 least-squares similarity taking 2D ``src`` points onto ``dst``."""
+    zs = src[:, 0] + 1j * src[:, 1]
+    zd = dst[:, 0] + 1j * dst[:, 1]
+    ms, md = zs.mean(), zd.mean()
+    den = float(np.sum(np.abs(zs - ms) ** 2))
+    a = complex(np.sum(np.conj(zs - ms) * (zd - md)) / den) if den > 1e-9 else 1.0 + 0j
+    b = md - a * ms
+    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]], dtype=np.float32)
+
+
+def _in_box(m: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """A target → source map ``m`` re-based to a box whose corner is (x0, y0)."""
+    out = m.copy()
+    out[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float32)
+    return out
+
+
+def _cavity(
+    h: int, w: int, up: np.ndarray, low: np.ndarray, shade: float, teeth: bool
+) -> np.ndarray:
+    """The inside of an open mouth, (h, w, 3) float32, for inner-lip chains ``up``/``low``.
+
+    Worked out in the mouth's own frame (u along the corners, v down): a dark
+    cavity, lighter near the lips; a tongue low down; and, unless the reference
+    brings its own teeth, upper teeth hanging from the upper lip — tapering to
+    the corners, shadowed under the lip and darker towards their edge.
+    """
+    a, b = up[0], up[-1]
+    width = float(np.linalg.norm(b - a))
+    along = (b - a) / max(width, 1e-6)
+    down = np.array([-along[1], along[0]])
+    if down[1] < 0:
+        down = -down
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    u = (xs - a[0]) * along[0] + (ys - a[1]) * along[1]
+    v = (xs - a[0]) * down[0] + (ys - a[1]) * down[1]
+    cu, cv_up = (up - a) @ along, (up - a) @ down
+    cl, cv_low = (low - a) @ along, (low - a) @ down
+    v_up = np.interp(u, cu, cv_up).astype(np.float32)
+    v_low = np.interp(u, cl, cv_low).astype(np.float32)
+    gap = np.maximum(v_low - v_up, 1e-3)
+    depth = np.clip((v - v_up) / gap, 0.0, 1.0)  # 0 at the upper lip, 1 at the lower
+    across = np.clip(np.abs(u / max(width, 1e-6) - 0.5) * 2.0, 0.0, 1.0)  # 0 centre, 1 corner
+    light = 1.0 - 0.45 * np.sin(np.pi * depth) - 0.35 * across
+    img = _CAVITY[None, None, :] * (shade * light)[..., None]
+    # Tongue: an ellipse resting on the lower lip.
+    mid = float(np.interp(width / 2, cl, cv_low))
+    tongue_gap = float(gap.max())
+    t = ((u - width / 2) / (0.3 * width)) ** 2 + ((v - mid) / (0.4 * tongue_gap + 1e-3)) ** 2
+    k = np.clip((1.0 - t) * 3.0, 0.0, 1.0)[..., None] * 0.8
+    img = img + (_TONGUE * shade * 0.8 - img) * k
+    if not teeth:
+        height = min(0.11 * width, 0.45 * tongue_gap)
+        taper = np.sqrt(np.clip(1.0 - (2.0 * across / 1.6) ** 2, 0.0, 1.0))
+        into = (v - v_up) / max(height, 1e-3)
+        inside = (into >= 0) & (into <= taper)
+        tone = (1.0 - 0.3 * np.clip(into, 0, 1)) * (0.65 + 0.35 * taper)
+        tone *= 0.7 + 0.3 * np.clip((v - v_up) / 2.0, 0.0, 1.0)  # the lip's shadow
+        gaps = np.abs(((u - width / 2) / (0.13 * width)) % 1.0 - 0.5) < 0.04
+        tone = np.where(gaps & (np.abs(u - width / 2) < 0.3 * width), tone * 0.82, tone)
+        teeth_rgb = _UPPER_TEETH * min(shade, 1.0) * tone[..., None]
+        img = np.where(inside[..., None], teeth_rgb, img)
+    return np.clip(img, 0, 255).astype(np.float32)
+
+
+def paint_mouth(
+    out: np.ndarray,
+    points: np.ndarray,
+    strength: float,
+    shade: float,
+    reference: np.ndarray,
+    source: np.ndarray,
+    teeth: bool,
+) -> None:
+    """Paint the inner-lip opening of ``points`` (output pixels) into ``out``.
+
+    ``strength`` in [0, 1] fades the painting in as the mouth opens. With
+    ``teeth`` (the reference shows its own), the reference's mouth interior
+    (``reference`` image, ``source`` landmarks) hangs from the upper lip, as upper
+    teeth do from the skull; otherwise teeth are painted there (``_cavity``).
+    """
+    if strength <= 0.0:
+        return
+    upper, lower = points[LIP_UPPER, :2], points[LIP_LOWER, :2]
+    poly = np.concatenate([upper, lower[-2:0:-1]])
+    box = _roi(poly, out.shape[0])
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    origin = np.array([x0, y0], dtype=np.float32)
+    h, w = y1 - y0, x1 - x0
+    canvas = _cavity(h, w, upper - origin, lower - origin, shade, teeth)
+    if teeth:
+        m = _similarity(upper, source[LIP_UPPER, :2])
+        layer = cv2.warpAffine(
+            reference,
+            _in_box(m, x0, y0),
+            (w, h),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        inside = np.concatenate([source[LIP_UPPER, :2], source[LIP_LOWER[-2:0:-1], :2]])
+        back = cv2.invertAffineTransform(m)
+        moved = inside @ back[:, :2].T + back[:, 2] - origin
+        own = np.zeros((h, w), dtype=np.uint8)
+        _fill(own, moved, (255.0,))
+        a = cv2.GaussianBlur(own, (3, 3), 0).astype(np.float32)[..., None] / 255.0
+        canvas = canvas + (layer.astype(np.float32) - canvas) * a
+    canvas = cv2.GaussianBlur(canvas, (3, 3), 0)
+    mask = np.zeros((h, w), dtype=np.uint8)
+    _fill(mask, poly - origin, (255.0,))
+    soft = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)
+    _blend(out, box, canvas, soft * (strength / 255.0))
+
+
+def eye_box(points: np.ndarray, eye: int) -> tuple[int, int, int, int]:
+    """An output box (x0, y0, x1, y1) around eye ``eye`` (0 right, 1 left) and its lids."""
+    upper, lower = EYES[eye]
+    pts = points[np.concatenate([upper, lower, LID_BANDS[eye]]), :2]
+    x0, y0 = np.floor(pts.min(axis=0)).astype(int) - 3
+    x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + 4
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _eye_transform(
+    target: np.ndarray, source: np.ndarray, upper: np.ndarray, iris: int, openness: float
+) -> np.ndarray:
+    """2×3 map target → source: the eye corners' similarity, shifted for gaze."""
+    t0, t1 = complex(*target[upper[0], :2]), complex(*target[upper[-1], :2])
+    s0, s1 = complex(*source[upper[0], :2]), complex(*source[upper[-1], :2])
+    if abs(t1 - t0) < 1e-6:
+        return np.array([[1, 0, s0.real - t0.real], [0, 1, s0.imag - t0.imag]], np.float32)
+    a = (s1 - s0) / (t1 - t0)
+    b = s0 - a * t0
+    # Gaze: the iris of the target, carried to the source, should land on the
+    # source's iris; trust it only while the eye is open.
+    ti, si = complex(*target[iris, :2]), complex(*source[iris, :2])
+    gaze = (si - (a * ti + b)) * float(np.clip((openness - 0.5) / 0.3, 0.0, 1.0))
+    limit = 0.12 * abs(s1 - s0)
+    if abs(gaze) > limit:
+        gaze *= limit / abs(gaze)
+    b += gaze
+    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]], dtype=np.float32)
+
+
+def paint_eyes(
+    out: np.ndarray,
+    reference: np.ndarray,
+    target: np.ndarray,
+    source: np.ndarray,
+    openness: tuple[float, float],
+) -> None:
+    """Fill each target eye opening with the reference's undeformed eye.
+
+    ``target`` / ``source``: landmarks in output / reference pixels; ``openness``
+    is each eye's opening relative to the reference's (1 = as open).
+    """
+    size = out.shape[0]
+    for (upper, lower), iris, open_ in zip(EYES, IRIS_CENTRES, openness, strict=True):
+        # A shut eye's outline would still be drawn by the anti-aliased fill.
+        fade = float(np.clip((open_ - 0.04) / 0.12, 0.0, 1.0))
+        if fade <= 0.0:
+            continue
+        poly = target[loop(upper, lower), :2]
+        box = _roi(poly, size)
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+        _fill(mask, poly - np.array([x0, y0], dtype=np.float32), (255.0,))
+        if not mask.any():
+            continue
+        m = _in_box(_eye_transform(target, source, upper, iris, open_), x0, y0)
+        layer = cv2.warpAffine(
+            reference,
+            m,
+            (x1 - x0, y1 - y0),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        _blend(out, box, layer, mask.astype(np.float32) * (fade / 255.0))

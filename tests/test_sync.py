@@ -1,0 +1,69 @@
+"""A/V sync through the server: a flash and a buzz leave the client together each
+second and must come back within 45 ms of each other, whichever path is slower."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+
+import pytest
+
+from mirage.client.probe import Probe
+from mirage.engine.capture import CaptureClock
+from mirage.tracks.sync import PlayoutClock
+from tests.server_fixtures import StartServer, base_url
+
+
+def test_capture_clock_gives_a_burst_after_a_stall_its_true_age() -> None:
+    clock = CaptureClock()
+    # 20 ms frames arriving on time (the stamp is the arrival of an undelayed frame)...
+    for i in range(50):
+        assert clock.capture_time(100.0 + i * 0.02, i * 0.02) == pytest.approx(100.0 + i * 0.02)
+    # ...then a 500 ms stall: frames 50..74 all arrive at once, and keep their true age.
+    stamps = [clock.capture_time(101.5, (50 + k) * 0.02) for k in range(25)]
+    assert stamps[0] == pytest.approx(101.0) and stamps[-1] == pytest.approx(101.48)
+    # Jitter never makes a frame look older than it is.
+    assert clock.capture_time(102.05, 2.0) == pytest.approx(102.0)
+
+
+def test_playout_delay_follows_the_slower_track_rises_fast_falls_slowly() -> None:
+    clock = PlayoutClock(margin_s=0.0, fall_per_s=0.02)
+    for _ in range(30):
+        clock.observe("video", 0.04)
+        clock.observe("audio", 0.19)
+    assert clock.delay_s == pytest.approx(0.19)
+    for _ in range(60):
+        clock.observe("audio", 0.02)  # the voice got fast: the delay may only creep down
+    assert 0.04 <= clock.delay_s < 0.19
+    assert PlayoutClock(enabled=False).due(1.0) == 1.0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"face": "passthrough", "voice": "dsp"}, id="dsp-voice"),
+        pytest.param(
+            {"face": "slow", "face_options": {"delay_ms": 100}, "voice": "passthrough"},
+            id="video-100ms-slower",
+        ),
+        pytest.param(
+            {"face": "passthrough", "voice": "delay", "voice_options": {"delay_ms": 150}},
+            id="audio-150ms-slower",
+        ),
+    ],
+)
+async def test_av_skew_within_45_ms(start_server: StartServer, options: dict[str, object]) -> None:
+    server = await start_server()
+    probe = Probe(base_url(server), sync_marks=True, options=options)
+    try:
+        await probe.connect()
+        for _ in range(200):
+            await asyncio.sleep(0.1)
+            if len(probe.av_skew()) >= 6:
+                break
+        skews = probe.av_skew()[1:]  # the first mark may precede the delay's settling
+        assert len(skews) >= 4, f"marks did not come back: {probe.received.flashes=}"
+        median = statistics.median(skews)
+        assert abs(median) <= 0.045, f"A/V skew {median * 1000:.0f} ms ({skews})"
+    finally:
+        await probe.close()
