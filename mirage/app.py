@@ -12,6 +12,7 @@ from aiohttp import web
 
 from mirage import __version__
 from mirage.config import Settings
+from mirage.engine.adapt import LEVELS
 from mirage.models.base import MirageError
 from mirage.state import SERVER, MirageServer
 from mirage.webrtc import aiortc_compat, reference, signalling
@@ -51,7 +52,14 @@ async def config(request: web.Request) -> web.Response:
     s = server.settings
     return web.json_response(
         {
-            "video": {"size": s.video_size, "max_fps": s.max_fps},
+            "video": {
+                "size": LEVELS[0].size,
+                "max_fps": LEVELS[0].fps,
+                "levels": [
+                    {"name": lv.name, "size": lv.size, "fps": lv.fps, "quality": lv.quality}
+                    for lv in LEVELS
+                ],
+            },
             "audio": {
                 "sample_rate": 48000,
                 "frame_ms": 20,
@@ -103,6 +111,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.router.add_post("/offer", signalling.handle_offer)
     app.router.add_get("/sessions/{session_id}", signalling.handle_session_stats)
     app.router.add_delete("/sessions/{session_id}", signalling.handle_delete)
+    app.router.add_patch("/sessions/{session_id}", signalling.handle_session_patch)
     app.router.add_post("/reference", reference.handle_post_reference)
     app.router.add_get("/reference", reference.handle_get_reference)
     if WEB_DIR.is_dir():

@@ -22,9 +22,7 @@ class Settings:
     ice_hosts: tuple[str, ...] = ()  # host addresses ICE may offer; () = every interface
     udp_ports: tuple[int, int] | None = None  # ICE host ports, e.g. (50000, 50100); None = any
     low_latency_receive: bool = True  # see mirage/webrtc/aiortc_compat.py
-    # Media.
-    video_size: int = 512
-    max_fps: float = 20.0
+    # Media (video sizes and rates: the quality levels in mirage/engine/adapt.py).
     audio_backlog_ms: float = 60.0  # converted audio older than this is dropped (live edge)
     sync: bool = True  # hold the faster track back so lips and voice leave together
     max_playout_delay_ms: float = 500.0
@@ -66,8 +64,6 @@ _ENV_PARSERS: dict[str, Any] = {
     "ice_hosts": _split,
     "udp_ports": parse_port_range,
     "low_latency_receive": lambda v: v.lower() not in ("0", "false", "no", "off"),
-    "video_size": int,
-    "max_fps": float,
     "audio_backlog_ms": float,
     "sync": lambda v: v.lower() not in ("0", "false", "no", "off"),
     "max_playout_delay_ms": float,

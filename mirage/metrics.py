@@ -91,6 +91,24 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.quality_moves = Counter(
+            "mirage_quality_moves_total",
+            "Adaptive quality level changes",
+            ["direction"],
+            registry=r,
+        )
+        self.quality_level = Gauge(
+            "mirage_quality_level",
+            "Current quality level per session (0 = full)",
+            ["session"],
+            registry=r,
+        )
+        self.playout_delay = Gauge(
+            "mirage_playout_delay_seconds",
+            "Shared A/V playout delay per session",
+            ["session"],
+            registry=r,
+        )
         self.loop_lag = Gauge(
             "mirage_event_loop_lag_seconds",
             "How late the event loop woke a 100 ms timer",

@@ -24,7 +24,8 @@ async def test_health_config_metrics(aiohttp_client: Any) -> None:
     health = await (await client.get("/health")).json()
     assert health["status"] == "ok" and health["sessions"] == 0 and health["load"] == 0
     config = await (await client.get("/config")).json()
-    assert config["video"] == {"size": 512, "max_fps": 20.0}
+    assert config["video"]["size"] == 512 and config["video"]["max_fps"] == 20.0
+    assert [lv["size"] for lv in config["video"]["levels"]] == [512, 512, 512, 384, 256]
     voice = config["audio"]["voice"]
     assert voice["backend"] == "passthrough" and voice["latency_s"] == 0.0
     assert voice["block_ms"] == 20.0

@@ -62,7 +62,9 @@ async def test_av_skew_within_45_ms(start_server: StartServer, options: dict[str
             if len(probe.av_skew()) >= 6:
                 break
         skews = probe.av_skew()[1:]  # the first mark may precede the delay's settling
-        assert len(skews) >= 4, f"marks did not come back: {probe.received.flashes=}"
+        assert len(skews) >= 4, (
+            f"marks did not come back: {probe.received.flashes=} {probe.received.audio_onsets=} {probe.mic.onsets=}"
+        )
         median = statistics.median(skews)
         assert abs(median) <= 0.045, f"A/V skew {median * 1000:.0f} ms ({skews})"
     finally:

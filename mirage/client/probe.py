@@ -50,13 +50,18 @@ def _cell(index: int, margin: int = 0) -> tuple[slice, slice]:
     return slice(top + margin, top + BLOCK - margin), slice(left + margin, left + BLOCK - margin)
 
 
-def read_id(img: np.ndarray) -> int | None:
-    """The id drawn by ``draw_id`` (also when colours are inverted); None if unreadable."""
-    if min(img.shape[:2]) < COLUMNS * BLOCK:
+def read_id(img: np.ndarray, drawn_size: int = 512) -> int | None:
+    """The id drawn by ``draw_id`` on a ``drawn_size`` frame, also after the server
+    resized it (adaptive quality) or inverted its colours; None if unreadable."""
+    scale = img.shape[0] / drawn_size
+    if min(img.shape[:2]) < COLUMNS * BLOCK * scale or BLOCK * scale < 8:
         return None
 
     def level(i: int) -> float:
-        return float(img[_cell(i, BLOCK // 4)].mean())
+        rows, cols = _cell(i, BLOCK // 4)
+        r = slice(int(rows.start * scale), int(rows.stop * scale))
+        c = slice(int(cols.start * scale), int(cols.stop * scale))
+        return float(img[r, c].mean())
 
     white, black = level(0), level(1)
     if abs(white - black) < 80:
@@ -95,14 +100,15 @@ class SyntheticCamera(MediaStreamTrack):
         frame_id = self._next
         self._next += 1
         image = draw_id(frame_id, self.size)
-        flash = self._flash_every is not None and frame_id % self._flash_every == 0
+        # A flash lasts 3 frames, so a model that skips frames still shows one.
+        flash = self._flash_every is not None and frame_id % self._flash_every < 3
         if flash:
             image[image.shape[0] // 4 :] = 255  # a white flash below the id rows
         frame = VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = round(frame_id * 90000 / self.fps)
         frame.time_base = fractions.Fraction(1, 90000)
         self.sent[frame_id] = time.monotonic()
-        if flash:
+        if flash and frame_id % self._flash_every == 0:  # type: ignore[operator]
             self.flashes.append(self.sent[frame_id])
         return frame
 
@@ -165,7 +171,7 @@ class Received:
     audio_rms: list[float] = field(default_factory=list)
     audio_onsets: list[float] = field(default_factory=list)
     audio_latency: list[float] = field(default_factory=list)
-    flashes: list[float] = field(default_factory=list)  # arrival of each white frame
+    flashes: list[tuple[float, int | None]] = field(default_factory=list)  # (arrival, id)
     audio_tail: collections.deque[np.ndarray] = field(
         default_factory=lambda: collections.deque(maxlen=150)  # the last 3 s of 20 ms frames
     )
@@ -260,13 +266,13 @@ class Probe:
                 img = frame.to_ndarray(format="rgb24")  # type: ignore[union-attr]
                 if got.first_image is None:
                     got.first_image = img
+                frame_id = read_id(img, self.camera.size if self.camera else 512)
                 flash = float(img[img.shape[0] // 2 :].mean()) > 200
                 if flash and not was_flash:
-                    got.flashes.append(now)
+                    got.flashes.append((now, frame_id))
                 was_flash = flash
                 if self.keep_images:
                     got.last_image = img
-                frame_id = read_id(img)
                 sent = None
                 if self.camera is not None and frame_id is not None:
                     sent = self.camera.sent.get(frame_id)
@@ -296,11 +302,16 @@ class Probe:
                 rms = float(np.sqrt(np.mean(mono**2)))
                 got.audio_frames += 1
                 got.audio_rms.append(rms)
-                loud = rms > 0.05
-                if loud and not was_loud:
-                    got.audio_onsets.append(now)
-                    self._match_onset(now)
-                was_loud = loud
+                if not was_loud:
+                    above = np.flatnonzero(np.abs(mono) > 0.1)
+                    if len(above) and rms > 0.02:
+                        # A frame starts playing as it arrives: sample i plays i/rate later.
+                        onset = now + above[0] / frame.sample_rate  # type: ignore[union-attr]
+                        got.audio_onsets.append(onset)
+                        self._match_onset(onset)
+                        was_loud = True
+                elif rms < 0.02:
+                    was_loud = False
         except MediaStreamError:
             return
 
@@ -308,30 +319,33 @@ class Probe:
         if self.mic is None:
             return
         # The beep sent most recently before `now` (beeps are further apart than a trip).
-        candidates = [t for t in self.mic.onsets if t <= now]
+        candidates = [t for t in self.mic.onsets if t <= now]  # onsets are frame starts
         if candidates:
             latency = now - candidates[-1]
             if latency < self.mic.period_s * 0.9:
                 self.received.audio_latency.append(latency)
 
     def av_skew(self) -> list[float]:
-        """Audio arrival − video arrival of each mark pair, minus their send skew (s)."""
+        """Per returned mark: audio latency − video latency (s); 0 = in sync.
+
+        The video latency is that of the flash frame that came back (identified by
+        its id); the audio latency that of the buzz sent with its flash.
+        """
         if self.camera is None or self.mic is None:
             return []
         out = []
-        for back_v in self.received.flashes:
-            # Which flash came back: the latest sent before it (marks are 1 s apart and
-            # a trip is shorter); its buzz left with it; the buzz heard nearest is its echo.
-            sent_v = max((t for t in self.camera.flashes if t < back_v), default=None)
-            if sent_v is None:
+        for back_v, frame_id in self.received.flashes:
+            sent_v = self.camera.sent.get(frame_id) if frame_id is not None else None
+            group = max((t for t in self.camera.flashes if t <= back_v), default=None)
+            if sent_v is None or group is None:
                 continue
-            sent_a = min(self.mic.onsets, key=lambda t: abs(t - sent_v), default=None)
+            sent_a = min(self.mic.onsets, key=lambda t: abs(t - group), default=None)
             back_a = min(self.received.audio_onsets, key=lambda t: abs(t - back_v), default=None)
             if sent_a is None or back_a is None:
                 continue
-            if abs(sent_a - sent_v) > 0.1 or abs(back_a - back_v) > 0.45:
+            if abs(sent_a - group) > 0.1 or abs(back_a - back_v) > 0.45:
                 continue
-            out.append((back_a - back_v) - (sent_a - sent_v))
+            out.append((back_a - sent_a) - (back_v - sent_v))
         return out
 
     async def close(self, delete: bool = True) -> None:

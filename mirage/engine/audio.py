@@ -49,9 +49,10 @@ class _Resampler:
 
 
 class CaptureTimeline:
-    """Maps an input sample position to the time it arrived (last ~4 s kept)."""
+    """Maps an input sample position to its capture time (last ~4 s of chunks kept)."""
 
-    def __init__(self, keep: int = 200) -> None:
+    def __init__(self, rate: int, keep: int = 200) -> None:
+        self._rate = rate
         self._ends: collections.deque[int] = collections.deque(maxlen=keep)
         self._times: collections.deque[float] = collections.deque(maxlen=keep)
 
@@ -60,10 +61,12 @@ class CaptureTimeline:
         self._times.append(capture)
 
     def at(self, position: int) -> float:
+        """Capture time of sample ``position`` (1-based end positions), interpolated
+        back from the capture time of its chunk's last sample."""
         if not self._ends:
             return time.monotonic()
-        i = bisect.bisect_left(self._ends, position)
-        return self._times[min(i, len(self._times) - 1)]
+        i = min(bisect.bisect_left(self._ends, position), len(self._ends) - 1)
+        return self._times[i] - (self._ends[i] - position) / self._rate
 
 
 class OutputRing:
@@ -139,7 +142,7 @@ class VoicePipeline:
     def __init__(
         self,
         converter: VoiceConverter,
-        backlog_ms: float,
+        ring_ms: float,
         on_error: Callable[[Exception], None],
         observe: Callable[[str, float], None],
         on_ready: Callable[[float], None] | None = None,
@@ -154,9 +157,9 @@ class VoicePipeline:
         self._in_position = 0  # input samples (model rate) seen so far
         self._out_position = 0  # model-rate samples produced so far
         self._latency = round(converter.latency_s * converter.sample_rate)
-        self._timeline = CaptureTimeline()
+        self._timeline = CaptureTimeline(converter.sample_rate)
         block_48k = converter.block_size * OUTPUT_RATE // converter.sample_rate
-        self.ring = OutputRing(max_samples=block_48k + round(backlog_ms * OUTPUT_RATE / 1000))
+        self.ring = OutputRing(max_samples=block_48k + round(ring_ms * OUTPUT_RATE / 1000))
 
     def push(self, chunk: Chunk) -> None:
         if self._to_model is None or self._to_model.rate_in != chunk.rate:
@@ -185,6 +188,8 @@ class VoicePipeline:
         self._observe("convert", t1 - t0)
         # The first output sample stands for the input sample `latency` earlier.
         capture = self._timeline.at(self._out_position - self._latency + 1)
+        if self._out_position < self._latency:  # the converter's initial fill: not real input
+            capture = self._timeline.at(1)
         self._out_position += len(block)
         self.ring.push(self._to_output(out), capture)
         self._observe("resample", time.perf_counter() - t1)

@@ -108,9 +108,11 @@ class VoiceAudioTrack(MediaStreamTrack):
         self._metrics = metrics
         self._on_source_ended = on_source_ended
         self._inbox = _Inbox(INBOX_MS)
+        # Room for the backlog bound plus the longest playout delay the clock may set.
+        ring_ms = backlog_ms + (clock.max_delay_s * 1000 if clock.enabled else 0.0)
         self.pipeline = VoicePipeline(
             converter,
-            backlog_ms,
+            ring_ms,
             self._on_error,
             self._observe,
             on_ready=lambda latency: clock.observe("audio", latency),

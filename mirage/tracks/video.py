@@ -26,6 +26,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
+from mirage.engine.adapt import Move, QualityController
 from mirage.engine.capture import CaptureClock
 from mirage.engine.delayline import DelayLine
 from mirage.engine.latest import LatestSlot
@@ -66,8 +67,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         animator: FaceAnimator,
         backend: str,
         *,
-        size: int,
-        max_fps: float,
+        controller: QualityController,
         clock: PlayoutClock,
         metrics: Metrics,
         on_source_ended: Callable[[], None] | None = None,
@@ -76,8 +76,13 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._source = source
         self._animator = animator
         self._backend = backend
-        self.size = size
-        self._interval = 1.0 / max_fps
+        self.controller = controller
+        level = controller.level
+        self.size = level.size
+        self._interval = 1.0 / level.fps
+        self._next_start = 0.0
+        self._apply_quality(level.quality)
+        max_fps = max(lv.fps for lv in controller.levels)
         self._clock = clock
         self._metrics = metrics
         self._on_source_ended = on_source_ended
@@ -169,9 +174,34 @@ class AvatarVideoTrack(MediaStreamTrack):
         else:
             future.set_result(None)
 
+    # -- quality levels ------------------------------------------------------------
+    def _apply_quality(self, quality: str) -> None:
+        set_quality = getattr(self._animator, "set_quality", None)
+        if callable(set_quality):
+            set_quality(quality)
+
+    def _apply_level(self, move: Move | None) -> None:
+        level = self.controller.level
+        self.size = level.size
+        self._interval = 1.0 / level.fps
+        self._apply_quality(level.quality)
+        if move is not None:
+            self._metrics.quality_moves.labels(move.direction).inc()
+            log.info("video quality %s to %s: %s", move.direction, level.name, move.reason)
+
+    def pin_level(self, index: int | None) -> None:
+        """Hold a quality level (None: automatic again); applied from the next frame."""
+        self.controller.pin(index)
+        self._apply_level(None)
+
     # -- stage 2: the worker thread ---------------------------------------------
     def _render_next(self) -> None:
         self._apply_new_reference()
+        # Work at the level's frame rate: frames in between are replaced in the slot.
+        wait = self._next_start - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, 0.2))
+            return
         item = self._inbox.take(timeout=0.2)
         if item is None or self._worker.stopping:
             return
@@ -192,6 +222,10 @@ class AvatarVideoTrack(MediaStreamTrack):
         stage.labels("video", "decode").observe(t1 - t0)
         stage.labels("video", "animate").observe(t2 - t1)
         stage.labels("video", "convert").observe(t3 - t2)
+        self._next_start = t0 + 0.95 * self._interval
+        move = self.controller.record(t3 - t0, time.monotonic())
+        if move is not None:
+            self._apply_level(move)
         self._clock.observe("video", time.monotonic() - item.capture)
         if self._outbox.put(Rendered(frame, item.capture)):
             self._metrics.frames_dropped.labels("video", "output").inc()

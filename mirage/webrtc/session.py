@@ -8,6 +8,7 @@ stops for ``media_timeout_s`` (a peer that vanished without a word), shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -18,8 +19,9 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from mirage.config import Settings
+from mirage.engine.adapt import QualityController, find_level
 from mirage.metrics import Metrics
-from mirage.models.base import FaceAnimator, VoiceConverter
+from mirage.models.base import BadInput, FaceAnimator, VoiceConverter
 from mirage.tracks.audio import VoiceAudioTrack
 from mirage.tracks.sync import PlayoutClock
 from mirage.tracks.video import AvatarVideoTrack
@@ -45,6 +47,7 @@ class Session:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     clock: PlayoutClock = field(init=False)
     created: float = field(default_factory=time.monotonic)
+    pinned_level: int | None = None  # None: adaptive quality
     video: AvatarVideoTrack | None = None
     audio: VoiceAudioTrack | None = None
     closed_reason: str | None = None
@@ -68,8 +71,7 @@ class Session:
                     track,
                     self.backends.animator,
                     self.backends.face,
-                    size=self.settings.video_size,
-                    max_fps=self.settings.max_fps,
+                    controller=QualityController(pinned=self.pinned_level),
                     clock=self.clock,
                     metrics=self.metrics,
                     on_source_ended=lambda: self.close_soon("camera track ended"),
@@ -118,6 +120,7 @@ class Session:
         timeout = self.settings.media_timeout_s
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))
+            self._publish_gauges()
             tracks = [t for t in (self.video, self.audio) if t is not None]
             if not tracks:
                 continue
@@ -125,6 +128,11 @@ class Session:
             if idle > timeout:
                 self.close_soon(f"no media for {idle:.1f} s")
                 return
+
+    def _publish_gauges(self) -> None:
+        self.metrics.playout_delay.labels(self.id).set(self.clock.delay_s)
+        if self.video is not None:
+            self.metrics.quality_level.labels(self.id).set(self.video.controller.index)
 
     def close_soon(self, reason: str) -> None:
         """Close from a callback that cannot await (never from inside close itself)."""
@@ -144,6 +152,9 @@ class Session:
             if track is not None:
                 track.stop()
         await self.pc.close()
+        for gauge in (self.metrics.playout_delay, self.metrics.quality_level):
+            with contextlib.suppress(KeyError):  # never published: a session that never ran
+                gauge.remove(self.id)
         await asyncio.get_running_loop().run_in_executor(None, self._release_models)
         self.on_closed(self)
 
@@ -155,6 +166,16 @@ class Session:
                     close()
                 except Exception:  # pragma: no cover - best effort on the way out
                     log.exception("closing a model failed")
+
+    def configure(self, quality: str | None, voice_options: dict[str, Any]) -> None:
+        """Live changes without reconnecting: pin/unpin quality, new voice settings."""
+        if quality is not None and self.video is not None:
+            self.video.pin_level(None if quality == "auto" else find_level(quality))
+        if voice_options:
+            update = getattr(self.backends.converter, "update", None)
+            if not callable(update):
+                raise BadInput(f"voice backend {self.backends.voice} has no live settings")
+            update(**voice_options)
 
     async def set_reference(self, image: Any) -> None:
         """A new portrait for this session (applied between two frames)."""
@@ -180,6 +201,16 @@ class Session:
             },
         }
         if self.video is not None:
+            controller = self.video.controller
+            out["quality"] = {
+                "level": controller.level.name,
+                "index": controller.index,
+                "pinned": controller.pinned is not None,
+                "moves": [
+                    {"to": m.level.name, "direction": m.direction, "reason": m.reason}
+                    for m in controller.moves[-5:]
+                ],
+            }
             out["video"] = {
                 "frames_in": self.video.frames_in,
                 "frames_out": self.video.frames_out,

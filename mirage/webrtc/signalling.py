@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+from mirage.engine.adapt import find_level
 from mirage.models.base import BadInput, MirageError
 from mirage.state import SERVER, MirageServer
 from mirage.webrtc import aiortc_compat
@@ -40,6 +41,7 @@ class Offer:
     voice: str | None
     face_options: dict[str, Any]
     voice_options: dict[str, Any]
+    pinned_level: int | None = None
 
 
 def parse_offer(body: bytes, max_bytes: int) -> Offer:
@@ -75,7 +77,26 @@ def parse_offer(body: bytes, max_bytes: int) -> Offer:
             raise BadOffer(f"options.{key} must be an object")
         return value
 
-    return Offer(sdp, name("face"), name("voice"), extra("face_options"), extra("voice_options"))
+    return Offer(
+        sdp,
+        name("face"),
+        name("voice"),
+        extra("face_options"),
+        extra("voice_options"),
+        parse_quality(options.get("quality", "auto")),
+    )
+
+
+def parse_quality(value: Any) -> int | None:
+    """``"auto"`` → None (adaptive); a level name or index → that level pinned."""
+    if value is None or value == "auto":
+        return None
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise BadOffer("'quality' must be 'auto', a level name or a level index")
+    try:
+        return find_level(value)
+    except ValueError as exc:
+        raise BadOffer(str(exc)) from None
 
 
 async def handle_offer(request: web.Request) -> web.Response:
@@ -100,6 +121,7 @@ async def _answer(server: MirageServer, offer: Offer, backends: Backends) -> Ses
     ice = [RTCIceServer(urls=url) for url in settings.ice_servers]
     pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
     session = Session(pc, backends, settings, server.metrics, server.forget)
+    session.pinned_level = offer.pinned_level
     session.attach()
     try:
         try:
@@ -129,6 +151,30 @@ async def handle_delete(request: web.Request) -> web.Response:
         )
     await session.close("closed by DELETE")
     return web.json_response({"session_id": session.id, "closed": True})
+
+
+async def handle_session_patch(request: web.Request) -> web.Response:
+    """Live changes to a session: ``{"quality": "auto"|level, "voice_options": {...}}``."""
+    server = request.app[SERVER]
+    session = server.sessions.get(request.match_info["session_id"])
+    if session is None:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "no such session"}), content_type="application/json"
+        )
+    try:
+        body = json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadInput("body must be JSON") from None
+    if not isinstance(body, dict):
+        raise BadInput("body must be a JSON object")
+    quality = body.get("quality")
+    if quality is not None:
+        parse_quality(quality)  # validate before changing anything
+    voice_options = body.get("voice_options") or {}
+    if not isinstance(voice_options, dict):
+        raise BadInput("voice_options must be an object")
+    session.configure(quality, voice_options)
+    return web.json_response(session.stats())
 
 
 async def handle_session_stats(request: web.Request) -> web.Response:
