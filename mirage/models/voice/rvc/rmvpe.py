@@ -219,13 +219,17 @@ class Rmvpe(nn.Module):
 
     def mel(self, audio: Tensor) -> Tensor:
         """16 kHz audio (B, N) → log mel (B, 128, 1 + N // 160), centre-padded frames."""
-        # Always float32 (as upstream's separate front end), even in a half-precision model.
+        # Always float32, as upstream's separate front end, even in a half-precision model
+        # (whose .half() also rounds these buffers: rebuild them then).
+        basis, window = self.mel_basis, self.window
+        if basis.dtype != torch.float32:
+            basis = torch.from_numpy(mel_filterbank()).to(audio.device)
+            window = torch.hann_window(N_FFT, device=audio.device)
         spec = torch.stft(
-            audio.float(), N_FFT, HOP, N_FFT, self.window.float(), center=True, return_complex=True
+            audio.float(), N_FFT, HOP, N_FFT, window, center=True, return_complex=True
         )
         magnitude = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2))
-        mel = torch.matmul(self.mel_basis.float(), magnitude)
-        return torch.log(torch.clamp(mel, min=1e-5))
+        return torch.log(torch.clamp(torch.matmul(basis, magnitude), min=1e-5))
 
     def salience(self, mel: Tensor) -> Tensor:
         """Log mel (B, 128, T) with T a multiple of 32 → salience (B, T, 360) in (0, 1)."""
