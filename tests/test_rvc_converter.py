@@ -7,8 +7,11 @@ The architecture and every streaming stage are the real ones; only the widths ar
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -21,6 +24,7 @@ from mirage.models.voice.rvc.checkpoint import CheckpointError, save_synthesizer
 from mirage.models.voice.rvc.converter import RvcConverter, unavailable_reason
 from mirage.models.voice.rvc.index import FeatureIndex
 from mirage.models.voice.rvc.synthesizer import Synthesizer, SynthesizerConfig
+from tests.conftest import GOLDEN
 from tests.speech import speech
 from tests.test_hubert_mapping import checkpoint, fairseq_state
 
@@ -39,13 +43,66 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+def _golden_fill() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("golden_fill", GOLDEN / "fill.py")
+    assert spec is not None and spec.loader is not None, f"no fill.py in {GOLDEN}"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_weights(root: Path) -> Path:
+    """A weights folder: random fairseq HuBERT (v1 widths) and a filled small v1 model.
+
+    The synthesizer gets the golden fill rule (unit-gain weights, so its output depends on
+    its inputs) with the prior encoder's attention outputs zeroed: like a trained model it
+    then looks only a few frames around each frame, so a stream can match a whole pass.
+    """
     (root / "hubert").mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint(fairseq_state(final=256, layers=9)), root / "hubert" / "hubert_base.pt")
-    torch.manual_seed(0)
     model = Synthesizer(SynthesizerConfig.from_list(SMALL_V1_32K), "v1")
+    fill = _golden_fill()
+    entries = [
+        (k, list(v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in model.state_dict().items()
+    ]
+    arrays = fill.fill_state(entries, 20240601)
+    for key in arrays:
+        if key.endswith("attn_layers.0.conv_o.weight") or key.endswith(
+            "attn_layers.1.conv_o.weight"
+        ):
+            arrays[key] = arrays[key] * 0.0
+    fill.load_into(model, arrays)
     save_synthesizer(root / "rvc" / "model.pth", model, info="test")
     return root
+
+
+class LocalEncoder(torch.nn.Module):
+    """Stand-in content encoder with HuBERT's framing (400-sample window, 320 hop) but no
+    sequence-wide normalisation or attention: its features do not depend on the window."""
+
+    dim = 256
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv1d(1, self.dim, 400, 320)
+
+    @torch.inference_mode()
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(5 * wav[:, None])).transpose(1, 2)
+
+
+class Unvoiced:
+    """Pitch tracker that hears no voice: the NSF source stays silent."""
+
+    name = "unvoiced"
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        return np.zeros(len(audio) // 160 + 1)
+
+    def segment(self, samples: int) -> int:
+        return samples
 
 
 @pytest.fixture(scope="module")
@@ -74,26 +131,60 @@ def test_protocol_sizes_and_latency(models: Path) -> None:
 
 
 def test_streaming_matches_offline_away_from_seams(models: Path, voice: np.ndarray) -> None:
+    """Window bookkeeping, skip/warm-up frames, resampling, loudness and SOLA line up.
+
+    The stand-in encoder and a silent NSF source remove the two things a stream can never
+    reproduce exactly (HuBERT's window-wide group norm, the sine's start phase), so what
+    is left is the stream's own arithmetic: in the settled middle of every block it must
+    equal the whole-signal pass. Each block's last ~60 ms were decoded without future
+    context (upstream's design, hidden by the crossfade) and are not compared.
+    """
     conv = RvcConverter(models_dir=str(models), **QUIET)
+    conv.encoder = LocalEncoder()
+    conv.tracker = conv._pitch.tracker = Unvoiced()
     offline = conv.convert_offline(voice)
     assert offline.shape == voice.shape
     streamed = stream(conv, voice)
-    block = conv.block_size
-    xfade, search = conv.layout.crossfade * 160, conv.layout.search * 160
-    # the stream lags by crossfade + search - (SOLA offset): find that lag
-    lags = range(xfade, xfade + search + 1)
-    errs = [np.mean((streamed[lag:] - offline[: len(streamed) - lag]) ** 2) for lag in lags]
-    lag = lags[int(np.argmin(errs))]
+    block, lag = conv.block_size, conv.latency_s * 16000 - conv.block_size
+    lag = round(lag)  # block + crossfade + search lag; SOLA picks offset 0 on settled audio
     got, want = streamed[lag:], offline[: len(streamed) - lag]
-    # away from seams: skip the first block (no context yet) and each crossfade
-    inner = (np.arange(len(got)) + lag) % block >= xfade
-    inner[: 2 * block] = False
-    rel = np.sqrt(np.mean((got - want)[inner] ** 2) / np.mean(want[inner] ** 2))
-    assert rel < 0.05, f"stream differs from offline by {rel:.3f} of its RMS"
-    # the measure can tell: a one-semitone change moves the offline output much further
-    sharp = RvcConverter(models_dir=str(models), semitones=1.0, **QUIET).convert_offline(voice)
-    moved = (sharp - offline)[lag : lag + len(got)][inner]
-    assert np.sqrt(np.mean(moved**2) / np.mean(want[inner] ** 2)) > 3 * rel
+    phase = (np.arange(len(got)) + lag) % block
+    settled = (phase >= conv.layout.crossfade * 160) & (phase < block // 2)
+    settled[: 2 * block] = False
+
+    def rel(a: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((a - want)[settled] ** 2) / np.mean(want[settled] ** 2)))
+
+    assert rel(got) < 0.03, f"stream differs from offline by {rel(got):.3f} of its RMS"
+    # the measure can fail: one frame (10 ms) of misalignment is far outside it
+    assert rel(streamed[lag - 160 : lag - 160 + len(want)]) > 10 * rel(got)
+
+
+def test_streaming_keeps_the_offline_spectrum(models: Path, voice: np.ndarray) -> None:
+    """Full pipeline (HuBERT layout, DIO pitch): about the same long-term spectrum.
+
+    A coarse check only: a random HuBERT attends across its whole window and group-norms
+    each channel over it, so its features depend on the window (trained ContentVec does so
+    far less), and the NSF sine restarts its phase in every chunk. Gross faults (a wrong
+    rate, a lost band, buzz from bad seams) move whole bands by much more than this.
+    """
+    conv = RvcConverter(models_dir=str(models), **QUIET)
+    offline = conv.convert_offline(voice)
+    streamed = stream(conv, voice)
+    lag = round(conv.latency_s * 16000) - conv.block_size
+    got, want = streamed[lag + 2 * conv.block_size :], offline[2 * conv.block_size :]
+    want = want[: len(got)]
+
+    def ltas(a: np.ndarray) -> np.ndarray:  # long-term average spectrum, dB, 1/3-octave-ish
+        spec = np.abs(np.fft.rfft(a.reshape(-1, 512) * np.hanning(512), axis=1)) ** 2
+        bands = np.geomspace(4, 256, 19).astype(int)
+        power = [spec[:, lo:hi].mean() for lo, hi in itertools.pairwise(bands)]
+        return 10 * np.log10(np.array(power) + 1e-12)
+
+    n = len(got) // 512 * 512
+    diff = np.abs(ltas(got[:n]) - ltas(want[:n]))
+    assert diff.max() < 4.0, f"long-term spectrum differs by up to {diff.max():.1f} dB"
+    assert diff.mean() < 1.5, f"long-term spectrum differs by {diff.mean():.1f} dB on average"
 
 
 def test_seams_do_not_click(models: Path, voice: np.ndarray) -> None:
@@ -140,12 +231,12 @@ def test_bad_blocks_are_refused(models: Path) -> None:
 
 def test_missing_weights_are_named(tmp_path: Path, models: Path) -> None:
     assert "rvc/model.pth" in str(unavailable_reason(str(tmp_path)))
-    with pytest.raises(WeightsMissing, match="model.pth"):
+    with pytest.raises(WeightsMissing, match=r"model\.pth"):
         RvcConverter(models_dir=str(tmp_path))
     (tmp_path / "rvc").mkdir()
     (tmp_path / "rvc" / "model.pth").write_bytes((models / "rvc" / "model.pth").read_bytes())
     assert "hubert/hubert_base.pt" in str(unavailable_reason(str(tmp_path)))
-    with pytest.raises(WeightsMissing, match="hubert_base.pt"):
+    with pytest.raises(WeightsMissing, match=r"hubert_base\.pt"):
         RvcConverter(models_dir=str(tmp_path))
     assert unavailable_reason(str(models)) is None
 
@@ -177,7 +268,7 @@ def test_index_retrieval_pulls_features(tmp_path: Path, models: Path, voice: np.
     want = np.einsum("tk,tkd->td", weight / weight.sum(1, keepdims=True), stored[ids])
     np.testing.assert_allclose(index.retrieve(query), want, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(index.blend(query, 0.0), query)
-    with pytest.raises(WeightsMissing, match="features.index holds 256-dim"):
+    with pytest.raises(WeightsMissing, match=r"features\.index holds 256-dim"):
         FeatureIndex(path, 768)
     # the converter uses it when it sits beside the model
     (tmp_path / "rvc").mkdir()
@@ -233,7 +324,7 @@ def test_fallback_tracker_follows_a_gliding_voice() -> None:
 
 
 def test_rmvpe_is_required_when_asked_for(tmp_path: Path) -> None:
-    with pytest.raises(WeightsMissing, match="rmvpe.pt"):
+    with pytest.raises(WeightsMissing, match=r"rmvpe\.pt"):
         rvc_pitch.make_tracker(tmp_path / "rmvpe" / "rmvpe.pt", torch.device("cpu"), "rmvpe")
     with pytest.raises(ValueError, match="unknown pitch method"):
         rvc_pitch.make_tracker(tmp_path / "rmvpe.pt", torch.device("cpu"), "crepe")

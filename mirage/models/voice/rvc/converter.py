@@ -166,10 +166,11 @@ class RvcConverter:
             )
         self.synth.to(self.device)
         self.encoder = load_content_encoder(root / HUBERT_FILE, self.info.version).to(self.device)
-        if self.encoder.dim != self.synth.enc_p.emb_phone.in_features:
+        wanted = self.synth.enc_p.emb_phone.in_features
+        if self.encoder.dim != wanted:
             raise CheckpointError(
                 f"{root / HUBERT_FILE} gives {self.encoder.dim}-dim features; "
-                f"{root / model} ({self.info.version}) wants {self.synth.enc_p.emb_phone.in_features}"
+                f"{root / model} ({self.info.version}) wants {wanted}"
             )
         self.tracker = make_tracker(root / RMVPE_FILE, self.device, pitch)
         index_file = root / INDEX_FILE
