@@ -32,14 +32,15 @@ class WarpConfig:
     """Options of the ``warp`` backend (all may be passed to ``create_animator``)."""
 
     grid: int = 2  # output pixels per cell of the warp map (1 = exact, 4 = fastest)
-    landmark_side: int = 320  # the driver is shrunk to this longer side for landmarks
+    landmark_side: int = 512  # the driver is shrunk to this longer side for landmarks
     neutral_frames: int = 3  # confident frames averaged into the driver's neutral pose
     min_score: float = 0.8  # share of the driver's landmarks that must be in frame
     hold_s: float = 0.4  # a lost face keeps its last pose this long …
     ease_s: float = 0.6  # … then eases back to neutral with this time constant
     ramp_s: float = 0.25  # a face found again fades back in over this long
-    face_scale: float = 4.0  # reference crop side, in face sizes at most
+    face_scale: float = 3.2  # reference crop side, in face sizes at most
     eye_closed_at: float = 0.25  # driver lid gap (of its neutral) that counts as shut
+    idle: float = 1.0  # strength of the idle sway and blinks shown while no face drives
     smoothing: OneEuroConfig = field(default_factory=OneEuroConfig)  # landmarks, in face widths
     lid_smoothing: OneEuroConfig = field(  # lid gaps, as shares of the neutral gap
         default_factory=lambda: OneEuroConfig(min_cutoff=2.0, beta=1.0)
@@ -53,6 +54,8 @@ class WarpConfig:
             raise BadInput(f"neutral_frames must be >= 1, got {self.neutral_frames}")
         if self.landmark_side < 64:
             raise BadInput(f"landmark_side must be >= 64, got {self.landmark_side}")
+        if not 0.0 <= self.idle <= 2.0:
+            raise BadInput(f"idle must be in [0, 2], got {self.idle}")
 
 
 def _check_image(image: object, what: str) -> np.ndarray:
@@ -81,6 +84,28 @@ def _lid_curve(ratio: float, closed_at: float, knee: float = 0.65) -> float:
     if ratio >= knee:
         return float(min(ratio, 1.5))
     return float(max(knee * (ratio - closed_at) / (knee - closed_at), 0.0))
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """A rotation from angles in degrees (image frame: x right, y down, z away)."""
+    y, p, r = (math.radians(a) for a in (yaw, pitch, roll))
+    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    return rz @ rx @ ry
+
+
+def _mesh_for(portrait: Portrait, motion: pose.Motion, expression: np.ndarray) -> np.ndarray:
+    """The portrait's full mesh (V, 3) with ``expression`` landmarks moved by ``motion``;
+    the rings around the face follow the head as much as their weights say."""
+    ref = portrait.points.astype(np.float64)
+    mesh = portrait.mesh
+    target = mesh.vertices.astype(np.float64).copy()
+    target[:NUM_POINTS] = pose.place(expression, motion, ref)
+    extra = target[NUM_POINTS:]
+    w = mesh.head_weight[NUM_POINTS:, None].astype(np.float64)
+    target[NUM_POINTS:] = extra + w * (pose.place(extra, motion, ref) - extra)
+    return target.astype(np.float32)
 
 
 class WarpAnimator:
@@ -116,6 +141,7 @@ class WarpAnimator:
         self._presence = 0.0  # 0 = reference at rest … 1 = full motion
         self._lost_s = 0.0
         self._last_t: float | None = None
+        self._age_s = 0.0  # seconds of frames seen, for the idle motion
         self.last_motion: pose.Motion | None = None  # for diagnostics and tests
         #: Wall time of each stage of the last ``animate`` call, for metrics and benchmarks.
         self.stage_seconds: dict[str, float] = {}
@@ -166,6 +192,7 @@ class WarpAnimator:
         now = self._clock()
         dt = 1 / 25 if self._last_t is None else float(np.clip(now - self._last_t, 1e-3, 0.5))
         self._last_t = now
+        self._age_s += dt
         t0 = time.perf_counter()
         face = self._landmarks(driver)
         t1 = time.perf_counter()
@@ -233,24 +260,45 @@ class WarpAnimator:
         ratios = [_lid_curve(float(r), self.config.eye_closed_at) for r in eyes]
         features.set_lids(expr, ref, (ratios[0], ratios[1]))
         features.unfold_lips(expr)
-        mesh = portrait.mesh
-        target = mesh.vertices.astype(np.float64).copy()
-        target[:NUM_POINTS] = pose.place(expr, motion, ref)
-        extra = target[NUM_POINTS:]
-        w = mesh.head_weight[NUM_POINTS:, None].astype(np.float64)
-        target[NUM_POINTS:] = extra + w * (pose.place(extra, motion, ref) - extra)
-        self._target = target.astype(np.float32)
+        self._target = _mesh_for(portrait, motion, expr)
         self.last_motion = motion
+
+    def _idle_target(self, portrait: Portrait) -> np.ndarray | None:
+        """The mesh swaying and blinking gently: what shows while no face drives.
+
+        A still portrait reads as a frozen stream; slow, small, deterministic
+        motion (a few degrees, a blink every four seconds) reads as alive.
+        """
+        amount = self.config.idle
+        if amount <= 0:
+            return None
+        t = self._age_s
+        yaw = 2.5 * math.sin(2 * math.pi * t / 7.0)
+        pitch = 1.2 * math.sin(2 * math.pi * t / 5.9 + 2.0)
+        roll = 1.5 * math.sin(2 * math.pi * t / 9.3 + 1.0)
+        rotation = _rotation(amount * yaw, amount * pitch, amount * roll)
+        ref = portrait.points.astype(np.float64)
+        expr = ref.copy()
+        phase = ((t + 2.0) % 4.0) / 0.18  # a blink: 0.18 s, every 4 s, the first at 2 s
+        shut = math.sin(math.pi * phase) if phase < 1.0 else 0.0
+        open_ = 1.0 - min(amount, 1.0) * shut
+        features.set_lids(expr, ref, (open_, open_))
+        motion = pose.Motion(rotation, 1.0, np.zeros(3), expr)
+        return _mesh_for(portrait, motion, expr)
 
     # -- rendering ------------------------------------------------------------------
 
     def _render(self, portrait: Portrait, size: int) -> np.ndarray:
         sized = portrait.at(size, self.config.grid)
-        if self._target is None or self._presence < 1e-3:
-            return sized.image.copy()
         mesh = portrait.mesh
-        rest = mesh.vertices
-        full = rest + np.float32(self._presence) * (self._target - rest)
+        idle = self._idle_target(portrait) if self._presence < 0.999 else None
+        rest = mesh.vertices if idle is None else idle
+        if self._target is None or self._presence < 1e-3:
+            if idle is None:
+                return sized.image.copy()
+            full = rest
+        else:
+            full = rest + np.float32(self._presence) * (self._target - rest)
         k = np.float32(size / BASE)
         target = full[:, :2] * k
         # Painter's order: around-the-face first, then face triangles far to near.

@@ -2,9 +2,10 @@
 
 A warp can only move pixels that exist. An opening mouth would show a smeared
 stretch of lip, a closing eye a squashed iris. So the mouth opening is painted
-(dark cavity, a band of upper teeth hanging from the upper lip, a hint of lower
-teeth and tongue), and the eye openings show an "eyeball" layer that does not
-deform: the lids slide over it instead of squeezing it.
+(a dark cavity, a tongue, and upper teeth hanging from the upper lip: the
+reference's own when it shows them, painted ones otherwise), and the eye
+openings show an "eyeball" layer that does not deform: the lids slide over it
+instead of squeezing it, and it shifts with the driver's gaze.
 """
 
 from __future__ import annotations
@@ -204,7 +205,9 @@ def paint_mouth(
     x0, y0, x1, y1 = box
     origin = np.array([x0, y0], dtype=np.float32)
     h, w = y1 - y0, x1 - x0
-    canvas = _cavity(h, w, upper - origin, lower - origin, shade, teeth)
+    canvas = cv2.GaussianBlur(
+        _cavity(h, w, upper - origin, lower - origin, shade, teeth), (3, 3), 0
+    )
     if teeth:
         m = _similarity(upper, source[LIP_UPPER, :2])
         layer = cv2.warpAffine(
@@ -221,7 +224,6 @@ def paint_mouth(
         _fill(own, moved, (255.0,))
         a = cv2.GaussianBlur(own, (3, 3), 0).astype(np.float32)[..., None] / 255.0
         canvas = canvas + (layer.astype(np.float32) - canvas) * a
-    canvas = cv2.GaussianBlur(canvas, (3, 3), 0)
     mask = np.zeros((h, w), dtype=np.uint8)
     _fill(mask, poly - origin, (255.0,))
     soft = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)
@@ -258,6 +260,18 @@ def _eye_transform(
     return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]], dtype=np.float32)
 
 
+def _soften(out: np.ndarray, box: tuple[int, int, int, int], amount: float) -> None:
+    """Blur a closing eye a little: the lid line, where the map jumps, is stair-stepped."""
+    size = out.shape[0]
+    x0, y0, x1, y1 = max(box[0], 0), max(box[1], 0), min(box[2], size), min(box[3], size)
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return
+    region = out[y0:y1, x0:x1]
+    blurred = cv2.GaussianBlur(region, (3, 3), 0)
+    a = np.full(region.shape[:2], float(np.clip(amount, 0.0, 1.0)), dtype=np.float32)
+    _blend(out, (x0, y0, x1, y1), blurred, a)
+
+
 def paint_eyes(
     out: np.ndarray,
     reference: np.ndarray,
@@ -271,7 +285,11 @@ def paint_eyes(
     is each eye's opening relative to the reference's (1 = as open).
     """
     size = out.shape[0]
-    for (upper, lower), iris, open_ in zip(EYES, IRIS_CENTRES, openness, strict=True):
+    for eye, ((upper, lower), iris, open_) in enumerate(
+        zip(EYES, IRIS_CENTRES, openness, strict=True)
+    ):
+        if open_ < 0.6:
+            _soften(out, eye_box(target, eye), 1.0 - open_ / 0.6)
         # A shut eye's outline would still be drawn by the anti-aliased fill.
         fade = float(np.clip((open_ - 0.04) / 0.12, 0.0, 1.0))
         if fade <= 0.0:
