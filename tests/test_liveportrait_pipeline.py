@@ -23,7 +23,13 @@ from mirage.models.avatar.liveportrait import animator as lp  # noqa: E402
 from mirage.models.avatar.liveportrait import crop as C  # noqa: E402
 from mirage.models.avatar.liveportrait.keypoints import stitch  # noqa: E402
 from mirage.models.avatar.passthrough import fit_square  # noqa: E402
-from mirage.models.base import BadInput, FaceAnimator, NoFaceError, WeightsMissing  # noqa: E402
+from mirage.models.base import (  # noqa: E402
+    BackendUnavailable,
+    BadInput,
+    FaceAnimator,
+    NoFaceError,
+    WeightsMissing,
+)
 from mirage.models.face.mesh import FaceMesh  # noqa: E402
 from tests.conftest import GOLDEN, MEDIA  # noqa: E402
 
@@ -156,6 +162,36 @@ def test_eye_and_lip_ratios(portrait_points: np.ndarray, driver_frames: list[np.
     assert C.eye_ratios(squashed)[0] == pytest.approx(a * 0.5, rel=0.15)
 
 
+def test_driving_crop_average() -> None:
+    a = C.FaceRect(center=(100.0, 50.0), size=200.0, angle=3.1)
+    b = C.FaceRect(center=(110.0, 40.0), size=220.0, angle=-3.1)
+    assert C.blend_rect(a, b, 1.0).center == pytest.approx(b.center)
+    half = C.blend_rect(a, b, 0.5)
+    assert half.center == pytest.approx((105.0, 45.0)) and half.size == pytest.approx(210.0)
+    assert abs(np.cos(half.angle) + 1.0) < 1e-3  # through ±π, not through 0
+
+
+def test_output_window_frames_the_face() -> None:
+    face = C.FaceRect(center=(300.0, 130.0), size=200.0, angle=0.0)
+    assert lp.output_window(704, 600, face, 1.5) == (150, 0, 300)  # clamped at the top
+    assert lp.output_window(704, 600, face, 0.0) == (0, 0, 600)  # the largest square
+    assert lp.output_window(704, 600, face, 10.0) == (0, 0, 600)
+    centred = C.FaceRect(center=(300.0, 352.0), size=200.0, angle=0.0)
+    assert lp.output_window(704, 600, centred, 1.0) == (200, 252, 200)
+    m = lp.window_matrix(200, 252, 200, 400)  # as cv2.resize maps pixel centres
+    np.testing.assert_allclose(m[:2] @ [200.0, 252.0, 1.0], [0.5, 0.5])
+
+
+def expected_background(
+    animator: lp.LivePortraitAnimator, image: np.ndarray, size: int
+) -> np.ndarray:
+    """The reference's square around the face, resized as ``fit_square`` resizes."""
+    ref = animator._reference
+    assert ref is not None
+    x0, y0, side = lp.output_window(*image.shape[:2], ref.face, animator.frame_scale)
+    return fit_square(image[y0 : y0 + side, x0 : x0 + side], size)
+
+
 def test_feather_mask_and_paste_back_keep_the_background() -> None:
     mask = C.feather_mask(512)
     assert mask[256, 256] == 1.0 and mask[0, 0] == 0.0 and mask[0, 256] == 0.0
@@ -264,7 +300,7 @@ def test_animates_real_frames_and_pastes_into_the_reference(
     assert isinstance(animator, FaceAnimator)
     out = animator.animate(driver_frames[0], 512)
     assert out.shape == (512, 512, 3) and out.dtype == np.uint8
-    reference = fit_square(portrait, 512)
+    reference = expected_background(animator, portrait, 512)
     paste = animator._paste_back(512)
     y0, y1, x0, x1 = paste.window
     outside = np.ones((512, 512), bool)
@@ -274,6 +310,8 @@ def test_animates_real_frames_and_pastes_into_the_reference(
     inside = np.zeros((512, 512), bool)
     inside[y0:y1, x0:x1] = paste.mask[..., 0] > 0.999
     assert np.all(out[inside] == [0, 255, 0])
+    assert abs((x0 + x1) / 2 - 256) < 30  # the output is framed on the face
+    assert (x1 - x0) < 0.8 * 512  # with room around it
     for stage in ("track", "crop", "motion", "keypoints", "warp", "generate", "paste", "total"):
         assert animator.timings[stage] >= 0.0, stage
     assert animator.animate(driver_frames[1], 200).shape == (200, 200, 3)
@@ -329,9 +367,46 @@ def test_driver_without_face_holds_the_last_frame(
     animator, _ = standin
     blank = np.full((480, 640, 3), 128, np.uint8)
     # before any face: the still reference
-    assert np.array_equal(animator.animate(blank, 256), fit_square(portrait, 256))
+    assert np.array_equal(
+        animator.animate(blank, 256), expected_background(animator, portrait, 256)
+    )
     last = animator.animate(driver_frames[0], 256)
     assert np.array_equal(animator.animate(blank, 256), last)
+
+
+class Unsure:
+    """Wraps a tracker; reports the first ``count`` faces as half out of the picture."""
+
+    def __init__(self, tracker: object, count: int) -> None:
+        self.tracker, self.count = tracker, count
+
+    def track(self, rgb: np.ndarray) -> object:
+        face = self.tracker.track(rgb)  # type: ignore[attr-defined]
+        if face is not None and self.count > 0:
+            self.count -= 1
+            face.score = 0.5
+        return face
+
+    def reset(self) -> None:
+        self.tracker.reset()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.tracker.close()  # type: ignore[attr-defined]
+
+
+def test_neutral_pose_waits_for_a_whole_face(
+    standin: tuple[lp.LivePortraitAnimator, StandIn],
+    portrait: np.ndarray,
+    driver_frames: list[np.ndarray],
+) -> None:
+    animator, nets = standin
+    animator.tracker = Unsure(animator.tracker, 1)  # type: ignore[assignment]
+    animator.reset()
+    held = animator.animate(driver_frames[0], 256)
+    assert np.array_equal(held, expected_background(animator, portrait, 256))
+    assert nets.warping_module.calls == [] and not animator.pipeline.has_neutral
+    animator.animate(driver_frames[1], 256)  # a whole face: this is the neutral pose
+    assert len(nets.warping_module.calls) == 1 and animator.pipeline.has_neutral
 
 
 def test_reference_without_face_raises(standin: tuple[lp.LivePortraitAnimator, StandIn]) -> None:
@@ -350,6 +425,8 @@ def test_bad_inputs_raise(standin: tuple[lp.LivePortraitAnimator, StandIn]) -> N
         animator.animate(np.zeros((64, 64), np.uint8), 512)
     with pytest.raises(BadInput):
         animator.animate(np.zeros((64, 64, 3), np.float32), 512)
+    with pytest.raises(BadInput, match="size"):
+        animator.animate(np.zeros((64, 64, 3), np.uint8), 8)
     with pytest.raises(BadInput):
         animator.set_reference(np.zeros((64, 64, 4), np.uint8))
     fresh = lp.LivePortraitAnimator(networks=nets, device="cpu", tracker=animator.tracker)
@@ -357,6 +434,13 @@ def test_bad_inputs_raise(standin: tuple[lp.LivePortraitAnimator, StandIn]) -> N
         fresh.animate(np.zeros((64, 64, 3), np.uint8), 512)
     with pytest.raises(BadInput, match="device"):
         lp.LivePortraitAnimator(networks=nets, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailable, match="CUDA"):
+            lp.LivePortraitAnimator(networks=nets, device="cuda")
+    with pytest.raises(BadInput, match="frame_scale"):
+        lp.LivePortraitAnimator(networks=nets, device="cpu", frame_scale=-1.0)
+    with pytest.raises(BadInput, match="crop_smoothing"):
+        lp.LivePortraitAnimator(networks=nets, device="cpu", crop_smoothing=0.0)
 
 
 def test_missing_weights_are_named(tmp_path: Path) -> None:
@@ -397,7 +481,7 @@ def test_filled_weights_animate_a_real_frame(
     out = animator.animate(driver, 512)
     assert out.shape == (512, 512, 3) and out.dtype == np.uint8
     assert np.abs(out.astype(int) - fit_square(driver, 512).astype(int)).mean() > 20
-    reference = fit_square(portrait, 512)
+    reference = expected_background(animator, portrait, 512)
     paste = animator._paste_back(512)
     y0, y1, x0, x1 = paste.window
     outside = np.ones((512, 512), bool)

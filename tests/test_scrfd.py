@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from mirage.models.base import BadInput, WeightsMissing  # noqa: E402
+from mirage.models.base import BackendUnavailable, BadInput, WeightsMissing  # noqa: E402
 from mirage.models.face import scrfd  # noqa: E402
 from mirage.models.face.mesh import FaceLandmarks, FaceMesh  # noqa: E402
 from mirage.models.face.tracker import FaceTracker, TrackerConfig, make_detector  # noqa: E402
@@ -67,7 +67,12 @@ def plant(
     return box, kps
 
 
-def write_model(path: Path, outputs: list[np.ndarray], names: list[str] = OUTPUT_NAMES) -> Path:
+def write_model(
+    path: Path,
+    outputs: list[np.ndarray],
+    names: list[str] = OUTPUT_NAMES,
+    input_shape: tuple[object, ...] = (1, 3, "h", "w"),
+) -> Path:
     """A det_10g look-alike: input ``input.1`` (1, 3, ?, ?), outputs are constants."""
     nodes = [
         helper.make_node("Constant", [], [name], value=numpy_helper.from_array(arr, name + "_c"))
@@ -76,7 +81,7 @@ def write_model(path: Path, outputs: list[np.ndarray], names: list[str] = OUTPUT
     graph = helper.make_graph(
         nodes,
         "scrfd_standin",
-        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, "h", "w"])],
+        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, list(input_shape))],
         [
             helper.make_tensor_value_info(n, TensorProto.FLOAT, list(a.shape))
             for n, a in zip(names, outputs, strict=True)
@@ -168,6 +173,15 @@ def test_letterbox_and_normalisation(tmp_path: Path) -> None:
     assert blob[0, 0, 400, 10] == pytest.approx(-127.5 / 128)
 
 
+def test_fixed_input_size_of_the_model_wins(tmp_path: Path) -> None:
+    path = write_model(tmp_path / "fixed.onnx", blank_outputs(), input_shape=(1, 3, 640, 640))
+    det = scrfd.Scrfd(path, config=scrfd.ScrfdConfig(input_size=(320, 320)))
+    assert det.input_size == (640, 640)
+    assert det.preprocess(np.zeros((100, 100, 3), np.uint8))[0].shape == (1, 3, 640, 640)
+    free = scrfd.Scrfd(write_model(tmp_path / "free.onnx", blank_outputs()))
+    assert free.input_size == (640, 640)
+
+
 def test_nms_keeps_best_and_disjoint() -> None:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
     scores = np.array([0.6, 0.9, 0.7], np.float32)
@@ -189,6 +203,12 @@ def test_error_paths(tmp_path: Path) -> None:
         scrfd.Scrfd(good, config=scrfd.ScrfdConfig(input_size=(630, 640)))
     with pytest.raises(BadInput, match="RGB uint8"):
         scrfd.Scrfd(good).detect(np.zeros((64, 64), np.float32))
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(BackendUnavailable, match="CUDA"):
+            scrfd.Scrfd(good, config=scrfd.ScrfdConfig(device="cuda"))
+    assert scrfd.Scrfd(good).providers[-1] == "CPUExecutionProvider"
 
 
 def test_weights_folder_layouts(tmp_path: Path) -> None:

@@ -164,7 +164,8 @@ def _providers(device: str) -> list[str]:
 class ScrfdConfig:
     """Detector settings. insightface defaults: 640×640 input, score ≥ 0.5, NMS IoU 0.4."""
 
-    input_size: tuple[int, int] = (640, 640)  # (width, height), multiples of 32
+    input_size: tuple[int, int] = (640, 640)  # (width, height), multiples of 32; a model
+    # exported with a fixed input size uses its own
     score_threshold: float = 0.5
     nms_threshold: float = 0.4
     device: str = "auto"  # auto | cuda | cpu
@@ -207,7 +208,12 @@ class Scrfd:
                 f"{path}: expected {3 * len(STRIDES)} outputs (scores, boxes, keypoints "
                 f"for strides {STRIDES}), found {len(outputs)}"
             )
-        self._input_name = self._session.get_inputs()[0].name
+        model_input = self._session.get_inputs()[0]
+        self._input_name = model_input.name
+        fixed = model_input.shape[2:4]
+        if len(fixed) == 2 and all(isinstance(d, int) for d in fixed):
+            h, w = int(fixed[0]), int(fixed[1])  # a fixed-size export wins over the config
+        self.input_size = (w, h)
         self._output_names = [o.name for o in outputs]
         self._centers = {s: anchor_centers(h // s, w // s, s) for s in STRIDES}
 
@@ -219,7 +225,7 @@ class Scrfd:
         """RGB uint8 image → normalised NCHW blob and the letterbox used."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise BadInput(f"SCRFD needs an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
-        canvas, box = letterbox(rgb, self.config.input_size)
+        canvas, box = letterbox(rgb, self.input_size)
         blob = (canvas.astype(np.float32) - 127.5) / 128.0
         return np.ascontiguousarray(blob.transpose(2, 0, 1)[None]), box
 

@@ -151,10 +151,10 @@ class Hourglass(nn.Module):
 def coordinate_grid(
     depth: int, height: int, width: int, *, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
-    """(D, H, W, 3) grid of normalised (x, y, z) coordinates in [-1, 1], x fastest.
+    """(D, H, W, 3) grid of (x, y, z) coordinates, index i ↦ 2·i/(n−1) − 1, x fastest.
 
-    This is the ``grid_sample`` convention (align_corners=False callers still use it as is,
-    like the official code does).
+    The grid spans [-1, 1] corner to corner; the networks still sample with
+    ``grid_sample(align_corners=False)``, as the official ones do, so the weights agree.
     """
     axes = [
         2 * (torch.arange(n, dtype=dtype, device=device) / (n - 1)) - 1

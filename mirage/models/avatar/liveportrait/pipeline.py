@@ -5,6 +5,11 @@ for a still source and a driving video) with the default options: relative motio
 driver's first frame, animation region "all", "pose-friendly" driving, stitching on, lip
 normalisation on, eye/lip retargeting optional. Images in and out are numpy; everything
 between stays on the device. Cropping and paste-back live in ``crop.py``.
+
+Two live-stream departures, both only when retargeting is switched on: the deltas are added
+to the driven keypoints (the official relative branch adds them to the source's, which
+freezes the head), and the eye target is the mean of both driver eyes (the official takes
+the first eye's ratio).
 """
 
 from __future__ import annotations
