@@ -33,8 +33,9 @@ async def offer(request: web.Request) -> web.Response:
     await pc.setRemoteDescription(RTCSessionDescription(params["sdp"], params["type"]))
     with aiortc_compat.ice_hosts(("127.0.0.1",)):
         await pc.setLocalDescription(await pc.createAnswer())
-    return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
-                              "session_id": None})
+    return web.json_response(
+        {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type, "session_id": None}
+    )
 
 
 async def close_all(app: web.Application) -> None:

@@ -27,9 +27,22 @@ from mirage.client.probe import Probe  # noqa: E402
 
 SERVERS = {
     "aiortc-echo": [sys.executable, str(ROOT / "bench" / "echo_server.py"), "--port", "{port}"],
-    "mirage": [sys.executable, "-m", "mirage", "serve", "--port", "{port}", "--ice-host",
-               "127.0.0.1", "--face", "passthrough", "--voice", "passthrough",
-               "--log-level", "WARNING"],
+    "mirage": [
+        sys.executable,
+        "-m",
+        "mirage",
+        "serve",
+        "--port",
+        "{port}",
+        "--ice-host",
+        "127.0.0.1",
+        "--face",
+        "passthrough",
+        "--voice",
+        "passthrough",
+        "--log-level",
+        "WARNING",
+    ],
 }
 
 
@@ -53,8 +66,9 @@ async def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not start")
 
 
-async def measure(server: str, codec: str, seconds: float, low_latency_client: bool,
-                  port: int) -> dict[str, float]:
+async def measure(
+    server: str, codec: str, seconds: float, low_latency_client: bool, port: int
+) -> dict[str, float]:
     cmd = [part.format(port=port) for part in SERVERS[server]]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}"
@@ -75,9 +89,12 @@ async def measure(server: str, codec: str, seconds: float, low_latency_client: b
         audio = got.audio_latency[skip_a:]
         await probe.close()
         return {
-            "video_p50": pct(video, 0.5) * 1000, "video_p95": pct(video, 0.95) * 1000,
-            "audio_p50": pct(audio, 0.5) * 1000, "audio_p95": pct(audio, 0.95) * 1000,
-            "fps": len(video) / elapsed, "cpu": cpu,
+            "video_p50": pct(video, 0.5) * 1000,
+            "video_p95": pct(video, 0.95) * 1000,
+            "audio_p50": pct(audio, 0.5) * 1000,
+            "audio_p95": pct(audio, 0.95) * 1000,
+            "fps": len(video) / elapsed,
+            "cpu": cpu,
         }
     finally:
         proc.terminate()
@@ -98,10 +115,14 @@ async def main() -> None:
                 port += 1
                 results[server] = await measure(server, codec, args.seconds, client, port)
             rows.append((codec, client, results))
-    print(f"\n512x512 @ 20 fps, {args.seconds:.0f} s per run, loopback; ms; CPU% of the server"
-          " process (100% = one core)\n")
-    print("| codec | client receive | server | video p50 | video p95 | audio p50 | audio p95 |"
-          " fps | CPU% | video vs echo | audio vs echo |")
+    print(
+        f"\n512x512 @ 20 fps, {args.seconds:.0f} s per run, loopback; ms; CPU% of the server"
+        " process (100% = one core)\n"
+    )
+    print(
+        "| codec | client receive | server | video p50 | video p95 | audio p50 | audio p95 |"
+        " fps | CPU% | video vs echo | audio vs echo |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for codec, client, results in rows:
         echo = results["aiortc-echo"]
@@ -109,9 +130,11 @@ async def main() -> None:
             rv = r["video_p50"] / echo["video_p50"]
             ra = r["audio_p50"] / echo["audio_p50"]
             kind = "low-latency" if client else "stock aiortc"
-            print(f"| {codec} | {kind} | {server} | {r['video_p50']:.0f} | {r['video_p95']:.0f} | "
-                  f"{r['audio_p50']:.0f} | {r['audio_p95']:.0f} | {r['fps']:.1f} | {r['cpu']:.0f} |"
-                  f" {rv:.2f}× | {ra:.2f}× |")
+            print(
+                f"| {codec} | {kind} | {server} | {r['video_p50']:.0f} | {r['video_p95']:.0f} | "
+                f"{r['audio_p50']:.0f} | {r['audio_p95']:.0f} | {r['fps']:.1f} | {r['cpu']:.0f} |"
+                f" {rv:.2f}× | {ra:.2f}× |"
+            )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from mirage import __version__
 from mirage.config import Settings
 from mirage.engine.adapt import LEVELS
 from mirage.models.base import MirageError
+from mirage.models.voice.presets import presets as voice_presets
 from mirage.state import SERVER, MirageServer
 from mirage.webrtc import aiortc_compat, reference, signalling
 
@@ -67,6 +68,8 @@ async def config(request: web.Request) -> web.Response:
                 "voice": {"backend": server.defaults["voice"], **await server.voice_timing()},
             },
             "defaults": server.defaults,
+            "voice_presets": voice_presets(),
+            "default_voice_preset": s.voice_preset,
             "backends": server.backends_report(),
             "max_sessions": s.max_sessions,
         }

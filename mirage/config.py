@@ -29,6 +29,7 @@ class Settings:
     # Backends.
     face: str = "warp"
     voice: str = "dsp"
+    voice_preset: str = "bright"  # the dsp voice a session gets unless it asks otherwise
     models_dir: str | None = None
     # Sessions.
     max_sessions: int = 4
@@ -69,6 +70,7 @@ _ENV_PARSERS: dict[str, Any] = {
     "max_playout_delay_ms": float,
     "face": str,
     "voice": str,
+    "voice_preset": str,
     "models_dir": str,
     "max_sessions": int,
     "media_timeout_s": float,

@@ -16,6 +16,7 @@ from aiohttp import web
 from mirage.config import Settings
 from mirage.metrics import Metrics
 from mirage.models import registry
+from mirage.models.avatar.reference import default_reference
 from mirage.models.base import FaceAnimator, VoiceConverter
 
 if TYPE_CHECKING:
@@ -25,19 +26,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def builtin_reference() -> np.ndarray:
-    """The default portrait: scikit-image's public-domain astronaut (Eileen Collins)."""
-    from skimage import data
-
-    return np.ascontiguousarray(data.astronaut())
-
-
 class MirageServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.sessions: dict[str, Session] = {}
-        self.reference: np.ndarray = builtin_reference()
+        self.reference: np.ndarray = default_reference()
         self._voice_timing: dict[str, float] | None = None
         self.defaults = {
             "face": self._usable_default("face", settings.face),
@@ -88,12 +82,14 @@ class MirageServer:
         reference = self.reference
         md = self.settings.models_dir
 
+        voice_options = offer.voice_options
+        if voice == "dsp" and not voice_options:
+            voice_options = {"preset": self.settings.voice_preset}
+
         def build() -> tuple[FaceAnimator, VoiceConverter]:
             animator = registry.create_animator(face, **_with_models(face, md, offer.face_options))
             animator.set_reference(reference)
-            converter = registry.create_converter(
-                voice, **_with_models(voice, md, offer.voice_options)
-            )
+            converter = registry.create_converter(voice, **_with_models(voice, md, voice_options))
             return animator, converter
 
         try:

@@ -1,0 +1,167 @@
+"""The real-browser run: Mirage + headless Chromium inside a network namespace with
+only loopback. Run by tests/test_browser.py as
+
+    unshare -n python -m tests.browser_e2e WORKDIR
+
+WORKDIR holds face.y4m, speech.wav and ids.y4m; results.json, frames and a
+screenshot are written there.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+PORT = 8765
+URL = f"http://127.0.0.1:{PORT}"
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--allow-loopback-in-peer-connection",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+GRAB = """() => {
+  const v = document.getElementById('avatar');
+  if (!v.videoWidth) return null;
+  const c = document.createElement('canvas'); c.width = 256; c.height = 256;
+  c.getContext('2d').drawImage(v, 0, 0, 256, 256);
+  return c.toDataURL('image/png');
+}"""
+
+
+def start_server(face: str) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "mirage",
+        "serve",
+        "--port",
+        str(PORT),
+        "--ice-host",
+        "127.0.0.1",
+        "--face",
+        face,
+        "--log-level",
+        "WARNING",
+    ]
+    proc = subprocess.Popen(cmd)
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{URL}/health", timeout=1).read()
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def wait_for(page: Any, condition: str, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = page.evaluate(condition)
+        if value:
+            return value
+        time.sleep(0.25)
+    return page.evaluate(condition)
+
+
+# Playwright launches each browser with a fresh, empty profile of its own.
+
+
+def run_face_phase(pw: Any, work: Path, out: dict[str, Any]) -> None:
+    """Default backends, a real talking face and real speech."""
+    browser = pw.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            *FLAGS,
+            f"--use-file-for-fake-video-capture={work / 'face.y4m'}",
+            f"--use-file-for-fake-audio-capture={work / 'speech.wav'}",
+            ],
+    )
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.on("console", lambda m: out["console"].append(m.text))
+    page.goto(f"{URL}/?autostart=1")
+    out["connected"] = bool(wait_for(page, "() => window.mirage.stats().framesReceived > 40", 90))
+    frames = []
+    for i in range(16):
+        data = page.evaluate(GRAB)
+        if data:
+            path = work / f"avatar-{i:02d}.png"
+            path.write_bytes(base64.b64decode(data.split(",", 1)[1]))
+            frames.append(path.name)
+        time.sleep(0.25)
+    out["frames"] = frames
+    time.sleep(1.5)  # let the overlay refresh
+    out["stats"] = page.evaluate("() => window.mirage.stats()")
+    out["status"] = page.evaluate("() => document.getElementById('status').textContent")
+    out["overlay"] = page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll('#overlay dd')]"
+        ".map(d => [d.id, d.textContent]))"
+    )
+    page.screenshot(path=str(work / "browser.png"), full_page=True)
+    page.set_input_files(
+        "#ref-file", files=[{"name": "x.png", "mimeType": "image/png", "buffer": b"not an image"}]
+    )
+    out["upload_error"] = wait_for(
+        page,
+        "() => { const t = document.getElementById('ref-status').textContent;"
+        " return t.includes('rejected') ? t : null; }",
+        20,
+    )
+    browser.close()
+
+
+def run_id_phase(pw: Any, work: Path, out: dict[str, Any]) -> None:
+    """Identity transform and a camera that draws frame ids: the page's own round trip."""
+    browser = pw.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            *FLAGS,
+            f"--use-file-for-fake-video-capture={work / 'ids.y4m'}",
+            ],
+    )
+    page = browser.new_page()
+    page.goto(f"{URL}/?autostart=1&face=passthrough&voice=passthrough")
+    out["round_trip_ms"] = wait_for(page, "() => window.mirage.stats().roundTripMs", 60)
+    time.sleep(5)
+    out["round_trip_ms"] = page.evaluate("() => window.mirage.stats().roundTripMs")
+    browser.close()
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    work = Path(sys.argv[1])
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
+    interfaces = [line.split(":")[1].strip().split("@")[0] for line in links.stdout.splitlines()]
+    out: dict[str, Any] = {"console": [], "interfaces": interfaces}
+    server = start_server("warp")
+    try:
+        with sync_playwright() as pw:
+            run_face_phase(pw, work, out)
+            run_id_phase(pw, work, out)
+    finally:
+        server.terminate()
+        server.wait(10)
+        (work / "results.json").write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
