@@ -26,6 +26,7 @@ class Settings:
     audio_backlog_ms: float = 60.0  # converted audio older than this is dropped (live edge)
     sync: bool = True  # hold the faster track back so lips and voice leave together
     max_playout_delay_ms: float = 500.0
+    video_lead_ms: float = 20.0  # video leaves this much early: its codecs are slower than Opus
     # Backends.
     face: str = "warp"
     voice: str = "dsp"
@@ -68,6 +69,7 @@ _ENV_PARSERS: dict[str, Any] = {
     "audio_backlog_ms": float,
     "sync": lambda v: v.lower() not in ("0", "false", "no", "off"),
     "max_playout_delay_ms": float,
+    "video_lead_ms": float,
     "face": str,
     "voice": str,
     "voice_preset": str,

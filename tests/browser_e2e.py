@@ -91,7 +91,7 @@ def run_face_phase(pw: Any, work: Path, out: dict[str, Any]) -> None:
             *FLAGS,
             f"--use-file-for-fake-video-capture={work / 'face.y4m'}",
             f"--use-file-for-fake-audio-capture={work / 'speech.wav'}",
-            ],
+        ],
     )
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.on("console", lambda m: out["console"].append(m.text))
@@ -134,7 +134,7 @@ def run_id_phase(pw: Any, work: Path, out: dict[str, Any]) -> None:
         args=[
             *FLAGS,
             f"--use-file-for-fake-video-capture={work / 'ids.y4m'}",
-            ],
+        ],
     )
     page = browser.new_page()
     page.goto(f"{URL}/?autostart=1&face=passthrough&voice=passthrough")

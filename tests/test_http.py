@@ -41,7 +41,9 @@ async def test_health_config_metrics(aiohttp_client: Any) -> None:
     ):
         assert name in text
     page = await client.get("/")
-    assert page.status == 200 and "RTCPeerConnection" in await page.text()
+    assert page.status == 200 and "/web/app.js" in await page.text()
+    script = await client.get("/web/app.js")
+    assert script.status == 200 and "RTCPeerConnection" in await script.text()
 
 
 async def post_offer(client: TestClient, body: bytes) -> tuple[int, dict[str, Any]]:

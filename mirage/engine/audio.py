@@ -154,10 +154,13 @@ class VoicePipeline:
         self._to_model: _Resampler | None = None
         self._to_output = _Resampler(converter.sample_rate, OUTPUT_RATE)
         self._pending = np.zeros(0, np.float32)
-        self._in_position = 0  # input samples (model rate) seen so far
-        self._out_position = 0  # model-rate samples produced so far
-        self._latency = round(converter.latency_s * converter.sample_rate)
-        self._timeline = CaptureTimeline(converter.sample_rate)
+        # Positions count samples since the start at each stage's own rate. A streaming
+        # resampler delivers late but time-aligned, so a position maps across rates by
+        # its rate alone; its hold-back must not be mistaken for delay.
+        self._in_position = 0  # input samples (input rate) seen so far
+        self._pushed = 0  # 48 kHz samples put in the ring so far
+        self._latency_s = converter.latency_s
+        self._timeline = CaptureTimeline(OUTPUT_RATE)
         block_48k = converter.block_size * OUTPUT_RATE // converter.sample_rate
         self.ring = OutputRing(max_samples=block_48k + round(ring_ms * OUTPUT_RATE / 1000))
 
@@ -167,7 +170,8 @@ class VoicePipeline:
         t0 = time.perf_counter()
         x = self._to_model(chunk.samples.astype(np.float32, copy=False))
         self._observe("resample", time.perf_counter() - t0)
-        self._in_position += len(x)
+        # The timeline counts 48 kHz samples whatever the input rate.
+        self._in_position += round(len(chunk.samples) * OUTPUT_RATE / chunk.rate)
         self._timeline.add(self._in_position, chunk.capture)
         self._pending = np.concatenate([self._pending, x]) if len(self._pending) else x
         size = self.converter.block_size
@@ -186,12 +190,12 @@ class VoicePipeline:
             out = block
         t1 = time.perf_counter()
         self._observe("convert", t1 - t0)
-        # The first output sample stands for the input sample `latency` earlier.
-        capture = self._timeline.at(self._out_position - self._latency + 1)
-        if self._out_position < self._latency:  # the converter's initial fill: not real input
-            capture = self._timeline.at(1)
-        self._out_position += len(block)
-        self.ring.push(self._to_output(out), capture)
+        out48 = self._to_output(out)
+        # The first sample pushed now stands for the input heard `latency_s` before it.
+        source = self._pushed - round(self._latency_s * OUTPUT_RATE) + 1
+        capture = self._timeline.at(max(1, source))  # before that: the converter's fill
+        self._pushed += len(out48)
+        self.ring.push(out48, capture)
         self._observe("resample", time.perf_counter() - t1)
         if self._on_ready is not None:
             self._on_ready(time.monotonic() - capture)

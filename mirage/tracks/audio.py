@@ -33,7 +33,8 @@ FRAME_SAMPLES = OUTPUT_RATE // 50  # 20 ms
 AUDIO_TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
 INBOX_MS = 400.0  # input waiting for the worker beyond this is stale
 LATE_S = 0.015  # how long past its slot a frame may wait for converted audio
-SYNC_TOLERANCE_S = 0.03  # audio this far off its playout time is realigned
+SYNC_TOLERANCE_S = 0.03  # audio this far past its playout time is dropped
+MAX_EARLY_S = 0.04  # audio due later than this waits behind silence
 
 
 def to_mono_float(frame: AudioFrame) -> np.ndarray:
@@ -191,62 +192,73 @@ class VoiceAudioTrack(MediaStreamTrack):
         if len(self.pipeline.ring) >= FRAME_SAMPLES and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._ready.set)
 
-    def _align_to_playout(self, now: float) -> bool:
-        """Keep the next sample near capture + playout delay: drop audio that is late,
-        and return True when it is early (the caller then sends silence)."""
+    async def _wait_for_audio(self, until: float | None) -> bool:
+        """Wait until a whole frame of converted audio is ready (True) or ``until`` passes."""
+        ring = self.pipeline.ring
+        while len(ring) < FRAME_SAMPLES:
+            self._ready.clear()
+            timeout = None if until is None else max(0.0, until - time.monotonic())
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except asyncio.TimeoutError:
+                return False
+            if self.readyState != "live":
+                raise MediaStreamError
+        return True
+
+    def _drop_late(self, now: float) -> None:
+        """Discard audio whose playout time is already past (a stall's backlog)."""
         ring = self.pipeline.ring
         head = ring.peek_capture()
-        if head is None or not self._clock.enabled:
-            return False
-        due = self._clock.due(head)
-        if due < now - SYNC_TOLERANCE_S:
-            late = min(len(ring), int((now - due) * OUTPUT_RATE))
-            ring.drop(late)
-            self._metrics.frames_dropped.labels("audio", "late").inc(late / FRAME_SAMPLES)
-            return False
-        return due > now + SYNC_TOLERANCE_S
+        if head is None:
+            return
+        late = self._clock.due(head) - now
+        if late < -SYNC_TOLERANCE_S:
+            dropped = ring.drop(min(len(ring), int(-late * OUTPUT_RATE)))
+            self._metrics.frames_dropped.labels("audio", "late").inc(dropped / FRAME_SAMPLES)
+
+    async def _next_samples(self, grid: float) -> tuple[np.ndarray, float | None]:
+        """The next frame's samples (empty for silence), sent at their playout time when
+        the clock syncs, else on a free-running 20 ms grid."""
+        ring = self.pipeline.ring
+        send_at = grid
+        have = await self._wait_for_audio(grid + LATE_S)
+        if have and self._clock.enabled:
+            self._drop_late(time.monotonic())
+            have = await self._wait_for_audio(grid + LATE_S)
+            head = ring.peek_capture()
+            if have and head is not None:
+                due = self._clock.due(head)
+                if due - time.monotonic() > MAX_EARLY_S:
+                    have = False  # the shared delay grew: silence until the audio is due
+                else:
+                    send_at = due
+        wait = send_at - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        now = time.monotonic()
+        self._next_due = max(send_at, now - 0.1) + FRAME_SAMPLES / OUTPUT_RATE
+        if have:
+            return ring.pop(FRAME_SAMPLES)
+        return np.zeros(0, np.float32), None
 
     # -- stage 3: paced output -------------------------------------------------------------
     async def recv(self) -> AudioFrame:
-        """One 20 ms frame per 20 ms of wall clock: converted audio when it is ready,
-        silence when the converter is more than ``LATE_S`` late (never a stall)."""
+        """One 20 ms frame at a time: converted audio at its playout time (capture +
+        the shared delay), silence when the converter is more than ``LATE_S`` late."""
         if self.readyState != "live":
             raise MediaStreamError
-        ring = self.pipeline.ring
-        now = time.monotonic()
         if self._next_due is None:  # the first frame waits for the first audio
-            while len(ring) < FRAME_SAMPLES:
-                self._ready.clear()
-                await self._ready.wait()
-                if self.readyState != "live":
-                    raise MediaStreamError
+            await self._wait_for_audio(None)
             self._next_due = time.monotonic()
-        elif self._next_due > now:
-            await asyncio.sleep(self._next_due - now)
-        deadline = self._next_due + LATE_S
-        while len(ring) < FRAME_SAMPLES:
-            self._ready.clear()
-            try:
-                await asyncio.wait_for(self._ready.wait(), max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                break
-            if self.readyState != "live":
-                raise MediaStreamError
-        now = time.monotonic()
-        self._next_due += FRAME_SAMPLES / OUTPUT_RATE
-        if now - self._next_due > 0.1:  # the loop stalled: re-anchor instead of bursting
-            self._next_due = now
-        early = self._align_to_playout(now)
-        if early:  # the shared playout delay grew: let it, with a moment of silence
-            samples, capture = np.zeros(0, np.float32), None
-        else:
-            samples, capture = ring.pop(FRAME_SAMPLES)
+        samples, capture = await self._next_samples(self._next_due)
         now = time.monotonic()
         if capture is not None:
             self._metrics.frame_latency.labels("audio").observe(now - capture)
         if len(samples) < FRAME_SAMPLES:
             self._metrics.frames_filled.labels("audio").inc()
             samples = np.concatenate([samples, np.zeros(FRAME_SAMPLES - len(samples), np.float32)])
+        ring = self.pipeline.ring
         if ring.dropped_samples != self._ring_dropped:
             frames = (ring.dropped_samples - self._ring_dropped) / FRAME_SAMPLES
             self._metrics.frames_dropped.labels("audio", "output").inc(frames)

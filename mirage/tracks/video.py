@@ -69,6 +69,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         *,
         controller: QualityController,
         clock: PlayoutClock,
+        lead_s: float = 0.0,
         metrics: Metrics,
         on_source_ended: Callable[[], None] | None = None,
     ) -> None:
@@ -84,6 +85,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._apply_quality(level.quality)
         max_fps = max(lv.fps for lv in controller.levels)
         self._clock = clock
+        self._lead_s = lead_s
         self._metrics = metrics
         self._on_source_ended = on_source_ended
         self._inbox: LatestSlot[Captured] = LatestSlot()
@@ -97,6 +99,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._ready = asyncio.Event()
         self._last: Rendered | None = None
         self._last_sent = 0.0
+        self._last_new_sent = 0.0
         self._last_pts = -1
         self._new_reference: tuple[np.ndarray, concurrent.futures.Future[None]] | None = None
         self._reference_lock = threading.Lock()
@@ -232,12 +235,18 @@ class AvatarVideoTrack(MediaStreamTrack):
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._ready.set)
 
+    def _due(self, capture: float) -> float:
+        """Playout time of a video frame: a little ahead of the shared clock, since
+        video spends longer than audio in the encoder, packetizer and decoder."""
+        return self._clock.due(capture) - self._lead_s
+
     # -- stage 3: paced output -----------------------------------------------------
     async def recv(self) -> VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
         # Never faster than max_fps (a little slack for jitter)...
-        earliest = self._last_sent + 0.75 * self._interval
+        # (measured from the last *new* frame: a repeat must not hold back a fresh one)
+        earliest = self._last_new_sent + 0.75 * self._interval
         delay = earliest - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -245,7 +254,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         # within 1.5 frame intervals, repeat the last one.
         while True:
             now = time.monotonic()
-            item, skipped = self._outbox.take_due(now, self._clock.due)
+            item, skipped = self._outbox.take_due(now, self._due)
             if skipped:
                 self._metrics.frames_dropped.labels("video", "late").inc(skipped)
             if item is not None:
@@ -253,7 +262,7 @@ class AvatarVideoTrack(MediaStreamTrack):
             wake = None if self._last is None else self._last_sent + 1.5 * self._interval
             head = self._outbox.next_capture()
             if head is not None:
-                due = self._clock.due(head)
+                due = self._due(head)
                 wake = due if wake is None else min(wake, due)
             if wake is not None and wake <= now:
                 break  # time to repeat the last frame
@@ -268,6 +277,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         now = time.monotonic()
         if item is not None:
             self._last = item
+            self._last_new_sent = now
             pts = self._clock.ticks(item.capture, VIDEO_RATE)
             self._metrics.frame_latency.labels("video").observe(now - item.capture)
         else:

@@ -73,6 +73,7 @@ class Session:
                     self.backends.face,
                     controller=QualityController(pinned=self.pinned_level),
                     clock=self.clock,
+                    lead_s=self.settings.video_lead_ms / 1000 if self.settings.sync else 0.0,
                     metrics=self.metrics,
                     on_source_ended=lambda: self.close_soon("camera track ended"),
                 )
