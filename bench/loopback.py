@@ -27,7 +27,7 @@ from mirage.client.probe import Probe  # noqa: E402
 
 SERVERS = {
     "aiortc-echo": [sys.executable, str(ROOT / "bench" / "echo_server.py"), "--port", "{port}"],
-    "mirage": [
+    "mirage (sync off)": [
         sys.executable,
         "-m",
         "mirage",
@@ -44,6 +44,10 @@ SERVERS = {
         "WARNING",
     ],
 }
+
+
+SERVERS["mirage"] = SERVERS["mirage (sync off)"]
+ENV = {"mirage (sync off)": {"MIRAGE_SYNC": "0"}}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -70,7 +74,8 @@ async def measure(
     server: str, codec: str, seconds: float, low_latency_client: bool, port: int
 ) -> dict[str, float]:
     cmd = [part.format(port=port) for part in SERVERS[server]]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **ENV.get(server, {})}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_up(url, proc)
@@ -111,7 +116,7 @@ async def main() -> None:
     for codec in args.codecs.split(","):
         for client in (False, True):
             results = {}
-            for server in ("aiortc-echo", "mirage"):
+            for server in ("aiortc-echo", "mirage (sync off)", "mirage"):
                 port += 1
                 results[server] = await measure(server, codec, args.seconds, client, port)
             rows.append((codec, client, results))

@@ -15,8 +15,10 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser("serve", help="run the WebRTC avatar server")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it)")
     p.add_argument("--port", type=int, help="HTTP port (default 7860; env PORT / MIRAGE_PORT)")
-    p.add_argument("--face", help="default face backend (warp, liveportrait, passthrough)")
-    p.add_argument("--voice", help="default voice backend (dsp, rvc, passthrough)")
+    p.add_argument(
+        "--face", help="default face backend: auto (default), warp, liveportrait, passthrough"
+    )
+    p.add_argument("--voice", help="default voice backend: auto (default), dsp, rvc, passthrough")
     p.add_argument(
         "--ice-host",
         action="append",

@@ -28,8 +28,8 @@ class Settings:
     max_playout_delay_ms: float = 500.0
     video_lead_ms: float = 20.0  # video leaves this much early: its codecs are slower than Opus
     # Backends.
-    face: str = "warp"
-    voice: str = "dsp"
+    face: str = "auto"  # liveportrait with its weights and a GPU, else warp
+    voice: str = "auto"  # rvc with its weights and a GPU, else dsp
     voice_preset: str = "bright"  # the dsp voice a session gets unless it asks otherwise
     models_dir: str | None = None
     # Sessions.

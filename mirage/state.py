@@ -40,6 +40,15 @@ class MirageServer:
 
     def _usable_default(self, kind: registry.Kind, name: str) -> str:
         """The configured default backend, or passthrough (logged) when it cannot run here."""
+        if name == "auto":
+            chosen, passed = registry.resolve_auto(kind, self.settings.models_dir)
+            log.info(
+                "%s backend auto → %s%s",
+                kind,
+                chosen,
+                "".join(f"\n  passed over {p}" for p in passed),
+            )
+            return chosen
         reason = registry.unavailable_reason(registry.find(kind, name), self.settings.models_dir)
         if reason is None:
             return name
@@ -73,8 +82,8 @@ class MirageServer:
         """Make the offer's models off the event loop (they may load weights)."""
         from mirage.webrtc.session import Backends
 
-        face = offer.face or self.defaults["face"]
-        voice = offer.voice or self.defaults["voice"]
+        face = offer.face if offer.face not in (None, "auto") else self.defaults["face"]
+        voice = offer.voice if offer.voice not in (None, "auto") else self.defaults["voice"]
         # Unknown names fail fast, before any thread is used.
         registry.find("face", face)
         registry.find("voice", voice)

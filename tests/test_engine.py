@@ -82,3 +82,56 @@ def test_registry_makes_backends_by_name_and_rejects_unknown() -> None:
     assert isinstance(create_converter("passthrough"), VoiceConverter)
     with pytest.raises(UnknownBackend, match="known: passthrough"):
         create_animator("nope")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "layout", "rate"),
+    [("s16", "stereo", 48000), ("s16", "mono", 16000), ("fltp", "stereo", 48000)],
+)
+def test_any_input_frame_becomes_mono_float(fmt: str, layout: str, rate: int) -> None:
+    from av import AudioFrame
+
+    from mirage.tracks.audio import to_mono_float
+
+    n = rate // 50
+    left = 0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)
+    right = np.zeros(n)
+    channels = [left, right] if layout == "stereo" else [left]
+    if fmt == "s16":
+        data = (np.stack(channels, axis=1).reshape(1, -1) * 32767).astype(np.int16)
+    else:
+        data = np.stack(channels).astype(np.float32)
+    frame = AudioFrame.from_ndarray(data, format=fmt, layout=layout)
+    frame.sample_rate = rate
+    mono = to_mono_float(frame)
+    expected = np.mean(channels, axis=0)
+    assert mono.dtype == np.float32 and mono.shape == (n,)
+    np.testing.assert_allclose(mono, expected, atol=1e-3)
+
+
+def test_auto_picks_the_embedded_defaults_without_weights_and_says_why(tmp_path: object) -> None:
+    from mirage.models.registry import resolve_auto
+
+    face, passed = resolve_auto("face", str(tmp_path))
+    assert face == "warp"
+    assert passed and passed[0].startswith("liveportrait:") and "missing" in passed[0]
+    voice, passed = resolve_auto("voice", str(tmp_path))
+    assert voice == "dsp" and passed[0].startswith("rvc:")
+
+
+@pytest.mark.parametrize(("rate_in", "rate_out"), [(48000, 16000), (16000, 48000), (44100, 16000)])
+def test_streaming_resampler_is_accurate_and_prompt(rate_in: int, rate_out: int) -> None:
+    from mirage.engine.resample import Resampler
+
+    resample = Resampler(rate_in, rate_out)
+    t = np.arange(rate_in) / rate_in
+    tone = (0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    step = rate_in // 50
+    chunks = [resample(tone[i : i + step]) for i in range(0, len(tone) - step + 1, step)]
+    out = np.concatenate(chunks)
+    assert abs(len(out) - rate_out) < rate_out * 0.05  # nothing piles up inside
+    spectrum = np.abs(np.fft.rfft(out[len(out) // 4 :]))
+    peak_hz = np.argmax(spectrum) * rate_out / len(out[len(out) // 4 :])
+    assert abs(peak_hz - 300) < 3
+    if rate_in % rate_out == 0 or rate_out % rate_in == 0:
+        assert {len(c) for c in chunks} == {step * rate_out // rate_in}  # every chunk, at once

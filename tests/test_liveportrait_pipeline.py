@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -494,3 +495,43 @@ def test_filled_weights_animate_a_real_frame(
     assert 20 < drawn.mean() < 235  # a finite, unsaturated drawing
     assert set(animator.timings) >= {"track", "crop", "motion", "warp", "generate", "paste"}
     animator.close()
+
+
+@pytest.mark.slow
+async def test_a_real_frame_goes_through_liveportrait_inside_the_server(
+    weights_dir: Path, driver_frames: list[np.ndarray], start_server: Any
+) -> None:
+    """Filled weights on CPU, a real face over WebRTC: the avatar frame that comes back
+    is the reference portrait (the astronaut), not the driver."""
+    import asyncio
+
+    from mirage.client.probe import Probe
+    from mirage.models.avatar.reference import default_reference
+    from tests.server_fixtures import base_url
+
+    server = await start_server(models_dir=str(weights_dir))
+    frames = [fit_square(f, 512) for f in driver_frames]
+    probe = Probe(
+        base_url(server),
+        audio=False,
+        images=frames,
+        keep_images=True,
+        options={"face": "liveportrait", "face_options": {"device": "cpu", "detector": "mesh"}},
+    )
+    try:
+        await probe.connect()
+        for _ in range(600):
+            if probe.received.last_image is not None:
+                break
+            await asyncio.sleep(0.1)
+        image = probe.received.last_image
+        assert image is not None, "no animated frame came back within 60 s"
+        side = image.shape[0]
+        reference = fit_square(default_reference(), side).astype(int)
+        driver = fit_square(frames[0], side).astype(int)
+        lower = slice(side // 8, None)  # below the frame-id rows
+        to_ref = np.abs(image[lower].astype(int) - reference[lower]).mean()
+        to_driver = np.abs(image[lower].astype(int) - driver[lower]).mean()
+        assert to_ref < 0.7 * to_driver, (to_ref, to_driver)
+    finally:
+        await probe.close()

@@ -85,3 +85,18 @@ async def test_post_reference_sets_the_default_and_bad_upload_keeps_it(aiohttp_c
     assert got.status == 200 and got.content_type == "image/jpeg"
     missing = await client.post("/reference?session_id=nope", data=encode(portrait, "PNG"))
     assert missing.status == 404
+
+
+async def test_a_portrait_without_a_face_is_422_and_the_old_one_stays(aiohttp_client: Any) -> None:
+    from skimage import data
+
+    client: TestClient = await aiohttp_client(create_app(LOOPBACK.replace(face="warp")))
+    state = client.server.app[SERVER]
+    before = state.reference.copy()
+    resp = await client.post(
+        "/reference", data=encode(data.coffee(), "JPEG"), headers={"Content-Type": "image/jpeg"}
+    )
+    assert resp.status == 422
+    body = await resp.json()
+    assert body["kind"] == "NoFaceError" and "face" in body["error"].lower()
+    np.testing.assert_array_equal(state.reference, before)

@@ -10,6 +10,7 @@ import pytest
 
 from mirage.client.probe import Probe
 from mirage.engine.capture import CaptureClock
+from mirage.state import SERVER
 from mirage.tracks.sync import PlayoutClock
 from tests.server_fixtures import StartServer, base_url
 
@@ -67,5 +68,31 @@ async def test_av_skew_within_45_ms(start_server: StartServer, options: dict[str
         )
         median = statistics.median(skews)
         assert abs(median) <= 0.045, f"A/V skew {median * 1000:.0f} ms ({skews})"
+    finally:
+        await probe.close()
+
+
+async def test_a_stall_leaves_no_backlog(start_server: StartServer) -> None:
+    """Camera and mic stop for 500 ms, then their held frames arrive in one burst:
+    the output must not stall longer than that, nor carry the burst as a backlog."""
+    server = await start_server()
+    probe = Probe(base_url(server), stall=(4.0, 0.5))
+    got = probe.received
+    try:
+        await probe.connect()
+        await asyncio.sleep(8.5)
+        assert probe.camera is not None and probe.camera._start is not None
+        t0 = probe.camera._start
+        timed = list(zip(got.video_times, got.video_latency, strict=True))
+        before = [lat for t, lat in timed if t0 + 1.5 < t < t0 + 4.0]
+        after = [lat for t, lat in timed if t0 + 5.5 < t < t0 + 8.0]  # from 1 s after the end
+        assert len(before) > 20 and len(after) > 20, (len(before), len(after))
+        assert statistics.median(after) < statistics.median(before) + 0.05, (before, after)
+        assert max(after) < max(before) + 0.1, "a backlog survived the stall"
+        # The voice kept going through the stall (silence), never stopping the stream.
+        during = [t for t in got.audio_times if t0 + 4.1 < t < t0 + 4.6]
+        assert len(during) >= 15, f"audio output stalled: {len(during)} frames in 500 ms"
+        metrics = server.app[SERVER].metrics.render().decode()
+        assert 'mirage_frames_dropped_total{stage="late",track="audio"}' in metrics
     finally:
         await probe.close()

@@ -74,32 +74,52 @@ def read_id(img: np.ndarray, drawn_size: int = 512) -> int | None:
     return value
 
 
+async def _pace(start: float, due: float, stall: tuple[float, float] | None) -> None:
+    """Sleep until ``due``; inside a stall window (start offset, length) hold everything
+    until the window ends, so the frames it covers then leave in one burst."""
+    if stall is not None:
+        at, length = start + stall[0], start + stall[0] + stall[1]
+        if at <= due < length:
+            due = length
+    wait = due - time.monotonic()
+    if wait > 0:
+        await asyncio.sleep(wait)
+
+
 class SyntheticCamera(MediaStreamTrack):
     """size×size frames at ``fps`` with ids; remembers when each id was sent."""
 
     kind = "video"
 
     def __init__(
-        self, size: int = 512, fps: float = 20.0, flash_every_s: float | None = None
+        self,
+        size: int = 512,
+        fps: float = 20.0,
+        flash_every_s: float | None = None,
+        images: list[np.ndarray] | None = None,
     ) -> None:
         super().__init__()
         self.size, self.fps = size, fps
+        self.images = images  # real frames to play (cycled; the id is drawn over them)
         self.sent: dict[int, float] = {}
         self.flashes: list[float] = []  # send time of each white frame
         self._flash_every = None if flash_every_s is None else round(flash_every_s * fps)
         self._next = 0
         self._start: float | None = None
+        self.stall: tuple[float, float] | None = None  # (after s, for s): a network stall
 
     async def recv(self) -> VideoFrame:
         if self._start is None:
             self._start = time.monotonic()
         due = self._start + self._next / self.fps
-        wait = due - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await _pace(self._start, due, self.stall)
         frame_id = self._next
         self._next += 1
         image = draw_id(frame_id, self.size)
+        if self.images:
+            rows = (ID_BITS + 2 + COLUMNS - 1) // COLUMNS * BLOCK
+            picture = self.images[frame_id % len(self.images)]
+            image[rows:] = picture[rows : self.size, : self.size]
         # A flash lasts 3 frames, so a model that skips frames still shows one.
         flash = self._flash_every is not None and frame_id % self._flash_every < 3
         if flash:
@@ -107,7 +127,8 @@ class SyntheticCamera(MediaStreamTrack):
         frame = VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = round(frame_id * 90000 / self.fps)
         frame.time_base = fractions.Fraction(1, 90000)
-        self.sent[frame_id] = time.monotonic()
+        # Stamped with its scheduled capture time: a frame held up in a stall is old.
+        self.sent[frame_id] = min(due, time.monotonic())
         if flash and frame_id % self._flash_every == 0:  # type: ignore[operator]
             self.flashes.append(self.sent[frame_id])
         return frame
@@ -133,14 +154,13 @@ class BeepMicrophone(MediaStreamTrack):
         self.onsets: list[float] = []  # send time of each beep's first frame
         self._n = 0
         self._start: float | None = None
+        self.stall: tuple[float, float] | None = None
 
     async def recv(self) -> AudioFrame:
         if self._start is None:
             self._start = time.monotonic()
         due = self._start + self._n * 0.02
-        wait = due - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await _pace(self._start, due, self.stall)
         t = (self._n * 960 + np.arange(960)) / 48000
         phase = t % self.period_s
         gate = (phase < self.on_s).astype(np.float32)
@@ -148,7 +168,7 @@ class BeepMicrophone(MediaStreamTrack):
         peak = sum(1 / k for k in range(1, self.harmonics + 1))
         pcm = (0.5 * gate * tone / peak * 32767).astype(np.int16)
         if gate[0] and round(self._n * 0.02, 6) % self.period_s < 0.02 - 1e-9:
-            self.onsets.append(time.monotonic())
+            self.onsets.append(min(due, time.monotonic()))
         frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = 48000
         frame.pts = self._n * 960
@@ -172,6 +192,9 @@ class Received:
     audio_onsets: list[float] = field(default_factory=list)
     audio_latency: list[float] = field(default_factory=list)
     flashes: list[tuple[float, int | None]] = field(default_factory=list)  # (arrival, id)
+    audio_times: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=3000)  # arrivals, the last minute
+    )
     audio_tail: collections.deque[np.ndarray] = field(
         default_factory=lambda: collections.deque(maxlen=150)  # the last 3 s of 20 ms frames
     )
@@ -197,15 +220,20 @@ class Probe:
         tone_hz: float = TONE_HZ,
         harmonics: int = 1,
         sync_marks: bool = False,
+        stall: tuple[float, float] | None = None,
+        images: list[np.ndarray] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         # sync_marks: once a second a white frame and a voice-like buzz leave together.
         flash = 1.0 if sync_marks else None
-        self.camera = SyntheticCamera(size, fps, flash) if video else None
+        self.camera = SyntheticCamera(size, fps, flash, images) if video else None
         if sync_marks:
             self.mic = BeepMicrophone(0.1, 180.0, 10, period_s=1.0) if audio else None
         else:
             self.mic = BeepMicrophone(beep_on_s, tone_hz, harmonics) if audio else None
+        for track in (self.camera, self.mic):
+            if track is not None:
+                track.stall = stall  # both stop together, like a network outage
         self.options = options or {}
         self.ice_hosts = ice_hosts
         self.low_latency_receive = low_latency_receive
@@ -301,6 +329,7 @@ class Probe:
                 got.audio_tail.append(mono)
                 rms = float(np.sqrt(np.mean(mono**2)))
                 got.audio_frames += 1
+                got.audio_times.append(now)
                 got.audio_rms.append(rms)
                 if not was_loud:
                     above = np.flatnonzero(np.abs(mono) > 0.1)

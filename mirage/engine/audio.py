@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import soxr
 
+from mirage.engine.resample import Resampler
 from mirage.models.base import VoiceConverter
 
 OUTPUT_RATE = 48000
@@ -29,23 +29,7 @@ class Chunk:
     samples: np.ndarray  # float32 mono
     rate: int
     capture: float  # capture time of the chunk's last sample
-
-
-class _Resampler:
-    """A streaming soxr resampler that is a no-op when the rates agree."""
-
-    def __init__(self, rate_in: int, rate_out: int) -> None:
-        self.rate_in, self.rate_out = rate_in, rate_out
-        self._stream = (
-            None
-            if rate_in == rate_out
-            else soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
-        )
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self._stream is None:
-            return x
-        return self._stream.resample_chunk(x)
+    arrival: float | None = None  # when it reached us (None: at its capture time)
 
 
 class CaptureTimeline:
@@ -145,14 +129,15 @@ class VoicePipeline:
         ring_ms: float,
         on_error: Callable[[Exception], None],
         observe: Callable[[str, float], None],
-        on_ready: Callable[[float], None] | None = None,
+        on_ready: Callable[[float, float], None] | None = None,
     ) -> None:
         self.converter = converter
         self._on_error = on_error
         self._observe = observe
-        self._on_ready = on_ready  # capture→ready latency of each converted block
-        self._to_model: _Resampler | None = None
-        self._to_output = _Resampler(converter.sample_rate, OUTPUT_RATE)
+        self._on_ready = on_ready  # (capture→ready latency, inbound delay) of each block
+        self._inbound = 0.0  # how late the newest chunk arrived after its capture
+        self._to_model: Resampler | None = None
+        self._to_output = Resampler(converter.sample_rate, OUTPUT_RATE)
         self._pending = np.zeros(0, np.float32)
         # Positions count samples since the start at each stage's own rate. A streaming
         # resampler delivers late but time-aligned, so a position maps across rates by
@@ -166,13 +151,14 @@ class VoicePipeline:
 
     def push(self, chunk: Chunk) -> None:
         if self._to_model is None or self._to_model.rate_in != chunk.rate:
-            self._to_model = _Resampler(chunk.rate, self.converter.sample_rate)
+            self._to_model = Resampler(chunk.rate, self.converter.sample_rate)
         t0 = time.perf_counter()
         x = self._to_model(chunk.samples.astype(np.float32, copy=False))
         self._observe("resample", time.perf_counter() - t0)
         # The timeline counts 48 kHz samples whatever the input rate.
         self._in_position += round(len(chunk.samples) * OUTPUT_RATE / chunk.rate)
         self._timeline.add(self._in_position, chunk.capture)
+        self._inbound = 0.0 if chunk.arrival is None else chunk.arrival - chunk.capture
         self._pending = np.concatenate([self._pending, x]) if len(self._pending) else x
         size = self.converter.block_size
         while len(self._pending) >= size:
@@ -198,4 +184,4 @@ class VoicePipeline:
         self.ring.push(out48, capture)
         self._observe("resample", time.perf_counter() - t1)
         if self._on_ready is not None:
-            self._on_ready(time.monotonic() - capture)
+            self._on_ready(time.monotonic() - capture, self._inbound)

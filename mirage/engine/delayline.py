@@ -39,8 +39,12 @@ class DelayLine(Generic[T]):
                 return True
             return False
 
-    def take_due(self, now: float, due: Callable[[float], float]) -> tuple[T | None, int]:
-        """The newest frame whose due time has come, and how many older ones it skipped."""
+    def take_due(
+        self, now: float, due: Callable[[float], float], stale_after: float = 0.1
+    ) -> tuple[T | None, int]:
+        """The newest frame whose due time has come, and how many others were dropped:
+        older due ones, and the chosen one too when it missed its slot by more than
+        ``stale_after`` s (input that arrived late, e.g. a burst after a stall)."""
         with self._lock:
             chosen: T | None = None
             skipped = 0
@@ -48,6 +52,9 @@ class DelayLine(Generic[T]):
                 if chosen is not None:
                     skipped += 1
                 chosen = self._items.popleft()
+            if chosen is not None and due(chosen.capture) < now - stale_after:
+                chosen = None
+                skipped += 1
             self.skipped += skipped
             return chosen, skipped
 

@@ -35,35 +35,89 @@ class Backend:
 
 
 BACKENDS: tuple[Backend, ...] = (
-    Backend("passthrough", "face", "mirage.models.avatar.passthrough:PassthroughAnimator",
-            "the camera image, unchanged (resized)"),
-    Backend("warp", "face", "mirage.models.avatar.warp:WarpAnimator",
-            "landmark-driven mesh warp of the reference; CPU, no weights",
-            check="mirage.models.avatar.warp:unavailable_reason"),
-    Backend("liveportrait", "face", "mirage.models.avatar.liveportrait:LivePortraitAnimator",
-            "LivePortrait neural animation; needs its weights, best on a GPU",
-            check="mirage.models.avatar.liveportrait:unavailable_reason"),
-    Backend("passthrough", "voice", "mirage.models.voice.passthrough:PassthroughConverter",
-            "the microphone, unchanged"),
-    Backend("dsp", "voice", "mirage.models.voice.dsp:DspConverter",
-            "pitch and formant shift; CPU, no weights",
-            check="mirage.models.voice.dsp:unavailable_reason"),
-    Backend("rvc", "voice", "mirage.models.voice.rvc:RvcConverter",
-            "RVC v1/v2 voice conversion; needs its weights",
-            check="mirage.models.voice.rvc:unavailable_reason"),
+    Backend(
+        "passthrough",
+        "face",
+        "mirage.models.avatar.passthrough:PassthroughAnimator",
+        "the camera image, unchanged (resized)",
+    ),
+    Backend(
+        "warp",
+        "face",
+        "mirage.models.avatar.warp:WarpAnimator",
+        "landmark-driven mesh warp of the reference; CPU, no weights",
+        check="mirage.models.avatar.warp:unavailable_reason",
+    ),
+    Backend(
+        "liveportrait",
+        "face",
+        "mirage.models.avatar.liveportrait:LivePortraitAnimator",
+        "LivePortrait neural animation; needs its weights, best on a GPU",
+        check="mirage.models.avatar.liveportrait:unavailable_reason",
+    ),
+    Backend(
+        "passthrough",
+        "voice",
+        "mirage.models.voice.passthrough:PassthroughConverter",
+        "the microphone, unchanged",
+    ),
+    Backend(
+        "dsp",
+        "voice",
+        "mirage.models.voice.dsp:DspConverter",
+        "pitch and formant shift; CPU, no weights",
+        check="mirage.models.voice.dsp:unavailable_reason",
+    ),
+    Backend(
+        "rvc",
+        "voice",
+        "mirage.models.voice.rvc:RvcConverter",
+        "RVC v1/v2 voice conversion; needs its weights",
+        check="mirage.models.voice.rvc:unavailable_reason",
+    ),
     # Test backends: fault injection for the engine's failure contracts.
-    Backend("invert", "face", "mirage.models.testing:InvertAnimator",
-            "colour-inverted camera image", hidden=True),
-    Backend("slow", "face", "mirage.models.testing:SlowAnimator",
-            "pass-through after a configurable delay", hidden=True),
-    Backend("failing", "face", "mirage.models.testing:FailingAnimator",
-            "raises on every Nth frame", hidden=True),
-    Backend("slow", "voice", "mirage.models.testing:SlowConverter",
-            "pass-through after a configurable delay", hidden=True),
-    Backend("failing", "voice", "mirage.models.testing:FailingConverter",
-            "raises on every Nth block", hidden=True),
-    Backend("delay", "voice", "mirage.models.testing:DelayConverter",
-            "pass-through delayed by delay_ms", hidden=True),
+    Backend(
+        "invert",
+        "face",
+        "mirage.models.testing:InvertAnimator",
+        "colour-inverted camera image",
+        hidden=True,
+    ),
+    Backend(
+        "slow",
+        "face",
+        "mirage.models.testing:SlowAnimator",
+        "pass-through after a configurable delay",
+        hidden=True,
+    ),
+    Backend(
+        "failing",
+        "face",
+        "mirage.models.testing:FailingAnimator",
+        "raises on every Nth frame",
+        hidden=True,
+    ),
+    Backend(
+        "slow",
+        "voice",
+        "mirage.models.testing:SlowConverter",
+        "pass-through after a configurable delay",
+        hidden=True,
+    ),
+    Backend(
+        "failing",
+        "voice",
+        "mirage.models.testing:FailingConverter",
+        "raises on every Nth block",
+        hidden=True,
+    ),
+    Backend(
+        "delay",
+        "voice",
+        "mirage.models.testing:DelayConverter",
+        "pass-through delayed by delay_ms",
+        hidden=True,
+    ),
 )
 
 
@@ -98,6 +152,35 @@ def available(kind: Kind, models_dir: str | None = None) -> dict[str, str | None
         for b in BACKENDS
         if b.kind == kind and not b.hidden
     }
+
+
+# ``auto``: the first of these whose packages and weights are here ("gpu": and a CUDA GPU,
+# since these models are far from real time on a CPU).
+AUTO_ORDER: dict[str, tuple[tuple[str, bool], ...]] = {
+    "face": (("liveportrait", True), ("warp", False), ("passthrough", False)),
+    "voice": (("rvc", True), ("dsp", False), ("passthrough", False)),
+}
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_auto(kind: Kind, models_dir: str | None = None) -> tuple[str, list[str]]:
+    """The backend ``auto`` means here, and why each better one was passed over."""
+    passed: list[str] = []
+    for name, needs_gpu in AUTO_ORDER[kind]:
+        reason = unavailable_reason(find(kind, name), models_dir)
+        if reason is None and needs_gpu and not _cuda_available():
+            reason = "no CUDA GPU (too slow for real time on a CPU)"
+        if reason is None:
+            return name, passed
+        passed.append(f"{name}: {reason}")
+    return "passthrough", passed
 
 
 def create(kind: Kind, name: str, **options: Any) -> Any:

@@ -116,7 +116,7 @@ class VoiceAudioTrack(MediaStreamTrack):
             ring_ms,
             self._on_error,
             self._observe,
-            on_ready=lambda latency: clock.observe("audio", latency),
+            on_ready=lambda latency, inbound: clock.observe("audio", latency, inbound),
         )
         self._capture_clock = CaptureClock()
         self._worker = Worker(f"mirage-audio-{self.id[:8]}", self._process)
@@ -173,7 +173,7 @@ class VoiceAudioTrack(MediaStreamTrack):
                 if frame.pts is not None and frame.time_base is not None:
                     media_s = float(frame.pts * frame.time_base) + len(samples) / frame.sample_rate
                 capture = self._capture_clock.capture_time(now, media_s)
-                chunk = Chunk(samples, frame.sample_rate, capture)
+                chunk = Chunk(samples, frame.sample_rate, capture, arrival=now)
                 dropped = self._inbox.put(chunk)
                 if dropped:
                     self._metrics.frames_dropped.labels("audio", "input").inc(dropped)

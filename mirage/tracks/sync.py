@@ -6,11 +6,17 @@ lips and voice leave the server together. The delay follows the slower path:
 the p95 of each track's capture→ready latency over a recent window, plus a small
 margin. It rises at once (a frame must never be released before it is ready)
 and falls slowly (so it does not oscillate with every jitter spike).
+
+Each latency is split into how late the input reached us (inbound) and the rest
+(our own work and algorithmic delay). The delay is p95 of our own part plus the
+*median* inbound delay: a burst after a network stall is late on arrival, and
+letting its tail raise the delay would keep a backlog long after the stall.
 """
 
 from __future__ import annotations
 
 import collections
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,10 +27,11 @@ class PlayoutClock:
     enabled: bool = True
     max_delay_s: float = 0.5
     margin_s: float = 0.005
-    fall_per_s: float = 0.02  # how fast the delay may shrink when latency drops
+    fall_per_s: float = 0.05  # how fast the delay may shrink when latency drops
     epoch: float = field(default_factory=time.monotonic)
     delay_s: float = 0.0
-    _windows: dict[str, collections.deque[float]] = field(default_factory=dict)
+    _own: dict[str, collections.deque[float]] = field(default_factory=dict)
+    _inbound: dict[str, collections.deque[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _updated: float = field(default_factory=time.monotonic)
 
@@ -39,27 +46,36 @@ class PlayoutClock:
         """When an output whose input was captured at ``capture`` should leave."""
         return capture + self.delay_s
 
-    def observe(self, track: str, latency_s: float, window: int = 60) -> None:
-        """Record one capture→ready latency of ``track`` (any thread) and retune the delay."""
+    def observe(
+        self, track: str, latency_s: float, inbound_s: float = 0.0, window: int = 60
+    ) -> None:
+        """Record one capture→ready latency of ``track`` (any thread), of which
+        ``inbound_s`` passed before the input reached us, and retune the delay."""
         if not self.enabled:
             return
         with self._lock:
-            samples = self._windows.setdefault(track, collections.deque(maxlen=window))
-            samples.append(latency_s)
-            target = min(self.max_delay_s, max(_p95(s) for s in self._windows.values()))
-            target += self.margin_s
+            own = self._own.setdefault(track, collections.deque(maxlen=window))
+            # Inbound delay: a longer memory, so a stall's burst stays a minority.
+            inbound = self._inbound.setdefault(track, collections.deque(maxlen=5 * window))
+            own.append(latency_s - inbound_s)
+            inbound.append(inbound_s)
+            target = max(self._need(name) for name in self._own) + self.margin_s
+            target = min(self.max_delay_s, target)
             now = time.monotonic()
             if target >= self.delay_s:
-                self.delay_s = min(target, self.max_delay_s)
+                self.delay_s = target
             else:
                 fall = self.fall_per_s * (now - self._updated)
                 self.delay_s = max(target, self.delay_s - fall)
             self._updated = now
 
+    def _need(self, track: str) -> float:
+        """The delay ``track`` needs: p95 of its own latency + its median inbound delay."""
+        return _p95(self._own[track]) + statistics.median(self._inbound[track])
+
     def latency_p95(self, track: str) -> float | None:
         with self._lock:
-            samples = self._windows.get(track)
-            return _p95(samples) if samples else None
+            return self._need(track) if track in self._own else None
 
 
 def _p95(samples: collections.deque[float]) -> float:

@@ -48,6 +48,7 @@ class Captured:
 
     frame: VideoFrame
     capture: float
+    arrival: float
 
 
 @dataclass
@@ -144,7 +145,7 @@ class AvatarVideoTrack(MediaStreamTrack):
                 known = frame.pts is not None and frame.time_base is not None
                 media_s = float(frame.pts * frame.time_base) if known else None  # type: ignore[operator]
                 capture = self._capture_clock.capture_time(now, media_s)
-                if self._inbox.put(Captured(frame, capture)):
+                if self._inbox.put(Captured(frame, capture, now)):
                     self._metrics.frames_dropped.labels("video", "input").inc()
         except MediaStreamError:
             if self._on_source_ended is not None and self.readyState == "live":
@@ -229,7 +230,9 @@ class AvatarVideoTrack(MediaStreamTrack):
         move = self.controller.record(t3 - t0, time.monotonic())
         if move is not None:
             self._apply_level(move)
-        self._clock.observe("video", time.monotonic() - item.capture)
+        self._clock.observe(
+            "video", time.monotonic() - item.capture, inbound_s=item.arrival - item.capture
+        )
         if self._outbox.put(Rendered(frame, item.capture)):
             self._metrics.frames_dropped.labels("video", "output").inc()
         if self._loop is not None and not self._loop.is_closed():
