@@ -40,11 +40,13 @@ class DelayLine(Generic[T]):
             return False
 
     def take_due(
-        self, now: float, due: Callable[[float], float], stale_after: float = 0.1
+        self,
+        now: float,
+        due: Callable[[float], float],
+        stale: Callable[[T], bool] | None = None,
     ) -> tuple[T | None, int]:
         """The newest frame whose due time has come, and how many others were dropped:
-        older due ones, and the chosen one too when it missed its slot by more than
-        ``stale_after`` s (input that arrived late, e.g. a burst after a stall)."""
+        older due ones, and the chosen one too when ``stale(frame)`` says so."""
         with self._lock:
             chosen: T | None = None
             skipped = 0
@@ -52,7 +54,7 @@ class DelayLine(Generic[T]):
                 if chosen is not None:
                     skipped += 1
                 chosen = self._items.popleft()
-            if chosen is not None and due(chosen.capture) < now - stale_after:
+            if chosen is not None and stale is not None and stale(chosen):
                 chosen = None
                 skipped += 1
             self.skipped += skipped

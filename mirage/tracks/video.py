@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_RATE)
+STALE_S = 0.1
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Rendered:
 
     frame: VideoFrame
     capture: float
+    arrival: float
 
 
 class AvatarVideoTrack(MediaStreamTrack):
@@ -233,10 +235,16 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._clock.observe(
             "video", time.monotonic() - item.capture, inbound_s=item.arrival - item.capture
         )
-        if self._outbox.put(Rendered(frame, item.capture)):
+        if self._outbox.put(Rendered(frame, item.capture, item.arrival)):
             self._metrics.frames_dropped.labels("video", "output").inc()
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._ready.set)
+
+    def _stale(self, item: Rendered) -> bool:
+        """Input that reached us late (a burst after a network stall) and missed its slot
+        is dropped; a slow model's frames are shown late rather than never."""
+        now = time.monotonic()
+        return item.arrival - item.capture > STALE_S and self._due(item.capture) < now - STALE_S
 
     def _due(self, capture: float) -> float:
         """Playout time of a video frame: a little ahead of the shared clock, since
@@ -257,7 +265,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         # within 1.5 frame intervals, repeat the last one.
         while True:
             now = time.monotonic()
-            item, skipped = self._outbox.take_due(now, self._due)
+            item, skipped = self._outbox.take_due(now, self._due, self._stale)
             if skipped:
                 self._metrics.frames_dropped.labels("video", "late").inc(skipped)
             if item is not None:
