@@ -17,13 +17,17 @@ from mirage.config import Settings
 from mirage.metrics import Metrics
 from mirage.models import registry
 from mirage.models.avatar.reference import default_reference
-from mirage.models.base import FaceAnimator, VoiceConverter
+from mirage.models.base import FaceAnimator, MirageError, VoiceConverter
 
 if TYPE_CHECKING:
     from mirage.webrtc.session import Backends, Session
     from mirage.webrtc.signalling import Offer
 
 log = logging.getLogger(__name__)
+
+
+class NoSuchSession(MirageError):
+    status = 404
 
 
 class MirageServer:
@@ -108,6 +112,13 @@ class MirageServer:
 
             raise BadInput(f"bad backend option: {exc}") from None
         return Backends(face, voice, animator, converter)
+
+    def session(self, session_id: str) -> Session:
+        """The live session ``session_id``; ``NoSuchSession`` (404) otherwise."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise NoSuchSession(f"no session {session_id!r} (it ended, or never existed)")
+        return session
 
     def remember(self, session: Session) -> None:
         self.sessions[session.id] = session

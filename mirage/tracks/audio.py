@@ -18,13 +18,12 @@ from collections.abc import Callable
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame
+from av import AudioFrame, VideoFrame
 
 from mirage.engine.audio import OUTPUT_RATE, Chunk, VoicePipeline
-from mirage.engine.capture import CaptureClock
-from mirage.engine.worker import Worker
 from mirage.metrics import Metrics
 from mirage.models.base import VoiceConverter
+from mirage.tracks.base import TransformTrack
 from mirage.tracks.sync import PlayoutClock
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ class _Inbox:
             self._cond.notify_all()
 
 
-class VoiceAudioTrack(MediaStreamTrack):
+class VoiceAudioTrack(TransformTrack):
     kind = "audio"
 
     def __init__(
@@ -102,12 +101,9 @@ class VoiceAudioTrack(MediaStreamTrack):
         backlog_ms: float,
         on_source_ended: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__()
-        self._source = source
-        self._backend = backend
-        self._clock = clock
-        self._metrics = metrics
-        self._on_source_ended = on_source_ended
+        super().__init__(
+            source, backend, clock=clock, metrics=metrics, on_source_ended=on_source_ended
+        )
         self._inbox = _Inbox(INBOX_MS)
         # Room for the backlog bound plus the longest playout delay the clock may set.
         ring_ms = backlog_ms + (clock.max_delay_s * 1000 if clock.enabled else 0.0)
@@ -118,36 +114,12 @@ class VoiceAudioTrack(MediaStreamTrack):
             self._observe,
             on_ready=lambda latency, inbound: clock.observe("audio", latency, inbound),
         )
-        self._capture_clock = CaptureClock()
-        self._worker = Worker(f"mirage-audio-{self.id[:8]}", self._process)
-        self._drain_task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = asyncio.Event()
         self._sent = 0  # samples sent: the output timestamp
         self._next_due: float | None = None
         self._ring_dropped = 0
-        self.last_input = time.monotonic()
-        self.errors = 0
-        self.frames_in = 0
-        self.frames_out = 0
 
-    # -- lifecycle --------------------------------------------------------------
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._drain_task = asyncio.create_task(self._drain(), name="mirage-audio-drain")
-        self._worker.start()
-
-    def stop(self) -> None:
-        super().stop()
-        self._ready.set()
-        if self._drain_task is not None:
-            self._drain_task.cancel()
-        self._worker.stop()
+    def _close_inputs(self) -> None:
         self._inbox.wake()
-
-    @property
-    def worker_alive(self) -> bool:
-        return self._worker.alive
 
     # -- the worker's callbacks ---------------------------------------------------
     def _on_error(self, exc: Exception) -> None:
@@ -158,39 +130,23 @@ class VoiceAudioTrack(MediaStreamTrack):
     def _observe(self, stage: str, seconds: float) -> None:
         self._metrics.stage_seconds.labels("audio", stage).observe(seconds)
 
-    # -- stage 1: drain ---------------------------------------------------------------
-    async def _drain(self) -> None:
-        try:
-            while True:
-                frame = await self._source.recv()
-                assert isinstance(frame, AudioFrame)
-                now = time.monotonic()
-                self.last_input = now
-                self.frames_in += 1
-                self._metrics.frames_in.labels("audio").inc()
-                samples = to_mono_float(frame)
-                media_s = None
-                if frame.pts is not None and frame.time_base is not None:
-                    media_s = float(frame.pts * frame.time_base) + len(samples) / frame.sample_rate
-                capture = self._capture_clock.capture_time(now, media_s)
-                chunk = Chunk(samples, frame.sample_rate, capture, arrival=now)
-                dropped = self._inbox.put(chunk)
-                if dropped:
-                    self._metrics.frames_dropped.labels("audio", "input").inc(dropped)
-        except MediaStreamError:
-            if self._on_source_ended is not None and self.readyState == "live":
-                self._on_source_ended()
+    # -- stage 1: mono float chunks into a bounded inbox ---------------------------------
+    def _accept(self, frame: AudioFrame | VideoFrame, capture: float, arrival: float) -> None:
+        assert isinstance(frame, AudioFrame)
+        chunk = Chunk(to_mono_float(frame), frame.sample_rate, capture, arrival=arrival)
+        dropped = self._inbox.put(chunk)
+        if dropped:
+            self._metrics.frames_dropped.labels("audio", "input").inc(dropped)
 
     # -- stage 2: worker ------------------------------------------------------------------
-    def _process(self) -> None:
+    def _work(self) -> None:
         chunks = self._inbox.take_all(timeout=0.2)
         if not chunks or self._worker.stopping:
             return
         for chunk in chunks:
             self.pipeline.push(chunk)
-        loop = self._loop
-        if len(self.pipeline.ring) >= FRAME_SAMPLES and loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._ready.set)
+        if len(self.pipeline.ring) >= FRAME_SAMPLES:
+            self._wake_recv()
 
     async def _wait_for_audio(self, until: float | None) -> bool:
         """Wait until a whole frame of converted audio is ready (True) or ``until`` passes."""

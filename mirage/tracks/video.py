@@ -24,16 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
 
 from mirage.engine.adapt import Move, QualityController
-from mirage.engine.capture import CaptureClock
 from mirage.engine.delayline import DelayLine
 from mirage.engine.latest import LatestSlot
-from mirage.engine.worker import Worker
 from mirage.metrics import Metrics
 from mirage.models.avatar.passthrough import fit_square
 from mirage.models.base import FaceAnimator
+from mirage.tracks.base import TransformTrack
 from mirage.tracks.sync import PlayoutClock
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ class Rendered:
     arrival: float
 
 
-class AvatarVideoTrack(MediaStreamTrack):
+class AvatarVideoTrack(TransformTrack):
     kind = "video"
 
     def __init__(
@@ -76,10 +75,10 @@ class AvatarVideoTrack(MediaStreamTrack):
         metrics: Metrics,
         on_source_ended: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__()
-        self._source = source
+        super().__init__(
+            source, backend, clock=clock, metrics=metrics, on_source_ended=on_source_ended
+        )
         self._animator = animator
-        self._backend = backend
         self.controller = controller
         level = controller.level
         self.size = level.size
@@ -87,71 +86,31 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._next_start = 0.0
         self._apply_quality(level.quality)
         max_fps = max(lv.fps for lv in controller.levels)
-        self._clock = clock
         self._lead_s = lead_s
-        self._metrics = metrics
-        self._on_source_ended = on_source_ended
         self._inbox: LatestSlot[Captured] = LatestSlot()
         # Room for the playout delay's worth of frames at the highest frame rate.
         capacity = max(4, int(clock.max_delay_s * max_fps) + 2)
         self._outbox: DelayLine[Rendered] = DelayLine(capacity)
-        self._capture_clock = CaptureClock()
-        self._worker = Worker(f"mirage-video-{self.id[:8]}", self._render_next)
-        self._drain_task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = asyncio.Event()
         self._last: Rendered | None = None
         self._last_sent = 0.0
         self._last_new_sent = 0.0
         self._last_pts = -1
         self._new_reference: tuple[np.ndarray, concurrent.futures.Future[None]] | None = None
         self._reference_lock = threading.Lock()
-        self.last_input = time.monotonic()
-        self.errors = 0
-        self.frames_in = 0
-        self.frames_out = 0
 
-    # -- lifecycle ---------------------------------------------------------
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._drain_task = asyncio.create_task(self._drain(), name="mirage-video-drain")
-        self._worker.start()
-
-    def stop(self) -> None:
-        super().stop()
+    def _close_inputs(self) -> None:
         self._inbox.close()
         self._outbox.clear()
-        self._ready.set()
-        if self._drain_task is not None:
-            self._drain_task.cancel()
-        self._worker.stop()
-
-    @property
-    def worker_alive(self) -> bool:
-        return self._worker.alive
 
     @property
     def dropped(self) -> int:
         return self._inbox.dropped + self._outbox.overflowed + self._outbox.skipped
 
-    # -- stage 1: drain the inbound track ------------------------------------
-    async def _drain(self) -> None:
-        try:
-            while True:
-                frame = await self._source.recv()
-                assert isinstance(frame, VideoFrame)
-                now = time.monotonic()
-                self.last_input = now
-                self.frames_in += 1
-                self._metrics.frames_in.labels("video").inc()
-                known = frame.pts is not None and frame.time_base is not None
-                media_s = float(frame.pts * frame.time_base) if known else None  # type: ignore[operator]
-                capture = self._capture_clock.capture_time(now, media_s)
-                if self._inbox.put(Captured(frame, capture, now)):
-                    self._metrics.frames_dropped.labels("video", "input").inc()
-        except MediaStreamError:
-            if self._on_source_ended is not None and self.readyState == "live":
-                self._on_source_ended()
+    # -- stage 1: keep only the newest camera frame ---------------------------------
+    def _accept(self, frame: AudioFrame | VideoFrame, capture: float, arrival: float) -> None:
+        assert isinstance(frame, VideoFrame)
+        if self._inbox.put(Captured(frame, capture, arrival)):
+            self._metrics.frames_dropped.labels("video", "input").inc()
 
     # -- a new reference portrait, applied by the worker between two frames ------
     async def set_reference(self, image: np.ndarray, timeout: float = 30.0) -> None:
@@ -201,7 +160,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._apply_level(None)
 
     # -- stage 2: the worker thread ---------------------------------------------
-    def _render_next(self) -> None:
+    def _work(self) -> None:
         self._apply_new_reference()
         # Work at the level's frame rate: frames in between are replaced in the slot.
         wait = self._next_start - time.monotonic()
@@ -237,8 +196,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         )
         if self._outbox.put(Rendered(frame, item.capture, item.arrival)):
             self._metrics.frames_dropped.labels("video", "output").inc()
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._ready.set)
+        self._wake_recv()
 
     def _stale(self, item: Rendered) -> bool:
         """Input that reached us late (a burst after a network stall) and missed its slot

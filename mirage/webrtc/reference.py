@@ -39,12 +39,7 @@ async def handle_post_reference(request: web.Request) -> web.Response:
     image = await loop.run_in_executor(None, decode_image, data, limits)
     session_id = request.query.get("session_id")
     if session_id:
-        session = server.sessions.get(session_id)
-        if session is None:
-            raise web.HTTPNotFound(
-                text='{"error": "no such session"}', content_type="application/json"
-            )
-        await session.set_reference(image)
+        await server.session(session_id).set_reference(image)
         target = "session"
     else:
         face = server.defaults["face"]

@@ -143,24 +143,14 @@ async def _answer(server: MirageServer, offer: Offer, backends: Backends) -> Ses
 
 
 async def handle_delete(request: web.Request) -> web.Response:
-    server = request.app[SERVER]
-    session = server.sessions.get(request.match_info["session_id"])
-    if session is None:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": "no such session"}), content_type="application/json"
-        )
+    session = request.app[SERVER].session(request.match_info["session_id"])
     await session.close("closed by DELETE")
     return web.json_response({"session_id": session.id, "closed": True})
 
 
 async def handle_session_patch(request: web.Request) -> web.Response:
     """Live changes to a session: ``{"quality": "auto"|level, "voice_options": {...}}``."""
-    server = request.app[SERVER]
-    session = server.sessions.get(request.match_info["session_id"])
-    if session is None:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": "no such session"}), content_type="application/json"
-        )
+    session = request.app[SERVER].session(request.match_info["session_id"])
     try:
         body = json.loads(await request.read())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -178,12 +168,7 @@ async def handle_session_patch(request: web.Request) -> web.Response:
 
 
 async def handle_session_stats(request: web.Request) -> web.Response:
-    server = request.app[SERVER]
-    session = server.sessions.get(request.match_info["session_id"])
-    if session is None:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": "no such session"}), content_type="application/json"
-        )
+    session = request.app[SERVER].session(request.match_info["session_id"])
     return web.json_response(session.stats())
 
 
