@@ -227,3 +227,21 @@ async def test_dsp_voice_shifts_the_pitch_over_opus(start_server: StartServer) -
         assert abs(semitones - 12) < 0.5, f"pitch moved {semitones:.2f} semitones, expected 12"
     finally:
         await probe.close()
+
+
+async def test_warp_stage_times_reach_the_metrics(start_server: StartServer) -> None:
+    """The default face backend's own stages (landmarks, motion, render) are exported."""
+    server = await start_server(face="warp")
+    probe = Probe(base_url(server), audio=False)
+    try:
+        await probe.connect()
+        text = ""
+        for _ in range(100):
+            await asyncio.sleep(0.2)
+            text = server.app[SERVER].metrics.render().decode()
+            if 'stage="animate.landmarks"' in text:
+                break
+        for name in ("animate.landmarks", "animate.motion", "animate.render"):
+            assert metric(text, "mirage_stage_seconds_count", stage=name, track="video") > 0
+    finally:
+        await probe.close()

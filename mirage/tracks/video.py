@@ -186,6 +186,12 @@ class AvatarVideoTrack(TransformTrack):
         t3 = time.perf_counter()
         stage.labels("video", "decode").observe(t1 - t0)
         stage.labels("video", "animate").observe(t2 - t1)
+        # Backends that time their own stages (face tracking, warp, generate...) say so
+        # in ``stage_seconds``; those land in the same histogram as "animate.<stage>".
+        inner = getattr(self._animator, "stage_seconds", None)
+        if isinstance(inner, dict):
+            for name, seconds in inner.items():
+                stage.labels("video", f"animate.{name}").observe(seconds)
         stage.labels("video", "convert").observe(t3 - t2)
         self._next_start = t0 + 0.95 * self._interval
         move = self.controller.record(t3 - t0, time.monotonic())

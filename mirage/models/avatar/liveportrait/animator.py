@@ -177,6 +177,11 @@ class LivePortraitAnimator:
         """Milliseconds per stage of the last animated frame (filled when ``profile``)."""
         return dict(self.timer.last)
 
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """``timings`` in seconds, the name the server's metrics read."""
+        return {name: ms / 1000 for name, ms in self.timer.last.items()}
+
     def set_reference(self, image: np.ndarray) -> None:
         rgb = _check_rgb(image, "reference")
         with FaceMesh(static=True) as mesh:
