@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -37,7 +37,6 @@ class Settings:
     media_timeout_s: float = 5.0  # no inbound media this long → the peer is gone
     disconnected_grace_s: float = 5.0
     max_offer_bytes: int = 256 * 1024
-    options: Mapping[str, Any] = field(default_factory=dict)  # reserved for backend defaults
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

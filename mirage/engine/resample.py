@@ -51,11 +51,6 @@ class FirResampler:
         self._phase = (self._phase - len(filtered)) % self.down
         return out
 
-    @property
-    def delay_samples(self) -> float:
-        """Group delay in samples of the filtering rate (for documentation and tests)."""
-        return (len(self._h) - 1) / 2
-
 
 class SoxrResampler:
     """soxr for ratios the FIR path does not cover (e.g. 44.1 kHz)."""

@@ -35,9 +35,6 @@ class PlayoutClock:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _updated: float = field(default_factory=time.monotonic)
 
-    def now(self) -> float:
-        return time.monotonic()
-
     def ticks(self, capture: float, rate: int) -> int:
         """The timestamp, in 1/``rate`` s, of an output whose input was captured at ``capture``."""
         return round((capture - self.epoch + self.delay_s) * rate)

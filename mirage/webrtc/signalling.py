@@ -172,4 +172,11 @@ async def handle_session_stats(request: web.Request) -> web.Response:
     return web.json_response(session.stats())
 
 
-__all__ = ["BadOffer", "ServerFull", "handle_delete", "handle_offer", "handle_session_stats"]
+__all__ = [
+    "BadOffer",
+    "ServerFull",
+    "handle_delete",
+    "handle_offer",
+    "handle_session_patch",
+    "handle_session_stats",
+]
