@@ -103,6 +103,13 @@ class Metrics:
             ["session"],
             registry=r,
         )
+        self.av_skew = Gauge(
+            "mirage_av_skew_seconds",
+            "Per session: how much older the last audio sent was than the last video sent"
+            " (capture to send; + = audio later)",
+            ["session"],
+            registry=r,
+        )
         self.playout_delay = Gauge(
             "mirage_playout_delay_seconds",
             "Shared A/V playout delay per session",

@@ -68,6 +68,11 @@ async def test_av_skew_within_45_ms(start_server: StartServer, options: dict[str
         )
         median = statistics.median(skews)
         assert abs(median) <= 0.045, f"A/V skew {median * 1000:.0f} ms ({skews})"
+        # The server's own view of it is in its stats and /metrics.
+        session = server.app[SERVER].sessions[probe.session_id]
+        assert session.stats()["av_skew_ms"] is not None
+        assert abs(session.stats()["av_skew_ms"]) < 80
+        assert "mirage_av_skew_seconds" in server.app[SERVER].metrics.render().decode()
     finally:
         await probe.close()
 

@@ -211,6 +211,7 @@ class VoiceAudioTrack(TransformTrack):
         now = time.monotonic()
         if capture is not None:
             self._metrics.frame_latency.labels("audio").observe(now - capture)
+            self.output_age = now - capture
         if len(samples) < FRAME_SAMPLES:
             self._metrics.frames_filled.labels("audio").inc()
             samples = np.concatenate([samples, np.zeros(FRAME_SAMPLES - len(samples), np.float32)])

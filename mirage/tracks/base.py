@@ -54,6 +54,7 @@ class TransformTrack(MediaStreamTrack):
         self.errors = 0
         self.frames_in = 0
         self.frames_out = 0
+        self.output_age: float | None = None  # send time − capture time of the last new output
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()

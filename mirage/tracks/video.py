@@ -255,6 +255,7 @@ class AvatarVideoTrack(TransformTrack):
             self._last_new_sent = now
             pts = self._clock.ticks(item.capture, VIDEO_RATE)
             self._metrics.frame_latency.labels("video").observe(now - item.capture)
+            self.output_age = now - item.capture
         else:
             assert self._last is not None
             self._metrics.frames_filled.labels("video").inc()

@@ -130,8 +130,19 @@ class Session:
                 self.close_soon(f"no media for {idle:.1f} s")
                 return
 
+    def av_skew(self) -> float | None:
+        """Audio output age − video output age (s): what the server adds to lip sync."""
+        if self.video is None or self.audio is None:
+            return None
+        if self.video.output_age is None or self.audio.output_age is None:
+            return None
+        return self.audio.output_age - self.video.output_age
+
     def _publish_gauges(self) -> None:
         self.metrics.playout_delay.labels(self.id).set(self.clock.delay_s)
+        skew = self.av_skew()
+        if skew is not None:
+            self.metrics.av_skew.labels(self.id).set(skew)
         if self.video is not None:
             self.metrics.quality_level.labels(self.id).set(self.video.controller.index)
 
@@ -153,7 +164,7 @@ class Session:
             if track is not None:
                 track.stop()
         await self.pc.close()
-        for gauge in (self.metrics.playout_delay, self.metrics.quality_level):
+        for gauge in (self.metrics.playout_delay, self.metrics.quality_level, self.metrics.av_skew):
             with contextlib.suppress(KeyError):  # never published: a session that never ran
                 gauge.remove(self.id)
         await asyncio.get_running_loop().run_in_executor(None, self._release_models)
@@ -195,6 +206,7 @@ class Session:
             "voice": self.backends.voice,
             "age_s": round(time.monotonic() - self.created, 3),
             "playout_delay_ms": round(self.clock.delay_s * 1000, 1),
+            "av_skew_ms": None if (skew := self.av_skew()) is None else round(skew * 1000, 1),
             "latency_p95_ms": {
                 track: round(p95 * 1000, 1)
                 for track in ("video", "audio")
