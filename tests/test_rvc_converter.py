@@ -328,3 +328,37 @@ def test_rmvpe_is_required_when_asked_for(tmp_path: Path) -> None:
         rvc_pitch.make_tracker(tmp_path / "rmvpe" / "rmvpe.pt", torch.device("cpu"), "rmvpe")
     with pytest.raises(ValueError, match="unknown pitch method"):
         rvc_pitch.make_tracker(tmp_path / "rmvpe.pt", torch.device("cpu"), "crepe")
+
+
+@pytest.mark.slow
+async def test_rvc_runs_inside_the_server(models: Path, start_server: object) -> None:
+    """A v1 model and a fairseq HuBERT from the weights folder, through the real audio path
+    over Opus: converted audio comes back and the converter never fell back."""
+    import asyncio
+
+    from mirage.client.probe import Probe
+    from mirage.state import SERVER
+    from tests.server_fixtures import base_url
+
+    server = await start_server(models_dir=str(models))  # type: ignore[operator]
+    probe = Probe(
+        base_url(server),
+        video=False,
+        beep_on_s=0.4,
+        tone_hz=180.0,
+        harmonics=10,
+        options={"voice": "rvc", "voice_options": {"device": "cpu", "context_s": 0.5}},
+    )
+    try:
+        await probe.connect()
+        session = server.app[SERVER].sessions[probe.session_id]
+        assert session.backends.voice == "rvc"
+        for _ in range(600):
+            await asyncio.sleep(0.1)
+            if any(rms > 0.01 for rms in probe.received.audio_rms[-100:]):
+                break
+        assert any(rms > 0.01 for rms in probe.received.audio_rms), "no converted audio came back"
+        assert session.audio is not None and session.audio.errors == 0
+        assert session.stats()["audio"]["latency_ms"] == pytest.approx(210.0, abs=1.0)
+    finally:
+        await probe.close()
