@@ -126,7 +126,7 @@ def run_face_phase(pw: Any, work: Path, out: dict[str, Any]) -> None:
     browser.close()
 
 
-def run_id_phase(pw: Any, work: Path, out: dict[str, Any]) -> None:
+def run_id_phase(pw: Any, work: Path, out: dict[str, Any], servers: list[Any]) -> None:
     """Identity transform and a camera that draws frame ids: the page's own round trip."""
     browser = pw.chromium.launch(
         executable_path=CHROMIUM,
@@ -141,6 +141,24 @@ def run_id_phase(pw: Any, work: Path, out: dict[str, Any]) -> None:
     out["round_trip_ms"] = wait_for(page, "() => window.mirage.stats().roundTripMs", 60)
     time.sleep(5)
     out["round_trip_ms"] = page.evaluate("() => window.mirage.stats().roundTripMs")
+    # A network drop: the server goes away, the page says so, and it comes back.
+    servers[0].kill()
+    servers[0].wait(10)
+    out["drop_status"] = wait_for(
+        page,
+        "() => { const t = document.getElementById('status').textContent;"
+        " return /Reconnect|interrupted|lost|unreachable/.test(t) ? t : null; }",
+        40,
+    )
+    servers[0] = start_server("passthrough")
+    out["reconnected"] = bool(
+        wait_for(
+            page,
+            "() => { const s = window.mirage.stats();"
+            " return s.connection === 'connected' && s.framesReceived > 20; }",
+            60,
+        )
+    )
     browser.close()
 
 
@@ -152,14 +170,14 @@ def main() -> None:
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
     interfaces = [line.split(":")[1].strip().split("@")[0] for line in links.stdout.splitlines()]
     out: dict[str, Any] = {"console": [], "interfaces": interfaces}
-    server = start_server("warp")
+    servers = [start_server("warp")]
     try:
         with sync_playwright() as pw:
             run_face_phase(pw, work, out)
-            run_id_phase(pw, work, out)
+            run_id_phase(pw, work, out, servers)
     finally:
-        server.terminate()
-        server.wait(10)
+        servers[0].terminate()
+        servers[0].wait(10)
         (work / "results.json").write_text(json.dumps(out, indent=1))
 
 

@@ -163,3 +163,9 @@ def test_page_measures_the_browser_round_trip(browser_run: tuple[dict, Path, lis
     results, _, _ = browser_run
     rtt = results["round_trip_ms"]
     assert isinstance(rtt, (int, float)) and 0 < rtt < 1000, rtt
+
+
+def test_page_reconnects_after_the_server_comes_back(browser_run: tuple[dict, Path, list]) -> None:
+    results, _, _ = browser_run
+    assert results["drop_status"], "the page did not say the connection dropped"
+    assert results["reconnected"], f"no reconnection; status was {results['drop_status']!r}"
