@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -17,6 +20,16 @@ GOLDEN = SHARED / "golden"
 def shared_dir() -> Path:
     assert SHARED.is_dir(), f"reference data not found at {SHARED} (set MIRAGE_SHARED)"
     return SHARED
+
+
+@functools.cache
+def load_fill() -> ModuleType:
+    """The golden folder's ``fill.py`` (deterministic weights), imported by path."""
+    spec = importlib.util.spec_from_file_location("golden_fill", GOLDEN / "fill.py")
+    assert spec is not None and spec.loader is not None, f"no fill.py in {GOLDEN}"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 pytest_plugins = ["tests.server_fixtures"]

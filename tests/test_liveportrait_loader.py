@@ -7,13 +7,11 @@ not from our modules, so a key our networks name differently would fail to load.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import subprocess
 import sys
 from collections import OrderedDict
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -33,17 +31,9 @@ from mirage.models.avatar.liveportrait import (  # noqa: E402
 )
 from mirage.models.base import WeightsMissing  # noqa: E402
 from mirage.weights import DEFAULT_MODELS_DIR  # noqa: E402
-from tests.conftest import GOLDEN  # noqa: E402
+from tests.conftest import GOLDEN, load_fill  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_fill() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("golden_fill", GOLDEN / "fill.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @functools.cache

@@ -8,7 +8,6 @@ real source + driving portrait through the keypoint algebra and all five network
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
 from collections.abc import Callable
@@ -27,19 +26,11 @@ from mirage.models.avatar.liveportrait.appearance import AppearanceFeatureExtrac
 from mirage.models.avatar.liveportrait.motion import MotionExtractor  # noqa: E402
 from mirage.models.avatar.liveportrait.spade import SPADEDecoder  # noqa: E402
 from mirage.models.avatar.liveportrait.warping import WarpingNetwork  # noqa: E402
-from tests.conftest import GOLDEN  # noqa: E402
+from tests.conftest import GOLDEN, load_fill  # noqa: E402
 
 LP_GOLDEN = GOLDEN / "liveportrait"
 SINGLE_TOL: dict[str, Any] = {"rtol": 1e-4, "atol": 1e-4}
 CHAIN_TOL: dict[str, Any] = {"rtol": 1e-3, "atol": 1e-3}
-
-
-def load_fill() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("golden_fill", GOLDEN / "fill.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def manifest(name: str) -> dict[str, Any]:

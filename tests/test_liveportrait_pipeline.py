@@ -8,7 +8,6 @@ but every geometric and bookkeeping property of the pipeline can be checked.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,25 +31,16 @@ from mirage.models.base import (  # noqa: E402
     WeightsMissing,
 )
 from mirage.models.face.mesh import FaceMesh  # noqa: E402
-from tests.conftest import GOLDEN, MEDIA  # noqa: E402
+from tests.conftest import GOLDEN, MEDIA, load_fill  # noqa: E402
 
 LP_GOLDEN = GOLDEN / "liveportrait"
 BASE = ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator")
 SUBNETS = {"retarget_shoulder", "retarget_mouth", "retarget_eye"}
 
 
-def _fill_module() -> object:
-    sys.path.insert(0, str(GOLDEN))
-    try:
-        import fill  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(GOLDEN))
-    return fill
-
-
 def write_filled_weights(root: Path) -> Path:
     """Golden-filled checkpoints, saved like the official files, under ``root/liveportrait``."""
-    fill = _fill_module()
+    fill = load_fill()
     lp_dir = root / "liveportrait"
     (lp_dir / "base_models").mkdir(parents=True)
     (lp_dir / "retargeting_models").mkdir()
@@ -219,7 +209,7 @@ def filled(name: str) -> torch.nn.Module:
     """A network from ``build_network`` with the golden fill (strict load)."""
     from mirage.models.avatar.liveportrait import build_network
 
-    fill = _fill_module()
+    fill = load_fill()
     man = json.loads((LP_GOLDEN / f"{name}.manifest.json").read_text())
     module = build_network(name)
     fill.load_into(module, fill.fill_state(man["state_dict"], man["fill"]["seed"]))  # type: ignore[attr-defined]

@@ -7,11 +7,9 @@ The architecture and every streaming stage are the real ones; only the widths ar
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -24,7 +22,7 @@ from mirage.models.voice.rvc.checkpoint import CheckpointError, save_synthesizer
 from mirage.models.voice.rvc.converter import RvcConverter, unavailable_reason
 from mirage.models.voice.rvc.index import FeatureIndex
 from mirage.models.voice.rvc.synthesizer import Synthesizer, SynthesizerConfig
-from tests.conftest import GOLDEN
+from tests.conftest import load_fill
 from tests.speech import speech
 from tests.test_hubert_mapping import checkpoint, fairseq_state
 
@@ -43,14 +41,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def _golden_fill() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("golden_fill", GOLDEN / "fill.py")
-    assert spec is not None and spec.loader is not None, f"no fill.py in {GOLDEN}"
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def write_weights(root: Path) -> Path:
     """A weights folder: random fairseq HuBERT (v1 widths) and a filled small v1 model.
 
@@ -61,7 +51,7 @@ def write_weights(root: Path) -> Path:
     (root / "hubert").mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint(fairseq_state(final=256, layers=9)), root / "hubert" / "hubert_base.pt")
     model = Synthesizer(SynthesizerConfig.from_list(SMALL_V1_32K), "v1")
-    fill = _golden_fill()
+    fill = load_fill()
     entries = [
         (k, list(v.shape), str(v.dtype).removeprefix("torch."))
         for k, v in model.state_dict().items()

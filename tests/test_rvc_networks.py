@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -19,20 +17,11 @@ from mirage.models.voice.rvc import build_network
 from mirage.models.voice.rvc.rmvpe import Rmvpe, decode, mel_filterbank
 from mirage.models.voice.rvc.synthesizer import DEFAULT_NOISE_SCALE, Synthesizer, SynthesizerConfig
 from mirage.models.voice.rvc.weightnorm import WNConv1d
-from tests.conftest import GOLDEN
+from tests.conftest import GOLDEN, load_fill
 
 RVC_DIR = GOLDEN / "rvc"
 SYNTHS = ("rvc_v1_40k", "rvc_v2_40k")
 NETWORKS = (*SYNTHS, "rmvpe")
-
-
-def load_fill() -> ModuleType:
-    """The golden folder's ``fill.py``, imported by path (it is not a package)."""
-    spec = importlib.util.spec_from_file_location("golden_fill", GOLDEN / "fill.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def manifest(name: str) -> dict[str, Any]:
