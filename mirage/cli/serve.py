@@ -1,17 +1,15 @@
-"""The ``mirage`` command: serve (more sub-commands arrive with their issues)."""
+"""``mirage serve``: the WebRTC avatar server (also ``python server.py``)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import sys
-from collections.abc import Sequence
 
 from mirage.config import Settings, from_env, parse_port_range
 
 
-def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the WebRTC avatar server")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it)")
     p.add_argument("--port", type=int, help="HTTP port (default 7860; env PORT / MIRAGE_PORT)")
@@ -65,22 +63,6 @@ def serve(settings: Settings) -> None:
     web.run_app(app, host=settings.host, port=settings.port, print=None)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mirage", description="Real-time AI avatar server")
-    sub = parser.add_subparsers(dest="command")
-    _serve_parser(sub)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-"):  # plain `mirage [flags]` serves
-        argv.insert(0, "serve")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if args.command == "serve":
-        serve(settings_from_args(args, dict(os.environ)))
+def run(args: argparse.Namespace) -> int:
+    serve(settings_from_args(args, dict(os.environ)))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
