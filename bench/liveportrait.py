@@ -2,16 +2,22 @@
 
     python bench/liveportrait.py                      # CPU always; CUDA variants when present
     python bench/liveportrait.py --frames 30 --compile --models-dir /path/to/models
+    python bench/liveportrait.py --no-cpu --compile --cuda-graphs   # every CUDA variant
 
 The animator is made through ``mirage.models.create_animator("liveportrait", ...)`` as
 the server makes it; the reference is ``media/s0.jpg`` and the driver the frames of
 ``media/d0.mp4``. Weights: the real checkpoints when the weights folder has them,
 otherwise the deterministic golden fill (same shapes and FLOPs, so the same speed).
 
-Stages (profiled run, device synchronised around each): track (landmarks), crop,
-motion (M), keypoints (relative motion + stitching), warp (W), generate (G), readback
-(device → host), paste. "e2e" is a separate run without synchronisation: wall time per
-``animate`` call from camera frame to pasted 512 output. Official figure: 12.8 ms/frame
+Stages (profiled run, device synchronised around each): track (MediaPipe), landmarks
+(the official 203-point model, when ``liveportrait/landmark.onnx`` is present), crop,
+motion (M), keypoints (relative motion + stitching), warp (W), generate (G) — or render
+(W + G as one CUDA graph, ``--cuda-graphs`` without ``--compile``) — readback (device →
+host; absent with the device paste-back, whose paste includes the final frame's
+readback), paste. "e2e" is a separate run without synchronisation: wall time per
+``animate`` call from camera frame to pasted 512 output. ``--compile`` adds
+torch.compile variants and ``--cuda-graphs`` CUDA-graph variants (both on CUDA only);
+``--paste`` picks the paste-back (default auto: torch on CUDA, numpy on CPU). Official figure: 12.8 ms/frame
 on an RTX 4090 for the network part; Mirage's target is ≤ 16 ms end to end on an H100.
 """
 
@@ -37,7 +43,18 @@ from mirage.models.avatar.liveportrait import LivePortraitNetworks, build_networ
 from mirage.models.avatar.liveportrait.animator import unavailable_reason
 from tests.conftest import GOLDEN, MEDIA
 
-STAGES = ("track", "crop", "motion", "keypoints", "warp", "generate", "readback", "paste")
+STAGES = (
+    "track",
+    "landmarks",
+    "crop",
+    "motion",
+    "keypoints",
+    "warp",
+    "generate",
+    "render",
+    "readback",
+    "paste",
+)
 
 
 @dataclass(frozen=True)
@@ -46,12 +63,16 @@ class Variant:
     half: bool
     channels_last: bool
     compile: bool = False
+    cuda_graphs: bool = False
+    paste: str = "auto"
 
     @property
     def label(self) -> str:
         bits = ["fp16" if self.half else "fp32"]
         bits += ["channels_last"] if self.channels_last else []
         bits += ["compile"] if self.compile else []
+        bits += ["cuda_graphs"] if self.cuda_graphs else []
+        bits += [f"{self.paste} paste"] if self.paste != "auto" else []
         return f"{self.device} {'+'.join(bits)}"
 
 
@@ -106,6 +127,8 @@ def run_variant(
         half=variant.half,
         channels_last=variant.channels_last,
         compile=variant.compile,
+        cuda_graphs=variant.cuda_graphs,
+        paste=variant.paste,
         detector="auto",
         models_dir=models_dir,
     )
@@ -148,6 +171,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="output side in pixels")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile on CUDA")
+    parser.add_argument(
+        "--cuda-graphs", action="store_true", help="also measure CUDA graphs (with --compile: both)"
+    )
+    parser.add_argument(
+        "--paste", choices=("auto", "torch", "numpy"), default="auto", help="paste-back to use"
+    )
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU run")
     args = parser.parse_args()
     if args.threads:
@@ -155,14 +184,19 @@ def main() -> None:
 
     real = unavailable_reason(args.models_dir) is None
     nets = None if real else filled_networks()
-    variants = [] if args.no_cpu else [Variant("cpu", half=False, channels_last=False)]
+    paste = args.paste
+    variants = [] if args.no_cpu else [Variant("cpu", False, False, paste=paste)]
     if torch.cuda.is_available():
         variants += [
-            Variant("cuda", half=False, channels_last=False),
-            Variant("cuda", half=True, channels_last=True),
+            Variant("cuda", half=False, channels_last=False, paste=paste),
+            Variant("cuda", half=True, channels_last=True, paste=paste),
         ]
         if args.compile:
-            variants.append(Variant("cuda", half=True, channels_last=True, compile=True))
+            variants.append(Variant("cuda", True, True, compile=True, paste=paste))
+        if args.cuda_graphs:
+            variants.append(Variant("cuda", True, True, cuda_graphs=True, paste=paste))
+        if args.compile and args.cuda_graphs:
+            variants.append(Variant("cuda", True, True, True, cuda_graphs=True, paste=paste))
 
     weights = "real checkpoints" if real else "golden fill (real weights absent)"
     card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"

@@ -6,6 +6,12 @@ tracked face is cropped (official driving crop), its motion is taken relative to
 driver's first frame, and the 512 generator output is pasted, through a feathered mask,
 into the square of the reference around the face that is the output, so pixels away
 from the face are the reference's own.
+
+Landmarks: MediaPipe's (the tracker) locate the face; when the weights folder holds the
+official 203-point model (``liveportrait/landmark.onnx``) it refines them, on the
+reference and on every driver frame, and the crops and eye/lip ratios are taken on its
+points, as the official pipeline does. The paste-back runs in torch on CUDA (the
+generator output stays on the GPU until the final frame) and in numpy on the CPU.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 
 from mirage.models.avatar.liveportrait import crop as cropping
 from mirage.models.avatar.liveportrait.loader import load_networks, missing_weights
+from mirage.models.avatar.liveportrait.paste import PASTE_MODES, DevicePasteBack
 from mirage.models.avatar.liveportrait.pipeline import (
     LivePortraitPipeline,
     MotionConfig,
@@ -27,6 +34,7 @@ from mirage.models.avatar.liveportrait.pipeline import (
 )
 from mirage.models.avatar.passthrough import fit_square
 from mirage.models.base import BackendUnavailable, BadInput, NoFaceError, WeightsMissing
+from mirage.models.face import landmark203
 from mirage.models.face.mesh import FaceMesh
 from mirage.models.face.tracker import FaceTracker, TrackerConfig
 from mirage.weights import models_dir as resolve_models_dir
@@ -105,7 +113,11 @@ class LivePortraitAnimator:
     """LivePortrait behind the ``FaceAnimator`` protocol (one per session; not thread-safe).
 
     ``device``: auto | cuda | cpu. On CUDA it runs under fp16 autocast with channels_last
-    (``half`` / ``channels_last`` override); ``compile`` wraps W and G in torch.compile.
+    (``half`` / ``channels_last`` override); ``compile`` wraps W and G in torch.compile,
+    ``cuda_graphs`` replays them as CUDA graphs (ignored, logged, off CUDA; see ``accel``).
+    ``paste``: auto (torch on CUDA, numpy on CPU) | torch | numpy.
+    ``landmarks``: auto (the official 203-point model when its file is present, else
+    MediaPipe's points) | lp203 (required: ``WeightsMissing`` without it) | mediapipe.
     ``frame_scale``: the output shows the reference square centred on the face, this many
     times the source crop's side (0 = the largest square). ``crop_smoothing``: weight of
     each new frame in the driving crop's running average (1 = no smoothing).
@@ -121,6 +133,9 @@ class LivePortraitAnimator:
         half: bool | None = None,
         channels_last: bool | None = None,
         compile: bool = False,
+        cuda_graphs: bool = False,
+        paste: str = "auto",
+        landmarks: str = "auto",
         stitching: bool = True,
         eye_retargeting: bool = False,
         lip_retargeting: bool = False,
@@ -144,6 +159,20 @@ class LivePortraitAnimator:
         self.neutral_min_score = neutral_min_score
         self._rect: cropping.FaceRect | None = None
         cuda = self.device.type == "cuda"
+        if paste not in PASTE_MODES:
+            raise BadInput(f"liveportrait: unknown paste {paste!r}; use {', '.join(PASTE_MODES)}")
+        self.device_paste = paste == "torch" or (paste == "auto" and cuda)
+        if landmarks not in ("auto", "lp203", "mediapipe"):
+            raise BadInput(
+                f"liveportrait: unknown landmarks {landmarks!r}; use auto, lp203 or mediapipe"
+            )
+        self.landmarks = (
+            None
+            if landmarks == "mediapipe"
+            else landmark203.load_optional(
+                models_dir, "auto" if cuda else "cpu", required=landmarks == "lp203"
+            )
+        )
         self.tracker = tracker or FaceTracker(
             TrackerConfig(detect_every=detect_every, detector=detector), models_dir=models_dir
         )
@@ -160,6 +189,7 @@ class LivePortraitAnimator:
             half=cuda if half is None else half,
             channels_last=cuda if channels_last is None else channels_last,
             compile=compile,
+            cuda_graphs=cuda_graphs,
             motion=MotionConfig(
                 stitching=stitching,
                 eye_retargeting=eye_retargeting,
@@ -169,7 +199,7 @@ class LivePortraitAnimator:
             timer=self.timer,
         )
         self._reference: _Reference | None = None
-        self._paste: dict[int, cropping.PasteBack] = {}
+        self._paste: dict[int, cropping.PasteBack | DevicePasteBack] = {}
         self._last: dict[int, np.ndarray] = {}
 
     @property
@@ -188,11 +218,12 @@ class LivePortraitAnimator:
             face = mesh.detect(rgb)
         if face is None:
             raise NoFaceError("no face found in the reference portrait")
-        crop = cropping.crop_source(rgb, face.points)
+        points = self._refine(rgb, face.points)
+        crop = cropping.crop_source(rgb, points)
         source = self.pipeline.prepare_source(
-            crop.image, cropping.eye_ratios(face.points), cropping.lip_ratio(face.points)
+            crop.image, cropping.eye_ratios(points), cropping.lip_ratio(points)
         )
-        face_rect = cropping.face_rect(face.points, cropping.SOURCE_CROP)
+        face_rect = cropping.face_rect(points, cropping.SOURCE_CROP)
         self._reference = _Reference(rgb, source, crop.matrix, face_rect)
         self._paste.clear()
         self._last.clear()
@@ -203,6 +234,15 @@ class LivePortraitAnimator:
         self.tracker.reset()
         self._rect = None
 
+    def _refine(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """The official 203 points around MediaPipe's (the model's 224 crop of them); or
+        MediaPipe's own points when the model is not loaded."""
+        if self.landmarks is None:
+            return points
+        rect = cropping.face_rect(points, cropping.LANDMARK_CROP)
+        size = cropping.LANDMARK_CROP.dsize
+        return self.landmarks.run(rgb, cropping.crop_matrix(rect, size, rotate=True))
+
     def _driver_crop(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
         config = cropping.DRIVER_CROP
         rect = cropping.face_rect(points, config)
@@ -212,7 +252,7 @@ class LivePortraitAnimator:
         matrix = cropping.crop_matrix(rect, config.dsize, config.rotate)
         return cropping.warp(rgb, matrix, config.dsize, config.dsize)
 
-    def _paste_back(self, size: int) -> cropping.PasteBack:
+    def _paste_back(self, size: int) -> cropping.PasteBack | DevicePasteBack:
         paste = self._paste.get(size)
         if paste is None:
             assert self._reference is not None
@@ -221,7 +261,8 @@ class LivePortraitAnimator:
             x0, y0, side = output_window(h, w, ref.face, self.frame_scale)
             to_output = window_matrix(x0, y0, side, size) @ np.linalg.inv(ref.crop_matrix)
             background = fit_square(ref.image[y0 : y0 + side, x0 : x0 + side], size)
-            paste = cropping.PasteBack(background, to_output, crop_size=512)
+            host = cropping.PasteBack(background, to_output, crop_size=512)
+            paste = DevicePasteBack(host, self.device) if self.device_paste else host
             self._paste[size] = paste
         return paste
 
@@ -242,13 +283,21 @@ class LivePortraitAnimator:
             # no usable face: hold the last frame (or the still reference)
             self._rect = None
             return self._last.get(size, paste.background).copy()
+        with timer.stage("landmarks"):
+            points = self._refine(rgb, face.points)
         with timer.stage("crop"):
-            crop = self._driver_crop(rgb, face.points)
-            eyes = cropping.eye_ratios(face.points)
-            lip = cropping.lip_ratio(face.points)
-        generated = self.pipeline.animate(self._reference.source, crop, eyes, lip)
-        with timer.stage("paste"):
-            out = paste.paste(generated)
+            crop = self._driver_crop(rgb, points)
+            eyes = cropping.eye_ratios(points)
+            lip = cropping.lip_ratio(points)
+        source = self._reference.source
+        if isinstance(paste, DevicePasteBack):  # the output stays on the device until here
+            image = self.pipeline.animate_tensor(source, crop, eyes, lip)
+            with timer.stage("paste"):
+                out = paste.paste(image)
+        else:
+            generated = self.pipeline.animate(source, crop, eyes, lip)
+            with timer.stage("paste"):
+                out = paste.paste(generated)
         if timer.enabled:
             timer.last["total"] = (time.perf_counter() - start) * 1000.0
         self._last[size] = out
@@ -257,6 +306,7 @@ class LivePortraitAnimator:
     def close(self) -> None:
         """Release the landmark graphs and cached frames; the animator is unusable afterwards."""
         self.tracker.close()
+        self.landmarks = None
         self._reference = None
         self._paste.clear()
         self._last.clear()

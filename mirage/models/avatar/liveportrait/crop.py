@@ -7,11 +7,15 @@ of the landmarks in that rotated frame, centre = the middle of that extent shift
 ``scale 2.3, vy -0.125`` with rotation, cropped at 512 then resized to 256 (INTER_AREA);
 driving frames ``scale 2.2, vy -0.1`` without rotation.
 
-LivePortrait measures that extent on 203 (or 106) contour/brow/eye/lip points; we use the
-MediaPipe points that cover the same outline (jaw line, brows, eyes, nose, lips), leaving
-out the forehead, which the 203-point set does not reach. Eye and lip openness ratios are
-the same distance ratios as the official ``retargeting_utils`` on the matching MediaPipe
-points, so their scale is close to, not identical with, the official landmark model's.
+LivePortrait measures that extent on its own 203 (or insightface's 106) landmarks. With
+the official 203-point model (``mirage.models.face.landmark203``) we do exactly that: every
+one of the 203 points sizes the square, the axis runs from the mean of the eye points
+(0, 6, 12, 18) and (24, 30, 36, 42) to the lip corners (48, 66), and the eye and lip
+ratios are ``retargeting_utils``' (6-18 / 0-12, 30-42 / 24-36, 90-102 / 48-66). Without
+it we use the MediaPipe points that cover the same outline (jaw line, brows, eyes, nose,
+lips), leaving out the forehead, which the 203-point set does not reach, and the same
+distance ratios on the matching MediaPipe points, whose scale is close to, not identical
+with, the official model's. Every function here picks the layout by the number of points.
 """
 
 from __future__ import annotations
@@ -38,6 +42,54 @@ MOUTH = (61, 291, 13, 14)
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Which landmarks the crop rule and the openness ratios read, for one landmark set."""
+
+    name: str
+    outline: tuple[int, ...] | None  # points whose extent sizes the crop; None = all
+    eye_a: tuple[int, ...]  # averaged: one eye's centre
+    eye_b: tuple[int, ...]
+    mouth: tuple[int, ...]  # averaged: the mouth's centre
+    #: (gap, gap, width, width) point pairs of each openness ratio
+    eye_a_ratio: tuple[int, int, int, int]
+    eye_b_ratio: tuple[int, int, int, int]
+    lip_ratio: tuple[int, int, int, int]
+
+
+MEDIAPIPE = Layout(
+    "mediapipe",
+    OUTLINE,
+    EYE_A[:2],
+    EYE_B[:2],
+    MOUTH[:2],
+    (EYE_A[2], EYE_A[3], EYE_A[0], EYE_A[1]),
+    (EYE_B[2], EYE_B[3], EYE_B[0], EYE_B[1]),
+    (MOUTH[2], MOUTH[3], MOUTH[0], MOUTH[1]),
+)
+#: The official 203-point model (``parse_pt2_from_pt203``, ``retargeting_utils``).
+LP203 = Layout(
+    "lp203",
+    None,
+    (0, 6, 12, 18),
+    (24, 30, 36, 42),
+    (48, 66),
+    (6, 18, 0, 12),
+    (30, 42, 24, 36),
+    (90, 102, 48, 66),
+)
+
+
+def layout_of(points: np.ndarray) -> Layout:
+    """The layout of a landmark set, told by its size: 203 points or MediaPipe's 468/478."""
+    count = len(points)
+    if count == 203:
+        return LP203
+    if count in (468, 478):
+        return MEDIAPIPE
+    raise ValueError(f"no landmark layout for {count} points (expected 203, 468 or 478)")
+
+
+@dataclass(frozen=True)
 class CropConfig:
     """How a face is framed: LivePortrait's ``dsize``, ``scale``, ``vx_ratio``, ``vy_ratio``."""
 
@@ -51,6 +103,8 @@ class CropConfig:
 #: The official source-image crop (then resized to 256) and driving-frame crop.
 SOURCE_CROP = CropConfig()
 DRIVER_CROP = CropConfig(dsize=256, scale=2.2, vx_ratio=0.0, vy_ratio=-0.1, rotate=False)
+#: The official 203-point landmark model's input crop, around coarse landmarks.
+LANDMARK_CROP = CropConfig(dsize=224, scale=1.5, vx_ratio=0.0, vy_ratio=-0.1, rotate=True)
 
 
 @dataclass(frozen=True)
@@ -70,16 +124,17 @@ def _xy(points: np.ndarray) -> np.ndarray:
 
 
 def face_rect(points: np.ndarray, config: CropConfig) -> FaceRect:
-    """The crop square for 478 MediaPipe landmarks (pixels), by the official rule."""
+    """The crop square for 203 or 478 landmarks (pixels), by the official rule."""
     pts = _xy(points)
-    eye_mid = (pts[list(EYE_A[:2])].mean(0) + pts[list(EYE_B[:2])].mean(0)) / 2
-    mouth_mid = pts[list(MOUTH[:2])].mean(0)
+    layout = layout_of(pts)
+    eye_mid = (pts[list(layout.eye_a)].mean(0) + pts[list(layout.eye_b)].mean(0)) / 2
+    mouth_mid = pts[list(layout.mouth)].mean(0)
     uy = mouth_mid - eye_mid
     length = float(np.linalg.norm(uy))
     uy = uy / length if length > 1e-3 else np.array([0.0, 1.0])
     ux = np.array([uy[1], -uy[0]])
     angle = math.atan2(ux[1], ux[0])
-    outline = pts[list(OUTLINE)]
+    outline = pts if layout.outline is None else pts[list(layout.outline)]
     origin = outline.mean(0)
     rotated = (outline - origin) @ np.stack([ux, uy]).T
     lo, hi = rotated.min(0), rotated.max(0)
@@ -171,15 +226,14 @@ def _ratio(pts: np.ndarray, a: int, b: int, c: int, d: int) -> float:
 def eye_ratios(points: np.ndarray) -> tuple[float, float]:
     """Eye openness (lid gap / eye width) of each eye, as LivePortrait's ``calc_eye_close_ratio``."""
     pts = _xy(points)
-    a = _ratio(pts, EYE_A[2], EYE_A[3], EYE_A[0], EYE_A[1])
-    b = _ratio(pts, EYE_B[2], EYE_B[3], EYE_B[0], EYE_B[1])
-    return a, b
+    layout = layout_of(pts)
+    return _ratio(pts, *layout.eye_a_ratio), _ratio(pts, *layout.eye_b_ratio)
 
 
 def lip_ratio(points: np.ndarray) -> float:
     """Mouth openness (inner lip gap / mouth width), as ``calc_lip_close_ratio``."""
     pts = _xy(points)
-    return _ratio(pts, MOUTH[2], MOUTH[3], MOUTH[0], MOUTH[1])
+    return _ratio(pts, *layout_of(pts).lip_ratio)
 
 
 def feather_mask(size: int, border: float = 0.12, softness: float = 0.10) -> np.ndarray:

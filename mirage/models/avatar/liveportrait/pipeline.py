@@ -3,8 +3,10 @@
 This is the official inference path (``LivePortraitWrapper`` + ``live_portrait_pipeline``
 for a still source and a driving video) with the default options: relative motion to the
 driver's first frame, animation region "all", "pose-friendly" driving, stitching on, lip
-normalisation on, eye/lip retargeting optional. Images in and out are numpy; everything
-between stays on the device. Cropping and paste-back live in ``crop.py``.
+normalisation on, eye/lip retargeting optional. Images in are numpy; everything between
+stays on the device, and ``animate_tensor`` leaves the output there too (for the device
+paste-back, ``paste.py``). Cropping lives in ``crop.py``; torch.compile and CUDA graphs of
+the render step in ``accel.py``.
 
 Two live-stream departures, both only when retargeting is switched on: the deltas are added
 to the driven keypoints (the official relative branch adds them to the source's, which
@@ -15,6 +17,7 @@ the first eye's ratio).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mirage.models.avatar.liveportrait.accel import Compiled, GraphedRender, compile_mode
 from mirage.models.avatar.liveportrait.keypoints import (
     KeypointInfo,
     relative_keypoints,
@@ -32,6 +36,8 @@ from mirage.models.avatar.liveportrait.keypoints import (
     stitch,
     transform_keypoints,
 )
+
+log = logging.getLogger(__name__)
 
 #: The networks' input side.
 INPUT_SIZE = 256
@@ -120,6 +126,7 @@ class LivePortraitPipeline:
         compile: bool = False,
         motion: MotionConfig | None = None,
         timer: StageTimer | None = None,
+        cuda_graphs: bool = False,
     ) -> None:
         self.nets = networks
         self.device = device
@@ -127,23 +134,33 @@ class LivePortraitPipeline:
         self.channels_last = channels_last
         self.motion = motion or MotionConfig()
         self.timer = timer or StageTimer(device=device)
-        self._warp: nn.Module = networks.warping_module
-        self._generate: nn.Module = networks.spade_generator
+        self._warp: Any = networks.warping_module
+        self._generate: Any = networks.spade_generator
         fold = getattr(networks.spade_generator, "fold_spectral_norm", None)
         if callable(fold):  # same outputs; spares the per-call weight / sigma division
             fold()
         if channels_last:
             for module in (networks.motion_extractor, networks.spade_generator):
                 module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.cuda_graphs = cuda_graphs and device.type == "cuda"
+        if cuda_graphs and not self.cuda_graphs:
+            log.info("liveportrait: cuda_graphs ignored: the device is %s, not CUDA", device)
         if compile:  # the official wrapper compiles W and G only
-            self._warp = torch.compile(self._warp, mode="max-autotune")  # type: ignore[assignment]
-            self._generate = torch.compile(self._generate, mode="max-autotune")  # type: ignore[assignment]
+            mode = compile_mode(device, self.cuda_graphs)
+            self._warp = Compiled(self._warp, mode, "warping_module")
+            self._generate = Compiled(self._generate, mode, "spade_generator")
         self._compiled = compile
+        # CUDA graphs without compile: the eager W → G, captured once
+        self._graphed = (
+            GraphedRender(self._render, device) if self.cuda_graphs and not compile else None
+        )
         self._first: KeypointInfo | None = None
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.half:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
+            # no weight-cast cache under CUDA graphs: a cached cast would outlive the capture
+            cache = self._graphed is None
+            return torch.autocast(device_type="cuda", dtype=torch.float16, cache_enabled=cache)
         return contextlib.nullcontext()
 
     def image(self, rgb: np.ndarray) -> torch.Tensor:
@@ -221,22 +238,54 @@ class LivePortraitPipeline:
                 x_d = stitch(s.stitching, x_s, x_d)
         return scale_motion(x_s, x_d, cfg.driving_multiplier)
 
-    @torch.inference_mode()
-    def render(self, source: Source, x_d: torch.Tensor) -> np.ndarray:
-        """Warp the source volume to ``x_d`` and decode: (512, 512, 3) uint8."""
-        timer = self.timer
-        if self._compiled:  # CUDA graphs reuse their output buffers: one step per frame
-            torch.compiler.cudagraph_mark_step_begin()
+    def _render(
+        self, feature: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor
+    ) -> torch.Tensor:
+        """W then G, timed per stage (the graphed path times both as one "render")."""
+        # never synchronise inside a CUDA-graph capture: the graphed path gets a dead timer
+        timer = self.timer if self._graphed is None else StageTimer()
         with timer.stage("warp"), self._autocast():
-            warped = self._warp(
-                feature_3d=source.feature, kp_driving=x_d, kp_source=source.keypoints
-            )["out"]
+            warped = self._warp(feature_3d=feature, kp_driving=kp_driving, kp_source=kp_source)[
+                "out"
+            ]
             if self.channels_last:
                 warped = warped.contiguous(memory_format=torch.channels_last)
         with timer.stage("generate"), self._autocast():
-            image = self._generate(feature=warped)["image"]
-        with timer.stage("readback"):
+            image: torch.Tensor = self._generate(feature=warped)["image"]
+        return image
+
+    @torch.inference_mode()
+    def render_tensor(self, source: Source, x_d: torch.Tensor) -> torch.Tensor:
+        """Warp the source volume to ``x_d`` and decode: (1, 3, 512, 512) in [0, 1], on device.
+
+        Under CUDA graphs the tensor is a static buffer the next frame overwrites.
+        """
+        if self._graphed is not None:
+            with self.timer.stage("render"):
+                return self._graphed(source.feature, x_d, source.keypoints)
+        if self._compiled and self.cuda_graphs:  # inductor's graphs reuse output buffers
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._render(source.feature, x_d, source.keypoints)
+
+    def render(self, source: Source, x_d: torch.Tensor) -> np.ndarray:
+        """``render_tensor`` read back: (512, 512, 3) uint8."""
+        image = self.render_tensor(source, x_d)
+        with self.timer.stage("readback"):
             return to_uint8_image(image)
+
+    def animate_tensor(
+        self,
+        source: Source,
+        crop256: np.ndarray,
+        eye_ratios: tuple[float, float] | None = None,
+        lip_ratio: float | None = None,
+    ) -> torch.Tensor:
+        """One driver crop (256², uint8) → the animated source crop, (1, 3, 512, 512) on device."""
+        with self.timer.stage("motion"):
+            info = self.keypoint_info(self.image(crop256))
+        with self.timer.stage("keypoints"):
+            x_d = self.driven_keypoints(source, info, eye_ratios, lip_ratio)
+        return self.render_tensor(source, x_d)
 
     def animate(
         self,
@@ -246,8 +295,6 @@ class LivePortraitPipeline:
         lip_ratio: float | None = None,
     ) -> np.ndarray:
         """One driver crop (256², uint8) → the animated 512² source crop (uint8)."""
-        with self.timer.stage("motion"):
-            info = self.keypoint_info(self.image(crop256))
-        with self.timer.stage("keypoints"):
-            x_d = self.driven_keypoints(source, info, eye_ratios, lip_ratio)
-        return self.render(source, x_d)
+        image = self.animate_tensor(source, crop256, eye_ratios, lip_ratio)
+        with self.timer.stage("readback"):
+            return to_uint8_image(image)
