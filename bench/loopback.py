@@ -59,7 +59,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     async with aiohttp.ClientSession() as http:
-        for _ in range(100):
+        for _ in range(1200):  # up to 2 min: a loaded 2-core box imports torch slowly
             if proc.poll() is not None:
                 raise RuntimeError("server exited during start-up")
             try:
