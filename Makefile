@@ -24,8 +24,8 @@ run: $(VENV)/.run-stamp
 	$(BIN)/python server.py $(ARGS)
 
 check: $(VENV)/.test-stamp
-	$(BIN)/ruff check mirage tests bench server.py
-	$(BIN)/ruff format --check mirage tests bench server.py
+	$(BIN)/ruff check mirage tests bench examples server.py
+	$(BIN)/ruff format --check mirage tests bench examples server.py
 	$(BIN)/mypy
 
 test: $(VENV)/.test-stamp

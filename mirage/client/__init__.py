@@ -1,1 +1,3 @@
-"""Clients of a Mirage server: the measuring probe (and, later, the virtual camera)."""
+"""Clients of a Mirage server: the desktop client (sources → link → sinks: virtual
+camera, virtual microphone, recording), the relay API for bots, and the measuring
+probe the tests and benchmarks use."""

@@ -222,8 +222,11 @@ class Probe:
         sync_marks: bool = False,
         stall: tuple[float, float] | None = None,
         images: list[np.ndarray] | None = None,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # Sent as a Bearer token when the server wants auth (MIRAGE_TOKEN / a JWT).
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         # sync_marks: once a second a white frame and a voice-like buzz leave together.
         flash = 1.0 if sync_marks else None
         self.camera = SyntheticCamera(size, fps, flash, images) if video else None
@@ -266,7 +269,7 @@ class Probe:
         body = {"sdp": pc.localDescription.sdp, "type": "offer", "options": self.options}
         async with (
             aiohttp.ClientSession() as http,
-            http.post(f"{self.base_url}/offer", json=body) as resp,
+            http.post(f"{self.base_url}/offer", json=body, headers=self.headers) as resp,
         ):
             answer = await resp.json()
             if resp.status != 200:
@@ -381,7 +384,9 @@ class Probe:
         if delete and self.session_id:
             try:
                 async with aiohttp.ClientSession() as http:
-                    await http.delete(f"{self.base_url}/sessions/{self.session_id}")
+                    await http.delete(
+                        f"{self.base_url}/sessions/{self.session_id}", headers=self.headers
+                    )
             except aiohttp.ClientError:
                 pass
         for task in self._tasks:
