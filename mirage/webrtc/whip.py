@@ -1,0 +1,89 @@
+"""WHIP ingest (RFC 9725): ``POST /whip`` with an SDP offer publishes a camera and mic
+(OBS Studio 30+, any WHIP encoder) into a new session.
+
+The session is the same as one made by ``/offer`` (same admission, models,
+errors and metrics: ``signalling.open_session``); backend choices ride in the
+query string, since the body is raw SDP:
+``/whip?face=warp&voice=dsp&preset=deep&quality=auto``. A publisher's offer is
+usually send-only; its session still runs the avatar and voice, paced by the
+session's own output hub, for WHEP viewers (``mirage.webrtc.whep``) to watch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from mirage.state import SERVER
+from mirage.webrtc import httpsdp, whep
+from mirage.webrtc.signalling import BadOffer, Offer, counted, open_session, parse_quality
+
+log = logging.getLogger(__name__)
+
+QUERY_KEYS = ("face", "voice", "preset", "quality")
+ENDPOINT_ALLOW = "POST, OPTIONS"
+RESOURCE_ALLOW = "DELETE"
+
+
+def offer_from_query(sdp: str, query: Mapping[str, str]) -> Offer:
+    """The ``/offer`` options, from ``?face=&voice=&preset=&quality=``."""
+    unknown = sorted(set(query) - set(QUERY_KEYS))
+    if unknown:
+        raise BadOffer(f"unknown query parameter(s) {unknown}; known: {list(QUERY_KEYS)}")
+    quality: str | int = query.get("quality", "auto")
+    if isinstance(quality, str) and quality.isdigit():
+        quality = int(quality)
+    voice_options = {"preset": query["preset"]} if "preset" in query else {}
+    return Offer(
+        sdp=sdp,
+        face=query.get("face"),
+        voice=query.get("voice"),
+        face_options={},
+        voice_options=voice_options,
+        pinned_level=parse_quality(quality),
+    )
+
+
+async def handle_post(request: web.Request) -> web.Response:
+    """``POST /whip``: 201 + the SDP answer + ``Location: /whip/{session_id}``."""
+    server = request.app[SERVER]
+    with counted(server):
+        sdp = await httpsdp.read_sdp(request, server.settings.max_offer_bytes)
+        session = await open_session(server, offer_from_query(sdp, request.query))
+    log.info("WHIP session %s: watch it at /whep/%s", session.id, session.id)
+    answer = str(session.pc.localDescription.sdp)
+    return httpsdp.created(answer, f"/whip/{session.id}", server.settings)
+
+
+async def handle_options(request: web.Request) -> web.Response:
+    return httpsdp.endpoint_options(ENDPOINT_ALLOW)
+
+
+async def handle_delete(request: web.Request) -> web.Response:
+    """``DELETE /whip/{session_id}``: the session ends (its WHEP viewers with it)."""
+    session = request.app[SERVER].session(request.match_info["session_id"])
+    await session.close("closed by WHIP DELETE")
+    return web.json_response({"session_id": session.id, "closed": True})
+
+
+async def handle_patch(request: web.Request) -> web.Response:
+    request.app[SERVER].session(request.match_info["session_id"])  # 404 first
+    return httpsdp.patch_not_allowed(RESOURCE_ALLOW)
+
+
+def add_routes(app: web.Application) -> None:
+    """The WHIP endpoint and session resources, and the WHEP ones."""
+    router = app.router
+    router.add_post("/whip", handle_post)
+    router.add_route("OPTIONS", "/whip", handle_options)
+    router.add_delete("/whip/{session_id}", handle_delete)
+    router.add_patch("/whip/{session_id}", handle_patch)
+    router.add_post("/whep/{session_id}", whep.handle_post)
+    router.add_route("OPTIONS", "/whep/{session_id}", whep.handle_options)
+    router.add_delete("/whep/{session_id}/{viewer_id}", whep.handle_delete)
+    router.add_patch("/whep/{session_id}/{viewer_id}", whep.handle_patch)
+
+
+__all__ = ["QUERY_KEYS", "add_routes", "handle_delete", "handle_post", "offer_from_query"]
