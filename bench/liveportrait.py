@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mirage.models import create_animator
 from mirage.models.avatar.liveportrait import LivePortraitNetworks, build_network
-from mirage.models.avatar.liveportrait.animator import unavailable_reason
+from mirage.models.avatar.liveportrait.loader import unavailable_reason
 from tests.conftest import GOLDEN, MEDIA
 
 STAGES = (

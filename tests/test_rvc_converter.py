@@ -19,7 +19,8 @@ from mirage.models import VoiceConverter, create_converter
 from mirage.models.base import BadInput, WeightsMissing
 from mirage.models.voice.rvc import pitch as rvc_pitch
 from mirage.models.voice.rvc.checkpoint import CheckpointError, save_synthesizer
-from mirage.models.voice.rvc.converter import RvcConverter, unavailable_reason
+from mirage.models.voice.rvc.converter import RvcConverter
+from mirage.models.voice.rvc.files import unavailable_reason
 from mirage.models.voice.rvc.index import FeatureIndex
 from mirage.models.voice.rvc.synthesizer import Synthesizer, SynthesizerConfig
 from tests.conftest import load_fill

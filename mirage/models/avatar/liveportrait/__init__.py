@@ -16,10 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mirage.models.avatar.liveportrait.animator import (
-        LivePortraitAnimator,
-        unavailable_reason,
-    )
+    from mirage.models.avatar.liveportrait.animator import LivePortraitAnimator
     from mirage.models.avatar.liveportrait.loader import (
         CHECKPOINT_FILES,
         BadCheckpoint,
@@ -29,12 +26,13 @@ if TYPE_CHECKING:
         load_networks,
         missing_weights,
         save_checkpoints,
+        unavailable_reason,
     )
     from mirage.models.avatar.liveportrait.networks import NETWORK_NAMES, build_network
 
 _LAZY = {
     "LivePortraitAnimator": "animator",
-    "unavailable_reason": "animator",
+    "unavailable_reason": "loader",
     "build_network": "networks",
     "NETWORK_NAMES": "networks",
     "BadCheckpoint": "loader",

@@ -23,7 +23,11 @@ import numpy as np
 import torch
 
 from mirage.models.avatar.liveportrait import crop as cropping
-from mirage.models.avatar.liveportrait.loader import load_networks, missing_weights
+from mirage.models.avatar.liveportrait.loader import (
+    load_networks,
+    missing_weights,
+    unavailable_reason,
+)
 from mirage.models.avatar.liveportrait.paste import PASTE_MODES, DevicePasteBack
 from mirage.models.avatar.liveportrait.pipeline import (
     LivePortraitPipeline,
@@ -38,16 +42,6 @@ from mirage.models.face import landmark203
 from mirage.models.face.mesh import FaceMesh
 from mirage.models.face.tracker import FaceTracker, TrackerConfig
 from mirage.weights import models_dir as resolve_models_dir
-
-
-def unavailable_reason(models_dir: str | None = None) -> str | None:
-    """``None`` when the weights are present (CPU works, slowly); else the first missing file."""
-    missing = missing_weights(resolve_models_dir(models_dir))
-    if missing:
-        return f"missing {missing[0]}" + (
-            f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""
-        )
-    return None
 
 
 def preferred(models_dir: str | None = None) -> bool:

@@ -73,6 +73,18 @@ def missing_weights(models_dir: str | Path | None = None) -> list[Path]:
     return [path for path in checkpoint_paths(models_dir).values() if not path.is_file()]
 
 
+def unavailable_reason(models_dir: str | None = None) -> str | None:
+    """``None`` when the weights are present (CPU works, slowly); else the first missing file.
+
+    Here rather than in the animator so the registry can ask without importing torch.
+    """
+    missing = missing_weights(models_dir)
+    if missing:
+        more = f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""
+        return f"missing {missing[0]}{more}"
+    return None
+
+
 def _read(path: Path) -> Any:
     import torch
 

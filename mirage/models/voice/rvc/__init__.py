@@ -22,7 +22,8 @@ if TYPE_CHECKING:
         rmvpe_path,
         save_synthesizer,
     )
-    from mirage.models.voice.rvc.converter import RvcConverter, unavailable_reason
+    from mirage.models.voice.rvc.converter import RvcConverter
+    from mirage.models.voice.rvc.files import unavailable_reason
     from mirage.models.voice.rvc.rmvpe import Rmvpe
     from mirage.models.voice.rvc.synthesizer import Synthesizer, SynthesizerConfig
 
@@ -39,7 +40,7 @@ _LAZY = MappingProxyType(
         "rmvpe_path": "checkpoint",
         "save_synthesizer": "checkpoint",
         "RvcConverter": "converter",
-        "unavailable_reason": "converter",
+        "unavailable_reason": "files",
         "Rmvpe": "rmvpe",
         "Synthesizer": "synthesizer",
         "SynthesizerConfig": "synthesizer",

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from mirage.models.base import BadInput, WeightsMissing
+from mirage.models.voice.rvc.files import INDEX_FILE, MODEL_FILE, RMVPE_FILE
 from mirage.models.voice.rvc.rmvpe import Rmvpe
 from mirage.models.voice.rvc.synthesizer import (
     DEFAULT_NOISE_SCALE,
@@ -28,10 +29,6 @@ from mirage.models.voice.rvc.synthesizer import (
 )
 from mirage.weights import weight_file
 
-#: Default places inside the weights folder.
-MODEL_FILE = "rvc/model.pth"
-INDEX_FILE = "rvc/features.index"
-RMVPE_FILE = "rmvpe/rmvpe.pt"
 _CONTAINER_KEYS = ("weight", "config")
 
 

@@ -27,6 +27,7 @@ from mirage.models.voice.rvc.checkpoint import (
     CheckpointError,
     load_synthesizer,
 )
+from mirage.models.voice.rvc.files import HUBERT_FILE
 from mirage.models.voice.rvc.hubert import load_content_encoder
 from mirage.models.voice.rvc.index import FeatureIndex
 from mirage.models.voice.rvc.pitch import (
@@ -42,21 +43,11 @@ from mirage.models.voice.rvc.synthesizer import DEFAULT_NOISE_SCALE
 from mirage.models.voice.sola import SolaStream
 from mirage.weights import models_dir as resolve_models_dir
 
-HUBERT_FILE = "hubert/hubert_base.pt"
 #: Frames decoded before the chunk and thrown away: the decoder's convolutions and the
 #: resampler start cold at a chunk's left edge.
 WARMUP_FRAMES = 4
 #: Loudness envelope window (samples at 16 kHz), upstream's 4 × 10 ms.
 RMS_WINDOW = 4 * HOP
-
-
-def unavailable_reason(models_dir: str | None = None) -> str | None:
-    """The first required weight file that is missing (``rmvpe`` and the index are optional)."""
-    root = resolve_models_dir(models_dir)
-    for relative in (MODEL_FILE, HUBERT_FILE):
-        if not (root / relative).is_file():
-            return f"missing weight file {root / relative}"
-    return None
 
 
 @dataclass(frozen=True)
