@@ -10,13 +10,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from mirage import __version__
+from mirage import __version__, security
 from mirage.config import Settings
 from mirage.engine.adapt import LEVELS
 from mirage.models.base import MirageError
 from mirage.models.voice.presets import presets as voice_presets
+from mirage.ops.gpu import handle_gpu
 from mirage.state import SERVER, MirageServer
-from mirage.webrtc import aiortc_compat, reference, signalling
+from mirage.webrtc import aiortc_compat, reference, signalling, whip
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,12 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 async def health(request: web.Request) -> web.Response:
     server = request.app[SERVER]
-    load = len(server.sessions) / max(1, server.settings.max_sessions)
-    return web.json_response(
-        {"status": "ok", "version": __version__, "sessions": len(server.sessions), "load": load}
-    )
+    limit = server.settings.max_sessions
+    load = 1.0 if limit <= 0 else min(1.0, len(server.sessions) / limit)
+    body = {"status": "ok", "version": __version__, "sessions": len(server.sessions), "load": load}
+    if server.draining:  # a load balancer routes elsewhere while we close sessions
+        return web.json_response({**body, "status": "draining", "load": 1.0}, status=503)
+    return web.json_response(body)
 
 
 async def config(request: web.Request) -> web.Response:
@@ -72,6 +75,7 @@ async def config(request: web.Request) -> web.Response:
             "default_voice_preset": s.voice_preset,
             "backends": server.backends_report(),
             "max_sessions": s.max_sessions,
+            "auth": bool(s.token or s.jwt_secret),  # the page asks for a token
         }
     )
 
@@ -104,18 +108,28 @@ async def _watch_loop_lag(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     aiortc_compat.install()
-    app = web.Application(middlewares=[errors_as_json], client_max_size=16 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[
+            *security.outer_middlewares(settings),
+            errors_as_json,
+            *security.inner_middlewares(settings),
+        ],
+        client_max_size=16 * 1024 * 1024,  # per-route limits: mirage/security/limits.py
+    )
     app[SERVER] = MirageServer(settings)
     app.cleanup_ctx.append(_watch_loop_lag)
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
     app.router.add_get("/config", config)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/gpu", handle_gpu)
     app.router.add_post("/offer", signalling.handle_offer)
     app.router.add_get("/sessions/{session_id}", signalling.handle_session_stats)
     app.router.add_delete("/sessions/{session_id}", signalling.handle_delete)
     app.router.add_patch("/sessions/{session_id}", signalling.handle_session_patch)
+    whip.add_routes(app)  # POST /whip, /whep/{session_id} and their resources
     app.router.add_post("/reference", reference.handle_post_reference)
+    security.add_routes(app)
     app.router.add_get("/reference", reference.handle_get_reference)
     if WEB_DIR.is_dir():
         app.router.add_static("/web/", WEB_DIR)

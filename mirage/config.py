@@ -7,9 +7,12 @@ It is loaded once at start-up and passed explicitly; nothing below the CLI reads
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from mirage.capacity import default_max_sessions
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,30 @@ class Settings:
     voice_preset: str = "bright"  # the dsp voice a session gets unless it asks otherwise
     models_dir: str | None = None
     # Sessions.
-    max_sessions: int = 4
+    max_sessions: int = field(default_factory=default_max_sessions)  # see mirage/capacity.py
     media_timeout_s: float = 5.0  # no inbound media this long → the peer is gone
     disconnected_grace_s: float = 5.0
-    max_offer_bytes: int = 256 * 1024
+    shutdown_timeout_s: float = 5.0  # SIGTERM: sessions get this long to close (< docker's 10 s)
+    # Faults: a model call past its deadline is abandoned (the frame falls back);
+    # this many failures in a row (raises or hangs) remake the backend.
+    model_timeout_s: float = 2.0
+    model_restart_after: int = 3
+    max_offer_bytes: int = 256 * 1024  # SDP/JSON bodies (every route but /reference)
+    max_viewers_per_session: int = 4  # WHEP viewers of one session (each costs an encoder)
+    # Scale-out: session ids become "<instance_id>-<hex>" so a proxy can route a
+    # session's later requests to its owner (deploy/nginx/mirage.conf). "" = plain ids.
+    instance_id: str = ""
+    # Security (see SECURITY.md). Secrets come from the environment, never flags.
+    token: str | None = None  # a shared Bearer token; None = no auth unless jwt_secret
+    jwt_secret: str | None = None  # HS256 JWTs (with ``exp``) signed with this are accepted
+    allowed_origins: tuple[str, ...] = ()  # cross-origin pages allowed ("*" = any)
+    offer_rate: float = 30.0  # session-creating requests per minute per client (0 = no limit)
+    trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose X-Forwarded-For is believed
+    max_image_bytes: int = 10 * 1024 * 1024  # reference portrait upload cap
+    max_image_side: int = 4096  # longest side, checked from the header before decoding
+    turn_urls: tuple[str, ...] = ()  # e.g. turn:turn.example.com:3478?transport=udp
+    turn_secret: str | None = None  # coturn ``static-auth-secret`` (TURN REST credentials)
+    turn_ttl_s: int = 3600  # lifetime of the TURN credentials handed out
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -52,6 +75,17 @@ def parse_port_range(value: str) -> tuple[int, int]:
     if not 1024 <= low <= high <= 65535:
         raise ValueError(f"UDP port range {value!r} must be within 1024-65535, low ≤ high")
     return low, high
+
+
+def parse_instance_id(value: str) -> str:
+    """An instance id: lowercase letters and digits only (it prefixes URL path parts)."""
+    if value and not re.fullmatch(r"[a-z0-9]{1,32}", value):
+        raise ValueError(f"instance id must be 1-32 of a-z and 0-9, got {value!r}")
+    return value
+
+
+def _secret(value: str) -> str | None:
+    return value.strip() or None  # an empty MIRAGE_TOKEN= means "not set"
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -76,7 +110,22 @@ _ENV_PARSERS: dict[str, Any] = {
     "max_sessions": int,
     "media_timeout_s": float,
     "disconnected_grace_s": float,
+    "shutdown_timeout_s": float,
+    "model_timeout_s": float,
+    "model_restart_after": int,
     "max_offer_bytes": int,
+    "max_viewers_per_session": int,
+    "instance_id": parse_instance_id,
+    "token": _secret,
+    "jwt_secret": _secret,
+    "allowed_origins": _split,
+    "offer_rate": float,
+    "trusted_proxies": _split,
+    "max_image_bytes": int,
+    "max_image_side": int,
+    "turn_urls": _split,
+    "turn_secret": _secret,
+    "turn_ttl_s": int,
 }
 
 

@@ -65,6 +65,10 @@ class Metrics:
             ["track", "stage"],
             registry=r,
         )
+        # Zero series from the start: rate() and dashboards need them before a first drop.
+        for track in ("video", "audio"):
+            for stage in ("input", "output", "late"):
+                self.frames_dropped.labels(track, stage)
         self.frames_filled = Counter(
             "mirage_frames_filled_total",
             "Output frames sent without new model output (repeated video, silence/tail audio)",
@@ -119,6 +123,18 @@ class Metrics:
         self.loop_lag = Gauge(
             "mirage_event_loop_lag_seconds",
             "How late the event loop woke a 100 ms timer",
+            registry=r,
+        )
+        self.model_timeouts = Counter(
+            "mirage_model_timeouts_total",
+            "Model calls abandoned past model_timeout_s (also counted as model errors)",
+            ["track", "backend"],
+            registry=r,
+        )
+        self.backend_restarts = Counter(
+            "mirage_backend_restarts_total",
+            "Backends remade after model_restart_after failures in a row",
+            ["track", "backend"],
             registry=r,
         )
 

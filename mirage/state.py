@@ -35,12 +35,33 @@ class MirageServer:
         self.settings = settings
         self.metrics = Metrics()
         self.sessions: dict[str, Session] = {}
+        self.admitting = 0  # offers past admission whose session is not made yet
+        self.draining = False  # shutting down: no new sessions
         self.reference: np.ndarray = default_reference()
         self._voice_timing: dict[str, float] | None = None
+        self._log_backends()
         self.defaults = {
             "face": self._usable_default("face", settings.face),
             "voice": self._usable_default("voice", settings.voice),
         }
+
+    def _log_backends(self) -> None:
+        """One start-up line per backend: available here, or why not (``mirage doctor`` has more)."""
+        for kind, reasons in self.backends_report().items():
+            for name, reason in reasons.items():
+                if reason is None:
+                    log.info("%s backend %s: available", kind, name)
+                else:
+                    log.info("%s backend %s: unavailable (%s)", kind, name, reason)
+        from mirage.models.face import scrfd
+
+        reason = scrfd.unavailable_reason(self.settings.models_dir)
+        log.info(
+            "face detector scrfd: %s",
+            "available"
+            if reason is None
+            else f"unavailable ({reason}); the shipped detector is used",
+        )
 
     def _usable_default(self, kind: registry.Kind, name: str) -> str:
         """The configured default backend, or passthrough (logged) when it cannot run here."""
@@ -99,11 +120,16 @@ class MirageServer:
         if voice == "dsp" and not voice_options:
             voice_options = {"preset": self.settings.voice_preset}
 
+        def make_animator() -> FaceAnimator:
+            return registry.create_animator(face, **_with_models(face, md, offer.face_options))
+
+        def make_converter() -> VoiceConverter:
+            return registry.create_converter(voice, **_with_models(voice, md, voice_options))
+
         def build() -> tuple[FaceAnimator, VoiceConverter]:
-            animator = registry.create_animator(face, **_with_models(face, md, offer.face_options))
+            animator = make_animator()
             animator.set_reference(reference)
-            converter = registry.create_converter(voice, **_with_models(voice, md, voice_options))
-            return animator, converter
+            return animator, make_converter()
 
         try:
             animator, converter = await loop.run_in_executor(None, build)
@@ -111,7 +137,8 @@ class MirageServer:
             from mirage.models.base import BadInput
 
             raise BadInput(f"bad backend option: {exc}") from None
-        return Backends(face, voice, animator, converter)
+        # The factories remake a backend that keeps failing (mirage/engine/guard.py).
+        return Backends(face, voice, animator, converter, make_animator, make_converter, reference)
 
     def session(self, session_id: str) -> Session:
         """The live session ``session_id``; ``NoSuchSession`` (404) otherwise."""
@@ -133,6 +160,18 @@ class MirageServer:
         await asyncio.gather(
             *(s.close("server shutting down") for s in list(self.sessions.values()))
         )
+
+    async def shutdown(self, timeout_s: float) -> bool:
+        """Stop admitting (offers get 503, /health says draining), then close every
+        session (each peer is told: DTLS close, RTCP BYE) within ``timeout_s``.
+        False when some did not finish closing in time."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self.close_all(), timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("%d sessions still closing after %g s", len(self.sessions), timeout_s)
+            return False
+        return True
 
 
 _NEEDS_WEIGHTS = {"liveportrait", "rvc"}

@@ -17,6 +17,9 @@ LOOPBACK = Settings(
     voice="passthrough",
     media_timeout_s=3.0,
     disconnected_grace_s=1.0,
+    # Tests open many sessions from one address; the limiter has its own tests
+    # (tests/test_security.py), which turn it back on.
+    offer_rate=0.0,
 )
 
 StartServer = Callable[..., Awaitable[TestServer]]

@@ -67,7 +67,7 @@ async def test_slow_session_steps_down_then_recovers(start_server: StartServer) 
             if session.video is not None and session.video.controller.index > 0:
                 break
         assert session.video is not None and session.video.controller.index > 0, "no step down"
-        session.backends.animator.delay_s = 0.002  # type: ignore[attr-defined]
+        session.backends.animator.guard.model.delay_s = 0.002  # type: ignore[attr-defined]
         for _ in range(600):
             await asyncio.sleep(0.1)
             if session.video.controller.index == 0:

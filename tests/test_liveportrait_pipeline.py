@@ -518,8 +518,10 @@ async def test_a_real_frame_goes_through_liveportrait_inside_the_server(
         image = probe.received.last_image
         assert image is not None, "no animated frame came back within 60 s"
         side = image.shape[0]
-        animator = server.app[SERVER].sessions[probe.session_id].backends.animator
+        supervised = server.app[SERVER].sessions[probe.session_id].backends.animator
+        animator = supervised.guard.model  # type: ignore[attr-defined]
         assert isinstance(animator, lp.LivePortraitAnimator)
+        assert supervised.guard.timeouts == 0, "seconds a frame on a CPU is slow, not hung"  # type: ignore[attr-defined]
         # Outside the pasted face the output is the reference's own pixels (over VP8).
         reference = expected_background(animator, default_reference(), side).astype(int)
         driver = fit_square(frames[0], side).astype(int)

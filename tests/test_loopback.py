@@ -143,7 +143,7 @@ async def test_delete_ends_the_session_and_frees_its_workers(start_server: Start
     probe = Probe(base_url(server))
     await run_probe(probe, 1.5)
     assert probe.session_id in state.sessions
-    assert len(mirage_threads()) == 2
+    assert len(mirage_threads()) == 4  # per track: a worker and its model's thread
     await probe.close(delete=True)
     assert probe.session_id not in state.sessions
     for _ in range(30):

@@ -27,11 +27,62 @@ function sayRef(text, isError = false) {
   el.classList.toggle("error", isError);
 }
 
+// ---------------------------------------------------------------- access token
+// When the server wants auth (/config says so), every request that touches a
+// session carries the token as a Bearer header. It is kept for this tab only.
+const TOKEN_KEY = "mirage.token";
+
+function authHeaders(extra = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
+}
+
+function authFailed(res) {
+  return res.status === 401
+    ? "the server needs a valid access token: enter it in “Access token” above"
+    : null;
+}
+
+function setupToken(needed) {
+  $("token-row").hidden = !needed;
+  if (!needed) return;
+  $("token").value = sessionStorage.getItem(TOKEN_KEY) || "";
+  $("token").onchange = () => {
+    const value = $("token").value.trim();
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+    showReference();
+  };
+}
+
+async function showReference() {
+  // An <img src> cannot send a header, so the portrait is fetched and shown from a blob.
+  try {
+    const res = await fetch("/reference", { headers: authHeaders() });
+    if (!res.ok) return;
+    $("ref-preview").src = URL.createObjectURL(await res.blob());
+  } catch (err) { /* the preview is a nicety */ }
+}
+
+async function iceServers() {
+  // STUN/TURN from the server; TURN credentials there are short-lived, so ask each time.
+  let res;
+  try {
+    res = await fetch("/ice-servers", { headers: authHeaders() });
+  } catch (err) {
+    throw new Error("the server is unreachable (is it running?)");  // connect() retries this
+  }
+  if (!res.ok) throw new Error(authFailed(res) || `no ICE servers (${res.status})`);
+  return (await res.json()).iceServers;
+}
+
 // ---------------------------------------------------------------- set-up
 async function loadConfig() {
   const res = await fetch("/config");
   const config = await res.json();
   state.config = config;
+  setupToken(!!config.auth);
+  showReference();
   fill($("face"), Object.entries(config.backends.face).map(([name, why]) => ({
     value: name, label: why ? `${name} (unavailable)` : name, disabled: !!why, title: why || "",
   })), config.defaults.face);
@@ -99,7 +150,7 @@ async function connect() {
       watchIds($("self"), (id, now) => state.ids.shown.set(id, now));
     }
     say("Connecting…");
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    const pc = new RTCPeerConnection({ iceServers: await iceServers() });
     state.pc = pc;
     state.media.getTracks().forEach((t) => pc.addTrack(t, state.media));
     const remote = new MediaStream();
@@ -115,7 +166,7 @@ async function connect() {
     let res;
     try {
       res = await fetch("/offer", {
-        method: "POST", headers: { "Content-Type": "application/json" },
+        method: "POST", headers: authHeaders({ "Content-Type": "application/json" }),
         body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer",
           options: { face: $("face").value, voice, voice_options, quality: $("quality").value } }),
       });
@@ -124,7 +175,7 @@ async function connect() {
     }
     const body = await res.json().catch(() => ({}));
     if (!res.ok) {
-      const why = res.status === 401 || res.status === 403 ? "not authorised" : body.error || res.statusText;
+      const why = authFailed(res) || (res.status === 403 ? "not authorised" : body.error || res.statusText);
       const error = new Error(`the server refused the call (${res.status}): ${why}`);
       error.retry = res.status === 503;
       throw error;
@@ -174,7 +225,7 @@ function scheduleReconnect() {
 }
 
 function teardownPeer() {
-  if (state.sessionId) fetch(`/sessions/${state.sessionId}`, { method: "DELETE" }).catch(() => {});
+  if (state.sessionId) fetch(`/sessions/${state.sessionId}`, { method: "DELETE", headers: authHeaders() }).catch(() => {});
   if (state.pc) state.pc.close();
   state.pc = null;
   state.sessionId = null;
@@ -208,11 +259,11 @@ function applyMutes() {
 async function patchSession(change) {
   if (!state.sessionId) return;
   const res = await fetch(`/sessions/${state.sessionId}`, {
-    method: "PATCH", headers: { "Content-Type": "application/json" }, body: JSON.stringify(change),
+    method: "PATCH", headers: authHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(change),
   });
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
-    throw new Error(body.error || res.statusText);
+    throw new Error(authFailed(res) || body.error || res.statusText);
   }
   state.server = await res.json();
 }
@@ -241,9 +292,9 @@ async function uploadReference(file) {
   sayRef("Checking the portrait…");
   const target = state.sessionId ? `/reference?session_id=${state.sessionId}` : "/reference";
   try {
-    const res = await fetch(target, { method: "POST", headers: { "Content-Type": file.type || "application/octet-stream" }, body: file });
+    const res = await fetch(target, { method: "POST", headers: authHeaders({ "Content-Type": file.type || "application/octet-stream" }), body: file });
     const body = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error(body.error || res.statusText);
+    if (!res.ok) throw new Error(authFailed(res) || body.error || res.statusText);
     $("ref-preview").src = URL.createObjectURL(file);
     sayRef(`Portrait set (${body.width}×${body.height}).`);
   } catch (err) {
@@ -329,7 +380,7 @@ async function refreshNumbers() {
   previous = sample;
   if (state.sessionId) {
     try {
-      const res = await fetch(`/sessions/${state.sessionId}`);
+      const res = await fetch(`/sessions/${state.sessionId}`, { headers: authHeaders() });
       if (res.ok) state.server = await res.json();
     } catch (err) { /* the overlay keeps the last numbers */ }
   }

@@ -21,6 +21,7 @@ COMMANDS = {
     "doctor": "doctor",
     "render": "render",
     "bench": "bench",
+    "token": "token",
 }
 
 

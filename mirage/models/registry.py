@@ -53,7 +53,7 @@ BACKENDS: tuple[Backend, ...] = (
         "face",
         "mirage.models.avatar.liveportrait:LivePortraitAnimator",
         "LivePortrait neural animation; needs its weights, best on a GPU",
-        check="mirage.models.avatar.liveportrait:unavailable_reason",
+        check="mirage.models.avatar.liveportrait.loader:unavailable_reason",
     ),
     Backend(
         "passthrough",
@@ -73,7 +73,7 @@ BACKENDS: tuple[Backend, ...] = (
         "voice",
         "mirage.models.voice.rvc:RvcConverter",
         "RVC v1/v2 voice conversion; needs its weights",
-        check="mirage.models.voice.rvc:unavailable_reason",
+        check="mirage.models.voice.rvc.files:unavailable_reason",
     ),
     # Test backends: fault injection for the engine's failure contracts.
     Backend(
@@ -95,6 +95,20 @@ BACKENDS: tuple[Backend, ...] = (
         "face",
         "mirage.models.testing:FailingAnimator",
         "raises on every Nth frame",
+        hidden=True,
+    ),
+    Backend(
+        "hang",
+        "face",
+        "mirage.models.testing:HangAnimator",
+        "hangs once after N frames",
+        hidden=True,
+    ),
+    Backend(
+        "hang",
+        "voice",
+        "mirage.models.testing:HangConverter",
+        "hangs once after N blocks",
         hidden=True,
     ),
     Backend(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -82,3 +83,49 @@ class DelayConverter(PassthroughConverter):
         joined = np.concatenate([self._line, block])
         self._line = joined[len(block) :]
         return joined[: len(block)]
+
+
+class HangAnimator(PassthroughAnimator):
+    """Inverts ``after`` frames, then blocks in ``animate`` for ``hang_s`` (a stuck GPU
+    call), then returns a pure red frame that must never reach a peer: its caller has
+    long given up on it. Each instance hangs once."""
+
+    def __init__(self, after: int = 20, hang_s: float = 3600.0) -> None:
+        self.after = int(after)
+        self.hang_s = float(hang_s)
+        self.count = 0
+        self._release = threading.Event()
+
+    def animate(self, driver: np.ndarray, size: int) -> np.ndarray:
+        self.count += 1
+        if self.count == self.after + 1:
+            self._release.wait(self.hang_s)
+            out = np.zeros((size, size, 3), np.uint8)
+            out[..., 0] = 255
+            return out
+        return 255 - fit_square(driver, size)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+class HangConverter(PassthroughConverter):
+    """Passes ``after`` blocks, then blocks in ``convert`` for ``hang_s``, then returns
+    full-scale noise that must never reach a peer. Each instance hangs once."""
+
+    def __init__(self, after: int = 50, hang_s: float = 3600.0) -> None:
+        super().__init__()
+        self.after = int(after)
+        self.hang_s = float(hang_s)
+        self.count = 0
+        self._release = threading.Event()
+
+    def convert(self, block: np.ndarray) -> np.ndarray:
+        self.count += 1
+        if self.count == self.after + 1:
+            self._release.wait(self.hang_s)
+            return np.ones_like(block)
+        return block
+
+    def release(self) -> None:
+        self._release.set()

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 VIDEO_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_RATE)
 STALE_S = 0.1
+FREEZE_S = 0.25  # a late frame is still shown rather than none new for this long
 
 
 @dataclass
@@ -208,6 +209,11 @@ class AvatarVideoTrack(TransformTrack):
         """Input that reached us late (a burst after a network stall) and missed its slot
         is dropped; a slow model's frames are shown late rather than never."""
         now = time.monotonic()
+        if self._last_new_sent and now - self._last_new_sent > FREEZE_S:
+            # Never freeze the picture for it: on an overloaded machine every input is
+            # late, and dropping them all would show nothing new at all. (Before the
+            # first frame the rule stands: the burst after connecting is really stale.)
+            return False
         return item.arrival - item.capture > STALE_S and self._due(item.capture) < now - STALE_S
 
     def _due(self, capture: float) -> float:

@@ -12,28 +12,44 @@ import asyncio
 import io
 
 import numpy as np
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
-from mirage.images import ImageLimits, decode_image
+from mirage.images import ImageLimits, ImageTooLarge, decode_image
 from mirage.models import registry
 from mirage.models.base import BadInput
 from mirage.state import SERVER
 
+MAX_PARTS = 8  # a portrait form has one field; a body of many parts is not one
+
 
 async def _read_upload(request: web.Request, limit: int) -> bytes:
-    if request.content_type.startswith("multipart/"):
+    """The image bytes, never more than ``limit`` (multipart is not bounded by aiohttp).
+
+    Streamed by hand, never ``request.post()``: that spools file fields to a
+    temporary file on disk, and portraits must stay in memory (SECURITY.md)."""
+    if not request.content_type.startswith("multipart/"):
+        return await request.read()  # bounded per route by mirage/security/limits.py
+    try:
         reader = await request.multipart()
-        async for part in reader:
-            if getattr(part, "name", None) == "image":
-                data = await part.read(decode=False)  # type: ignore[union-attr]
+        for _ in range(MAX_PARTS):
+            part = await reader.next()
+            if part is None:
+                break
+            if isinstance(part, BodyPartReader) and part.name == "image":
+                data = bytearray()
+                while chunk := await part.read_chunk():
+                    data += chunk
+                    if len(data) > limit:
+                        raise ImageTooLarge(f"the image is over the limit of {limit} bytes")
                 return bytes(data)
-        raise BadInput("multipart upload has no 'image' field")
-    return await request.read()  # bounded by the app's client_max_size
+    except (ValueError, AssertionError, RuntimeError) as exc:  # aiohttp's parse errors
+        raise BadInput(f"malformed multipart body: {exc or type(exc).__name__}") from None
+    raise BadInput("multipart upload has no 'image' field")
 
 
 async def handle_post_reference(request: web.Request) -> web.Response:
     server = request.app[SERVER]
-    limits = ImageLimits()
+    limits = ImageLimits(server.settings.max_image_bytes, server.settings.max_image_side)
     data = await _read_upload(request, limits.max_bytes)
     loop = asyncio.get_running_loop()
     image = await loop.run_in_executor(None, decode_image, data, limits)

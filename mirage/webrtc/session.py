@@ -20,11 +20,13 @@ from aiortc import RTCPeerConnection
 
 from mirage.config import Settings
 from mirage.engine.adapt import QualityController, find_level
+from mirage.engine.supervised import SupervisedAnimator, SupervisedConverter
 from mirage.metrics import Metrics
 from mirage.models.base import BadInput, FaceAnimator, VoiceConverter
 from mirage.tracks.audio import VoiceAudioTrack
 from mirage.tracks.sync import PlayoutClock
 from mirage.tracks.video import AvatarVideoTrack
+from mirage.webrtc.fanout import Fanout
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,10 @@ class Backends:
     voice: str
     animator: FaceAnimator
     converter: VoiceConverter
+    # How to make each again (same options) when it keeps failing; None: never remade.
+    make_animator: Callable[[], FaceAnimator] | None = None
+    make_converter: Callable[[], VoiceConverter] | None = None
+    reference: Any = None  # the portrait the animator was given (re-applied on a remake)
 
 
 @dataclass
@@ -44,8 +50,9 @@ class Session:
     settings: Settings
     metrics: Metrics
     on_closed: Callable[[Session], None]
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = ""  # "" → a fresh id, prefixed with settings.instance_id when set
     clock: PlayoutClock = field(init=False)
+    outputs: Fanout = field(init=False)  # the output tracks, shared with WHEP viewers
     created: float = field(default_factory=time.monotonic)
     pinned_level: int | None = None  # None: adaptive quality
     video: AvatarVideoTrack | None = None
@@ -55,9 +62,34 @@ class Session:
     _closing: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
+        if not self.id:
+            prefix = self.settings.instance_id
+            self.id = f"{prefix}-{uuid.uuid4().hex}" if prefix else uuid.uuid4().hex
         self.clock = PlayoutClock(
             enabled=self.settings.sync, max_delay_s=self.settings.max_playout_delay_ms / 1000
         )
+        self.outputs = Fanout(self.metrics)
+        self._supervise()
+
+    def _supervise(self) -> None:
+        """Put each backend behind a guard (deadline, fallback, restart; engine/guard.py)."""
+        b, s, m = self.backends, self.settings, self.metrics
+        if isinstance(b.animator, SupervisedAnimator):
+            return
+
+        def guard(track: str, backend: str) -> dict[str, Any]:
+            return {
+                "name": f"{track}-{self.id[-8:]}",
+                "timeout_s": s.model_timeout_s,
+                "restart_after": s.model_restart_after,
+                "on_timeout": m.model_timeouts.labels(track, backend).inc,
+                "on_restart": m.backend_restarts.labels(track, backend).inc,
+            }
+
+        b.animator = SupervisedAnimator(
+            b.animator, b.make_animator, b.reference, **guard("video", b.face)
+        )
+        b.converter = SupervisedConverter(b.converter, b.make_converter, **guard("audio", b.voice))
 
     # -- wiring ----------------------------------------------------------------
     def attach(self) -> None:
@@ -77,7 +109,7 @@ class Session:
                     metrics=self.metrics,
                     on_source_ended=lambda: self.close_soon("camera track ended"),
                 )
-                pc.addTrack(self.video)
+                pc.addTrack(self.outputs.subscribe(self.video))
             elif track.kind == "audio" and self.audio is None:
                 self.audio = VoiceAudioTrack(
                     track,
@@ -88,7 +120,7 @@ class Session:
                     backlog_ms=self.settings.audio_backlog_ms,
                     on_source_ended=lambda: self.close_soon("microphone track ended"),
                 )
-                pc.addTrack(self.audio)
+                pc.addTrack(self.outputs.subscribe(self.audio))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -104,6 +136,7 @@ class Session:
         for track in (self.video, self.audio):
             if track is not None:
                 track.start()
+        self.outputs.start(self.pc)
         self._spawn(self._watchdog())
 
     # -- ending ------------------------------------------------------------------
@@ -160,17 +193,22 @@ class Session:
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
+        # First the models: this wakes a worker waiting on a slow or hung model call,
+        # so stopping the tracks below does not wait for it (never blocks).
+        self._release_models()
         for track in (self.video, self.audio):
             if track is not None:
                 track.stop()
+        await self.outputs.close()  # WHEP viewers end with the session
         await self.pc.close()
+        await asyncio.get_running_loop().run_in_executor(None, self._wait_models_closed)
         for gauge in (self.metrics.playout_delay, self.metrics.quality_level, self.metrics.av_skew):
             with contextlib.suppress(KeyError):  # never published: a session that never ran
                 gauge.remove(self.id)
-        await asyncio.get_running_loop().run_in_executor(None, self._release_models)
         self.on_closed(self)
 
     def _release_models(self) -> None:
+        """Non-blocking: each guard closes its model on the model's own thread."""
         for model in (self.backends.animator, self.backends.converter):
             close = getattr(model, "close", None)
             if callable(close):
@@ -178,6 +216,14 @@ class Session:
                     close()
                 except Exception:  # pragma: no cover - best effort on the way out
                     log.exception("closing a model failed")
+
+    def _wait_models_closed(self, timeout: float = 5.0) -> None:
+        """The models' own threads finish closing them (bounded: a hung one is left)."""
+        deadline = time.monotonic() + timeout
+        for model in (self.backends.animator, self.backends.converter):
+            wait = getattr(model, "wait_closed", None)
+            if callable(wait) and not wait(max(0.0, deadline - time.monotonic())):
+                log.warning("session %s: a model is still busy after close", self.id[:8])
 
     def configure(self, quality: str | None, voice_options: dict[str, Any]) -> None:
         """Live changes without reconnecting: pin/unpin quality, new voice settings."""
@@ -205,6 +251,7 @@ class Session:
             "face": self.backends.face,
             "voice": self.backends.voice,
             "age_s": round(time.monotonic() - self.created, 3),
+            "viewers": len(self.outputs.viewers),
             "playout_delay_ms": round(self.clock.delay_s * 1000, 1),
             "av_skew_ms": None if (skew := self.av_skew()) is None else round(skew * 1000, 1),
             "latency_p95_ms": {
@@ -230,6 +277,7 @@ class Session:
                 "dropped": self.video.dropped,
                 "errors": self.video.errors,
                 "size": self.video.size,
+                **_guard_stats(self.backends.animator),
             }
         if self.audio is not None:
             out["audio"] = {
@@ -237,5 +285,13 @@ class Session:
                 "frames_out": self.audio.frames_out,
                 "errors": self.audio.errors,
                 "latency_ms": round(self.backends.converter.latency_s * 1000, 1),
+                **_guard_stats(self.backends.converter),
             }
         return out
+
+
+def _guard_stats(model: object) -> dict[str, int]:
+    guard = getattr(model, "guard", None)
+    if guard is None:
+        return {}
+    return {"timeouts": guard.timeouts, "restarts": guard.restarts}

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from mirage.engine.adapt import find_level
 from mirage.models.base import BadInput, MirageError
+from mirage.security import turn
 from mirage.state import SERVER, MirageServer
 from mirage.webrtc import aiortc_compat
 from mirage.webrtc.session import Backends, Session
@@ -28,6 +31,12 @@ class ServerFull(MirageError):
 
     status = 503
     retry_after_s = 5
+
+
+class ShuttingDown(ServerFull):
+    """Admission refused: the instance is draining before it exits."""
+
+    retry_after_s = 1
 
 
 class TooLarge(BadInput):
@@ -101,25 +110,54 @@ def parse_quality(value: Any) -> int | None:
 
 async def handle_offer(request: web.Request) -> web.Response:
     server = request.app[SERVER]
-    settings = server.settings
-    try:
-        offer = parse_offer(await request.read(), settings.max_offer_bytes)
-        if len(server.sessions) >= settings.max_sessions:
-            raise ServerFull(f"at capacity ({settings.max_sessions} sessions); retry later")
-        backends = await server.make_backends(offer)
-        session = await _answer(server, offer, backends)
-    except MirageError as exc:
-        server.metrics.offers_total.labels(type(exc).__name__).inc()
-        raise
-    server.metrics.offers_total.labels("ok").inc()
+    with counted(server):
+        offer = parse_offer(await request.read(), server.settings.max_offer_bytes)
+        session = await open_session(server, offer)
     desc = session.pc.localDescription
     return web.json_response({"sdp": desc.sdp, "type": desc.type, "session_id": session.id})
 
 
+@contextmanager
+def counted(server: MirageServer) -> Iterator[None]:
+    """Count one session-creating request (/offer, WHIP) in ``offers_total`` by result."""
+    try:
+        yield
+    except MirageError as exc:
+        server.metrics.offers_total.labels(type(exc).__name__).inc()
+        raise
+    server.metrics.offers_total.labels("ok").inc()
+
+
+async def open_session(server: MirageServer, offer: Offer) -> Session:
+    """Admission (503 when full), the offer's models, then the answer: every way in
+    (/offer, WHIP) goes through here."""
+    settings = server.settings
+    if server.draining:
+        raise ShuttingDown("server shutting down; retry on another instance")
+    # Offers still being answered count too, or a burst of them would all get in.
+    if len(server.sessions) + server.admitting >= settings.max_sessions:
+        raise ServerFull(f"at capacity ({settings.max_sessions} sessions); retry later")
+    server.admitting += 1
+    try:
+        backends = await server.make_backends(offer)
+        session = await _answer(server, offer, backends)
+    finally:
+        server.admitting -= 1
+    if server.draining:  # shutdown began while this one was being answered
+        await session.close("server shutting down")
+        raise ShuttingDown("server shutting down; retry on another instance")
+    return session
+
+
+def new_peer_connection(server: MirageServer) -> RTCPeerConnection:
+    """A server-side peer connection with the configured ICE servers."""
+    ice = turn.rtc_ice_servers(server.settings)  # STUN, and TURN with fresh REST credentials
+    return RTCPeerConnection(RTCConfiguration(iceServers=ice))
+
+
 async def _answer(server: MirageServer, offer: Offer, backends: Backends) -> Session:
     settings = server.settings
-    ice = [RTCIceServer(urls=url) for url in settings.ice_servers]
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+    pc = new_peer_connection(server)
     session = Session(pc, backends, settings, server.metrics, server.forget)
     session.pinned_level = offer.pinned_level
     session.attach()
@@ -174,9 +212,16 @@ async def handle_session_stats(request: web.Request) -> web.Response:
 
 __all__ = [
     "BadOffer",
+    "Offer",
     "ServerFull",
+    "ShuttingDown",
+    "TooLarge",
+    "counted",
     "handle_delete",
     "handle_offer",
     "handle_session_patch",
     "handle_session_stats",
+    "new_peer_connection",
+    "open_session",
+    "parse_quality",
 ]

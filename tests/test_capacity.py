@@ -1,0 +1,40 @@
+"""Admission: the default limit from the device, 503 past it (bursts too), /health load."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from mirage.capacity import Device, sessions_for
+from mirage.client.probe import Probe
+from mirage.config import Settings
+from mirage.state import SERVER
+from tests.server_fixtures import StartServer, base_url
+
+
+def test_default_limit_follows_the_device() -> None:
+    assert sessions_for(Device(cpu_cores=2, gpu_memory_gib=None)) == 4  # this machine
+    assert sessions_for(Device(cpu_cores=1.5, gpu_memory_gib=None)) == 3  # a cgroup quota
+    assert sessions_for(Device(cpu_cores=16, gpu_memory_gib=80)) == 20  # GPU memory bounds
+    assert sessions_for(Device(cpu_cores=4, gpu_memory_gib=80)) == 8  # CPU bounds
+    assert sessions_for(Device(cpu_cores=1, gpu_memory_gib=2)) == 1  # never 0
+    assert Settings().max_sessions >= 1
+
+
+async def test_a_burst_of_offers_cannot_pass_the_limit(start_server: StartServer) -> None:
+    """Offers still being answered count: two at once against a limit of 1 → one 503."""
+    server = await start_server(max_sessions=1)
+    url = base_url(server)
+    probes = [Probe(url, video=False), Probe(url, video=False)]
+    try:
+        results = await asyncio.gather(*(p.connect() for p in probes), return_exceptions=True)
+        refused = [r for r in results if isinstance(r, Exception)]
+        assert len(refused) == 1, results
+        assert "(503)" in str(refused[0]) and "at capacity (1 sessions)" in str(refused[0])
+        assert len(server.app[SERVER].sessions) == 1
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/health") as resp:
+            health = await resp.json()
+        assert resp.status == 200 and health["load"] == 1.0 and health["sessions"] == 1
+    finally:
+        await asyncio.gather(*(p.close() for p in probes), return_exceptions=True)
