@@ -15,7 +15,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-SESSIONS_PER_CORE = 2  # passthrough 512²@20 fps costs well under half a core (bench/load.py)
+#: A session's codecs (VP8 512²@20 fps both ways, Opus) cost ≈ 0.5 core and the default
+#: warp face ≈ 0.26 more (docs/benchmarks.md): one session per core keeps the event loop
+#: and the voice some headroom.
+SESSIONS_PER_CORE = 1
 GPU_GIB_PER_SESSION = 4.0  # LivePortrait + RVC weights and activations, with headroom
 
 

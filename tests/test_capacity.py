@@ -14,10 +14,10 @@ from tests.server_fixtures import StartServer, base_url
 
 
 def test_default_limit_follows_the_device() -> None:
-    assert sessions_for(Device(cpu_cores=2, gpu_memory_gib=None)) == 4  # this machine
-    assert sessions_for(Device(cpu_cores=1.5, gpu_memory_gib=None)) == 3  # a cgroup quota
-    assert sessions_for(Device(cpu_cores=16, gpu_memory_gib=80)) == 20  # GPU memory bounds
-    assert sessions_for(Device(cpu_cores=4, gpu_memory_gib=80)) == 8  # CPU bounds
+    assert sessions_for(Device(cpu_cores=2, gpu_memory_gib=None)) == 2  # this machine
+    assert sessions_for(Device(cpu_cores=2.5, gpu_memory_gib=None)) == 2  # a cgroup quota
+    assert sessions_for(Device(cpu_cores=32, gpu_memory_gib=80)) == 20  # GPU memory bounds
+    assert sessions_for(Device(cpu_cores=4, gpu_memory_gib=80)) == 4  # CPU bounds
     assert sessions_for(Device(cpu_cores=1, gpu_memory_gib=2)) == 1  # never 0
     assert Settings().max_sessions >= 1
 
