@@ -544,3 +544,28 @@ async def test_relay_bot_example_records_a_relayed_file(tmp_path: Path, clip: Pa
     assert float(np.sqrt(np.mean(pcm**2))) > 0.005, "the relayed voice is silent"
     inverted, plain = inversion_errors(frames[-1], clip)
     assert inverted < 20 and plain > inverted + 40, (inverted, plain)
+
+
+async def test_client_takes_the_servers_ice_servers_with_turn_credentials(
+    start_server: StartServer,
+) -> None:
+    """The desktop client, like the page, uses the STUN/TURN list the server hands out
+    (time-limited TURN credentials, behind auth), added to its own ``--ice-server``s."""
+    from mirage.client.connect import fetch_ice_servers
+
+    server = await start_server(
+        token="s3cret", turn_urls=("turn:127.0.0.1:3478",), turn_secret="coturn-key"
+    )
+    url = base_url(server)
+    async with aiohttp.ClientSession() as http:
+        got = await fetch_ice_servers(
+            http, loopback(url, token="s3cret", ice_servers=("stun:127.0.0.1:3478",))
+        )
+        assert [s.urls for s in got] == ["stun:127.0.0.1:3478", ["turn:127.0.0.1:3478"]]
+        expiry, _, label = (got[1].username or "").partition(":")
+        assert int(expiry) > 0 and label and got[1].credential
+        # Refused (no token) or unreachable: the command line's list alone.
+        refused = await fetch_ice_servers(http, loopback(url, ice_servers=("stun:x:1",)))
+        assert [s.urls for s in refused] == ["stun:x:1"]
+        gone = await fetch_ice_servers(http, loopback("http://127.0.0.1:9", ice_servers=()))
+        assert gone == []

@@ -114,6 +114,34 @@ class Backoff:
         self.attempt = 0
 
 
+async def fetch_ice_servers(
+    http: aiohttp.ClientSession, options: ClientOptions
+) -> list[RTCIceServer]:
+    """``--ice-server`` URLs plus what the server hands out at ``GET /ice-servers`` (its
+    STUN/TURN list with time-limited TURN credentials). A server without that route, or
+    one that does not answer it, leaves just the command line's list."""
+    servers = [RTCIceServer(urls=url) for url in options.ice_servers]
+    url = f"{options.base_url}/ice-servers"
+    try:
+        async with http.get(url, headers=options.headers()) as resp:
+            if resp.status != 200:
+                return servers
+            body = await resp.json()
+    except (aiohttp.ClientError, ValueError):
+        return servers
+    entries = body.get("iceServers") if isinstance(body, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and entry.get("urls"):
+            servers.append(
+                RTCIceServer(
+                    urls=entry["urls"],
+                    username=entry.get("username"),
+                    credential=entry.get("credential"),
+                )
+            )
+    return servers
+
+
 class Connection:
     """One peer connection to the server: the offer, the portrait, stats, DELETE."""
 
@@ -128,8 +156,7 @@ class Connection:
         self._http = http
         self._inputs = inputs
         self._outputs = outputs
-        ice = [RTCIceServer(urls=url) for url in options.ice_servers]
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # replaced in open()
         self.session_id: str | None = None
         self.ended = asyncio.Event()  # the connection failed or closed
         self.end_reason = ""
@@ -139,7 +166,9 @@ class Connection:
 
     async def open(self) -> None:
         """Offer, answer, portrait. Raises ``Refused`` or ``aiohttp.ClientError``."""
-        pc = self.pc
+        ice = await fetch_ice_servers(self._http, self.options)
+        await self.pc.close()  # never used: made in __init__ so ``pc`` always exists
+        self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
         for hub in self._inputs:
             if hub is not None:
                 track = hub.subscribe()
