@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from aiohttp import web
 
 from mirage.config import Settings
+from mirage.engine.backends import Backends, build_backends, with_models
 from mirage.metrics import Metrics
 from mirage.models import registry
 from mirage.models.avatar.reference import default_reference
-from mirage.models.base import FaceAnimator, MirageError, VoiceConverter
+from mirage.models.base import MirageError
 
 if TYPE_CHECKING:
-    from mirage.webrtc.session import Backends, Session
+    from mirage.webrtc.session import Session
     from mirage.webrtc.signalling import Offer
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class MirageServer:
             md = self.settings.models_dir
             loop = asyncio.get_running_loop()
             converter = await loop.run_in_executor(
-                None, lambda: registry.create_converter(name, **_with_models(name, md, {}))
+                None, lambda: registry.create_converter(name, **with_models(name, md, {}))
             )
             block_s = converter.block_size / converter.sample_rate
             self._voice_timing = {
@@ -105,40 +106,25 @@ class MirageServer:
 
     async def make_backends(self, offer: Offer) -> Backends:
         """Make the offer's models off the event loop (they may load weights)."""
-        from mirage.webrtc.session import Backends
-
         face = offer.face if offer.face not in (None, "auto") else self.defaults["face"]
         voice = offer.voice if offer.voice not in (None, "auto") else self.defaults["voice"]
         # Unknown names fail fast, before any thread is used.
         registry.find("face", face)
         registry.find("voice", voice)
-        loop = asyncio.get_running_loop()
-        reference = self.reference
-        md = self.settings.models_dir
-
-        voice_options = offer.voice_options
-        if voice == "dsp" and not voice_options:
-            voice_options = {"preset": self.settings.voice_preset}
-
-        def make_animator() -> FaceAnimator:
-            return registry.create_animator(face, **_with_models(face, md, offer.face_options))
-
-        def make_converter() -> VoiceConverter:
-            return registry.create_converter(voice, **_with_models(voice, md, voice_options))
-
-        def build() -> tuple[FaceAnimator, VoiceConverter]:
-            animator = make_animator()
-            animator.set_reference(reference)
-            return animator, make_converter()
-
-        try:
-            animator, converter = await loop.run_in_executor(None, build)
-        except TypeError as exc:  # a bad option name or type reaches the constructor
-            from mirage.models.base import BadInput
-
-            raise BadInput(f"bad backend option: {exc}") from None
+        s, reference = self.settings, self.reference
         # The factories remake a backend that keeps failing (mirage/engine/guard.py).
-        return Backends(face, voice, animator, converter, make_animator, make_converter, reference)
+        return await asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda: build_backends(
+                face,
+                voice,
+                offer.face_options,
+                offer.voice_options,
+                reference,
+                s.models_dir,
+                s.voice_preset,
+            ),
+        )
 
     def session(self, session_id: str) -> Session:
         """The live session ``session_id``; ``NoSuchSession`` (404) otherwise."""
@@ -172,15 +158,6 @@ class MirageServer:
             log.warning("%d sessions still closing after %g s", len(self.sessions), timeout_s)
             return False
         return True
-
-
-_NEEDS_WEIGHTS = {"liveportrait", "rvc"}
-
-
-def _with_models(name: str, models_dir: str | None, options: dict[str, Any]) -> dict[str, Any]:
-    if name in _NEEDS_WEIGHTS and models_dir is not None:
-        return {"models_dir": models_dir, **options}
-    return dict(options)
 
 
 SERVER = web.AppKey("mirage_server", MirageServer)

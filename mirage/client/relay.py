@@ -31,12 +31,11 @@ from aiortc.mediastreams import MediaStreamTrack
 from mirage.client.connect import Backoff, ClientOptions, Link, Refused
 from mirage.client.hub import Hub, Timeline, pump
 from mirage.config import Settings
-from mirage.engine.adapt import QualityController, find_level
+from mirage.engine.adapt import find_level
+from mirage.engine.backends import Backends, build_backends
 from mirage.metrics import Metrics
-from mirage.models import registry
-from mirage.models.base import FaceAnimator, VoiceConverter
 from mirage.tracks.audio import VoiceAudioTrack
-from mirage.tracks.sync import PlayoutClock
+from mirage.tracks.factory import avatar_track, playout_clock, voice_track
 from mirage.tracks.video import AvatarVideoTrack
 
 Tracks = tuple[MediaStreamTrack | None, MediaStreamTrack | None]
@@ -176,23 +175,19 @@ class LocalRelay(_Relay):
         self.audio: VoiceAudioTrack | None = None
         self._models: list[Any] = []
 
-    def _build(self) -> tuple[FaceAnimator, VoiceConverter]:
-        from mirage.state import _with_models
-
-        md = self.settings.models_dir
-        voice_options = self.voice_options
-        if self.voice == "dsp" and not voice_options:
-            voice_options = {"preset": self.settings.voice_preset}
-        animator = registry.create_animator(
-            self.face, **_with_models(self.face, md, self.face_options)
+    def _build(self) -> Backends:
+        s = self.settings
+        backends = build_backends(
+            self.face,
+            self.voice,
+            self.face_options,
+            self.voice_options,
+            _portrait(self.reference),
+            s.models_dir,
+            s.voice_preset,
         )
-        self._models.append(animator)
-        animator.set_reference(_portrait(self.reference))
-        converter = registry.create_converter(
-            self.voice, **_with_models(self.voice, md, voice_options)
-        )
-        self._models.append(converter)
-        return animator, converter
+        self._models += [backends.animator, backends.converter]
+        return backends
 
     async def transform(
         self, video: MediaStreamTrack | None, audio: MediaStreamTrack | None
@@ -201,29 +196,15 @@ class LocalRelay(_Relay):
         if self.video is not None or self.audio is not None:
             raise RuntimeError("one transform per relay: make another relay for more tracks")
         loop = asyncio.get_running_loop()
-        animator, converter = await loop.run_in_executor(None, self._build)
-        s = self.settings
-        clock = PlayoutClock(enabled=s.sync, max_delay_s=s.max_playout_delay_ms / 1000)
+        backends = await loop.run_in_executor(None, self._build)
+        clock = playout_clock(self.settings)
         if video is not None:
-            self.video = AvatarVideoTrack(
-                video,
-                animator,
-                self.face,
-                controller=QualityController(pinned=self.pinned),
-                clock=clock,
-                lead_s=s.video_lead_ms / 1000 if s.sync else 0.0,
-                metrics=self.metrics,
+            self.video = avatar_track(
+                video, backends, self.settings, clock, self.metrics, self.pinned
             )
             self.video.start()
         if audio is not None:
-            self.audio = VoiceAudioTrack(
-                audio,
-                converter,
-                self.voice,
-                clock=clock,
-                metrics=self.metrics,
-                backlog_ms=s.audio_backlog_ms,
-            )
+            self.audio = voice_track(audio, backends, self.settings, clock, self.metrics)
             self.audio.start()
         return self.video, self.audio
 

@@ -19,28 +19,18 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from mirage.config import Settings
-from mirage.engine.adapt import QualityController, find_level
+from mirage.engine.adapt import find_level
+from mirage.engine.backends import Backends
 from mirage.engine.supervised import SupervisedAnimator, SupervisedConverter
 from mirage.metrics import Metrics
-from mirage.models.base import BadInput, FaceAnimator, VoiceConverter
+from mirage.models.base import BadInput
 from mirage.tracks.audio import VoiceAudioTrack
+from mirage.tracks.factory import avatar_track, playout_clock, voice_track
 from mirage.tracks.sync import PlayoutClock
 from mirage.tracks.video import AvatarVideoTrack
 from mirage.webrtc.fanout import Fanout
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Backends:
-    face: str
-    voice: str
-    animator: FaceAnimator
-    converter: VoiceConverter
-    # How to make each again (same options) when it keeps failing; None: never remade.
-    make_animator: Callable[[], FaceAnimator] | None = None
-    make_converter: Callable[[], VoiceConverter] | None = None
-    reference: Any = None  # the portrait the animator was given (re-applied on a remake)
 
 
 @dataclass
@@ -65,9 +55,7 @@ class Session:
         if not self.id:
             prefix = self.settings.instance_id
             self.id = f"{prefix}-{uuid.uuid4().hex}" if prefix else uuid.uuid4().hex
-        self.clock = PlayoutClock(
-            enabled=self.settings.sync, max_delay_s=self.settings.max_playout_delay_ms / 1000
-        )
+        self.clock = playout_clock(self.settings)
         self.outputs = Fanout(self.metrics)
         self._supervise()
 
@@ -99,25 +87,23 @@ class Session:
         @pc.on("track")
         def on_track(track: Any) -> None:
             if track.kind == "video" and self.video is None:
-                self.video = AvatarVideoTrack(
+                self.video = avatar_track(
                     track,
-                    self.backends.animator,
-                    self.backends.face,
-                    controller=QualityController(pinned=self.pinned_level),
-                    clock=self.clock,
-                    lead_s=self.settings.video_lead_ms / 1000 if self.settings.sync else 0.0,
-                    metrics=self.metrics,
+                    self.backends,
+                    self.settings,
+                    self.clock,
+                    self.metrics,
+                    self.pinned_level,
                     on_source_ended=lambda: self.close_soon("camera track ended"),
                 )
                 pc.addTrack(self.outputs.subscribe(self.video))
             elif track.kind == "audio" and self.audio is None:
-                self.audio = VoiceAudioTrack(
+                self.audio = voice_track(
                     track,
-                    self.backends.converter,
-                    self.backends.voice,
-                    clock=self.clock,
-                    metrics=self.metrics,
-                    backlog_ms=self.settings.audio_backlog_ms,
+                    self.backends,
+                    self.settings,
+                    self.clock,
+                    self.metrics,
                     on_source_ended=lambda: self.close_soon("microphone track ended"),
                 )
                 pc.addTrack(self.outputs.subscribe(self.audio))
