@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import pickle
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,7 @@ from tests.test_rvc_networks import filled, golden, inputs, manifest
 Writer = Callable[..., Path]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fill_of(name: str) -> dict[str, np.ndarray]:

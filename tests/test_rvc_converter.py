@@ -8,7 +8,6 @@ The architecture and every streaming stage are the real ones; only the widths ar
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +32,7 @@ SMALL_V1_32K = [1025, 32, 16, 16, 32, 2, 2, 3, 0, "1", [3, 7, 11], [[1, 3, 5]] *
 QUIET = dict(noise_scale=0.0, nsf_noise_scale=0.0)  # deterministic, as the golden run
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Two shared cores: more torch threads only spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_weights(root: Path) -> Path:
