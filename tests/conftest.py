@@ -15,6 +15,19 @@ import pytest
 SHARED = Path(os.environ.get("MIRAGE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 MEDIA = SHARED / "media"
 GOLDEN = SHARED / "golden"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def need_chromium() -> None:
+    """Debian chromium or no browser test: missing, it fails in CI or as root (.ci/run
+    installs it, so its absence there is a broken install) and skips loudly elsewhere."""
+    from tests.ci_skips import in_ci  # (imported late: pytest loads it as a plugin first)
+
+    if CHROMIUM.exists():
+        return
+    if in_ci() or os.geteuid() == 0:
+        pytest.fail("Debian chromium is missing: .ci/run installs it (apt-get install chromium)")
+    pytest.skip("SKIPPED LOUDLY: /usr/bin/chromium is not installed and we are not root")
 
 
 @pytest.fixture(scope="session")
@@ -45,4 +58,4 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-pytest_plugins = ["tests.server_fixtures"]
+pytest_plugins = ["tests.server_fixtures", "tests.ci_skips", "pytester"]
