@@ -56,6 +56,12 @@ def test_decode_accepts_jpeg_png_webp() -> None:
         (encode(np.zeros((20, 20, 3), np.uint8), "PNG"), 400, "at least"),
         (encode(np.zeros((100, 100, 3), np.uint8), "GIF"), 415, "GIF"),
         (encode(np.full((300, 300, 3), 128, np.uint8), "JPEG")[:400], 400, "truncated"),
+        (png_bomb(50000, 50000), 413, "too many pixels"),
+        (b"GIF89a" + b"\0" * 100, 415, "GIF images are not accepted"),
+        (b"\0\0\0\x18ftypheic" + b"\0" * 100, 415, "heic files are not accepted"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", 415, "SVG images are not accepted"),
+        (b"RIFF\0\0\0\0WEBPVP8 garbage", 400, "damaged"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 400, "damaged"),
     ],
 )
 def test_decode_refuses_bad_uploads_with_a_reason(data: bytes, status: int, reason: str) -> None:
@@ -87,16 +93,31 @@ async def test_post_reference_sets_the_default_and_bad_upload_keeps_it(aiohttp_c
     assert missing.status == 404
 
 
-async def test_a_portrait_without_a_face_is_422_and_the_old_one_stays(aiohttp_client: Any) -> None:
+async def test_refused_uploads_get_their_status_and_the_old_portrait_stays(
+    aiohttp_client: Any,
+) -> None:
+    """The bytes decide, not the Content-Type; every refusal leaves the portrait as it was."""
     from skimage import data
 
     client: TestClient = await aiohttp_client(create_app(LOOPBACK.replace(face="warp")))
     state = client.server.app[SERVER]
     before = state.reference.copy()
+    cases = [
+        (png_bomb(50000, 50000), "image/png", 413, "too many pixels", "ImageTooLarge"),
+        (b"plain text, not a picture", "image/jpeg", 415, "not an image", "UnsupportedImage"),
+        (encode(data.coffee(), "JPEG"), "image/jpeg", 422, "face", "NoFaceError"),
+        (encode(np.full((128, 128, 3), 90, np.uint8), "JPEG"), "image/png", 422, "face", "NoFaceError"),
+    ]
+    for payload, content_type, status, reason, kind in cases:
+        resp = await client.post("/reference", data=payload, headers={"Content-Type": content_type})
+        body = await resp.json()
+        assert resp.status == status and reason in body["error"].lower(), body
+        assert body["kind"] == kind, body
+        np.testing.assert_array_equal(state.reference, before)  # nothing lost
+    # A real portrait declared as something else is still taken for what it is.
+    portrait = np.asarray(Image.open(MEDIA / "s0.jpg").convert("RGB"))
     resp = await client.post(
-        "/reference", data=encode(data.coffee(), "JPEG"), headers={"Content-Type": "image/jpeg"}
+        "/reference", data=encode(portrait, "JPEG"), headers={"Content-Type": "text/plain"}
     )
-    assert resp.status == 422
-    body = await resp.json()
-    assert body["kind"] == "NoFaceError" and "face" in body["error"].lower()
-    np.testing.assert_array_equal(state.reference, before)
+    assert resp.status == 200, await resp.text()
+    assert state.reference.shape == portrait.shape
