@@ -30,8 +30,7 @@ from PIL import Image, ImageOps
 
 from mirage.app import create_app
 from mirage.client.probe import Probe
-from mirage.images import ImageLimits, _upright, decode_image
-from mirage.models.base import BadInput
+from mirage.images import _upright, decode_image
 from mirage.security.auth import Verifier, issue_jwt, verify_jwt
 from mirage.security.cors import same_origin
 from mirage.security.ratelimit import RateLimiter, client_address, parse_networks
@@ -39,7 +38,6 @@ from mirage.security.turn import rtc_ice_servers, turn_credentials
 from mirage.state import SERVER
 from tests.conftest import MEDIA, need_chromium
 from tests.server_fixtures import LOOPBACK, StartServer, base_url
-from tests.test_reference import png_bomb
 
 TOKEN = "correct-horse-battery-staple"
 SECRET = "jwt-secret"
