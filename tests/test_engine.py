@@ -109,16 +109,6 @@ def test_any_input_frame_becomes_mono_float(fmt: str, layout: str, rate: int) ->
     np.testing.assert_allclose(mono, expected, atol=1e-3)
 
 
-def test_auto_picks_the_embedded_defaults_without_weights_and_says_why(tmp_path: object) -> None:
-    from mirage.models.registry import resolve_auto
-
-    face, passed = resolve_auto("face", str(tmp_path))
-    assert face == "warp"
-    assert passed and passed[0].startswith("liveportrait:") and "missing" in passed[0]
-    voice, passed = resolve_auto("voice", str(tmp_path))
-    assert voice == "dsp" and passed[0].startswith("rvc:")
-
-
 @pytest.mark.parametrize(("rate_in", "rate_out"), [(48000, 16000), (16000, 48000), (44100, 16000)])
 def test_streaming_resampler_is_accurate_and_prompt(rate_in: int, rate_out: int) -> None:
     from mirage.engine.resample import Resampler
