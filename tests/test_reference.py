@@ -106,7 +106,13 @@ async def test_refused_uploads_get_their_status_and_the_old_portrait_stays(
         (png_bomb(50000, 50000), "image/png", 413, "too many pixels", "ImageTooLarge"),
         (b"plain text, not a picture", "image/jpeg", 415, "not an image", "UnsupportedImage"),
         (encode(data.coffee(), "JPEG"), "image/jpeg", 422, "face", "NoFaceError"),
-        (encode(np.full((128, 128, 3), 90, np.uint8), "JPEG"), "image/png", 422, "face", "NoFaceError"),
+        (
+            encode(np.full((128, 128, 3), 90, np.uint8), "JPEG"),
+            "image/png",
+            422,
+            "face",
+            "NoFaceError",
+        ),
     ]
     for payload, content_type, status, reason, kind in cases:
         resp = await client.post("/reference", data=payload, headers={"Content-Type": content_type})

@@ -407,20 +407,17 @@ def test_errors_are_one_line_and_leave_no_file(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_explicit_backend_that_cannot_run_is_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # (the real rvc check imports torch: far too slow for this test; its reason is faked)
-    def reason(backend: registry.Backend, models_dir: str | None = None) -> str | None:
-        return "missing weight file rvc/model.pth" if backend.name == "rvc" else None
-
-    monkeypatch.setattr(registry, "unavailable_reason", reason)
-    job = RenderJob(PORTRAIT, PORTRAIT, tmp_path / "o.mp4", voice="rvc")
+def test_an_explicit_backend_that_cannot_run_is_an_error(tmp_path: Path) -> None:
+    """The real check (rvc's weight files) against an empty weights folder."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    job = RenderJob(PORTRAIT, PORTRAIT, tmp_path / "o.mp4", voice="rvc", models_dir=str(weights))
     with pytest.raises(BackendUnavailable) as caught:
         choose_voice(job)
     assert str(caught.value) == (
-        "voice backend 'rvc' cannot run here: missing weight file rvc/model.pth"
+        f"voice backend 'rvc' cannot run here: missing weight file {weights / 'rvc/model.pth'}"
     )
+    assert not (tmp_path / "o.mp4").exists()
 
 
 def test_voice_names_presets_and_defaults() -> None:
