@@ -5,8 +5,11 @@ boundary (pyvirtualcam's backend, the audio output stream)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import fractions
 import functools
+import hashlib
+import hmac
 import importlib.util
 import io
 import os
@@ -14,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -304,9 +308,15 @@ async def test_virtual_camera_and_mic_get_frames_at_their_size_and_rate(
     assert all(f.shape == (320 * 320 * 3,) for f in camera.frames)
     inverted, plain = inversion_errors(camera.frames[-1].reshape(320, 320, 3), clip)
     assert inverted < 20 and plain > inverted + 40, (inverted, plain)
-    span = camera.times[-1] - camera.times[len(camera.times) // 3]
-    rate = (len(camera.times) - 1 - len(camera.times) // 3) / span
-    assert 5.0 < rate < 24.0, f"frames reached the camera at {rate:.1f} fps"
+    # The camera gets what the server sent, once each, but for the few in flight at the
+    # end (its speed is a benchmark's business). Counted apart, by the server, a lost or
+    # doubled frame shows here.
+    sent = server.app[SERVER].metrics.registry.get_sample_value(
+        "mirage_frames_out_total", {"track": "video"}
+    )
+    assert sent is not None and 0.85 * sent <= len(camera.frames) <= sent, (
+        f"{len(camera.frames)} frames reached the camera of {sent} the server sent"
+    )
     [mic] = streams
     assert mic.device == "mirage_mic" and mic.closed
     seconds = len(mic.data) / 2 / 48000  # s16 mono
@@ -562,8 +572,13 @@ async def test_client_takes_the_servers_ice_servers_with_turn_credentials(
             http, loopback(url, token="s3cret", ice_servers=("stun:127.0.0.1:3478",))
         )
         assert [s.urls for s in got] == ["stun:127.0.0.1:3478", ["turn:127.0.0.1:3478"]]
-        expiry, _, label = (got[1].username or "").partition(":")
-        assert int(expiry) > 0 and label and got[1].credential
+        # coturn's REST scheme, recomputed with the server's secret: the password is
+        # base64(HMAC-SHA1(secret, username)) and the username "<expiry>:<label>".
+        username = got[1].username or ""
+        expiry, _, label = username.partition(":")
+        assert time.time() + 3600 - 60 <= int(expiry) <= time.time() + 3600 and label
+        digest = hmac.new(b"coturn-key", username.encode(), hashlib.sha1).digest()
+        assert got[1].credential == base64.b64encode(digest).decode()
         # Refused (no token) or unreachable: the command line's list alone.
         refused = await fetch_ice_servers(http, loopback(url, ice_servers=("stun:x:1",)))
         assert [s.urls for s in refused] == ["stun:x:1"]

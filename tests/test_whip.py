@@ -4,6 +4,11 @@ plain HTTP with ``application/sdp`` bodies, 201 + Location, DELETE on the resour
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import re
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urljoin
@@ -377,7 +382,14 @@ def test_ice_servers_are_offered_as_link_headers() -> None:
     stun, relay = ice_server_links(settings)
     assert stun == '<stun:stun.example.net:3478>; rel="ice-server"'
     assert relay.startswith('<turn:turn.example.net:3478?transport=udp>; rel="ice-server"; ')
-    assert 'username="' in relay and 'credential-type="password"' in relay
+    assert relay.endswith('; credential-type="password"')
+    # The credentials, recomputed with the server's secret (coturn's REST scheme).
+    found = re.search(r'; username="(\d+):mirage-whip"; credential="([^"]+)"', relay)
+    assert found is not None, relay
+    expiry, credential = int(found[1]), found[2]
+    assert time.time() + 3600 - 60 <= expiry <= time.time() + 3600
+    digest = hmac.new(b"k", f"{expiry}:mirage-whip".encode(), hashlib.sha1).digest()
+    assert credential == base64.b64encode(digest).decode()
     assert ice_server_links(Settings()) == []
 
 
