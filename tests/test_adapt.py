@@ -75,8 +75,12 @@ async def test_slow_session_steps_down_then_recovers(start_server: StartServer) 
         assert session.video.controller.index == 0, session.stats()["quality"]
         stats = session.stats()
         assert stats["quality"]["moves"][-1]["direction"] == "up"
-        metrics = server.app[SERVER].metrics.render().decode()
-        assert 'mirage_quality_moves_total{direction="down"}' in metrics
+        registry = server.app[SERVER].metrics.registry
+        for direction in ("down", "up"):
+            moves = registry.get_sample_value(
+                "mirage_quality_moves_total", {"direction": direction}
+            )
+            assert moves is not None and moves >= 1, (direction, moves)
     finally:
         await probe.close()
 
@@ -85,7 +89,9 @@ async def test_quality_pinned_and_changed_live(start_server: StartServer) -> Non
     import aiohttp
 
     server = await start_server()
-    probe = Probe(base_url(server), audio=False, options={"quality": "256@15-fast"})
+    probe = Probe(
+        base_url(server), audio=False, options={"quality": "256@15-fast"}, keep_images=True
+    )
     try:
         await probe.connect()
         for _ in range(100):
@@ -99,6 +105,16 @@ async def test_quality_pinned_and_changed_live(start_server: StartServer) -> Non
             async with http.patch(url, json={"quality": "384@18-fast"}) as resp:
                 assert resp.status == 200
                 assert (await resp.json())["quality"]["level"] == "384@18-fast"
+            # Live: the frames that come back change size without a new connection.
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                last = probe.received.last_image
+                if last is not None and last.shape[:2] == (384, 384):
+                    break
+            last = probe.received.last_image
+            assert last is not None and last.shape[:2] == (384, 384), (
+                None if last is None else last.shape
+            )
             async with http.patch(url, json={"quality": "huge"}) as resp:
                 assert (
                     resp.status == 400 and "unknown quality level" in (await resp.json())["error"]

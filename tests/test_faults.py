@@ -384,6 +384,7 @@ def test_cuda_cache_release_is_safe_without_cuda(monkeypatch: pytest.MonkeyPatch
     assert released == [1]
     monkeypatch.delitem(sys.modules, "torch")
     release_cached_memory()  # torch never imported: nothing to do, nothing imported
+    assert "torch" not in sys.modules
 
 
 # -- one real session whose models hang ----------------------------------------------------
