@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+from pathlib import Path
 
 import aiohttp
 
@@ -19,7 +22,17 @@ def test_default_limit_follows_the_device() -> None:
     assert sessions_for(Device(cpu_cores=32, gpu_memory_gib=80)) == 20  # GPU memory bounds
     assert sessions_for(Device(cpu_cores=4, gpu_memory_gib=80)) == 4  # CPU bounds
     assert sessions_for(Device(cpu_cores=1, gpu_memory_gib=2)) == 1  # never 0
-    assert Settings().max_sessions >= 1
+    # This machine's default, from its cores counted here apart (affinity, cgroup quota)
+    # and from whether it has an NVIDIA driver at all.
+    cores = len(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, int(int(quota) / int(period)))
+    if not Path("/proc/driver/nvidia").exists():
+        assert Settings().max_sessions == max(1, cores)
+    else:
+        assert 1 <= Settings().max_sessions <= max(1, cores)
 
 
 async def test_a_burst_of_offers_cannot_pass_the_limit(start_server: StartServer) -> None:

@@ -85,7 +85,12 @@ async def test_slow_backend_keeps_latency_bounded_and_counts_drops(
         # Unbounded queueing would add 50 ms per frame here (10 s after 20 s); the
         # margins only absorb scheduling noise on a loaded 2-core machine.
         assert p95_last < p95_first * 1.5 + 0.15, f"p95 grew {p95_first:.3f} → {p95_last:.3f} s"
-        assert max(lat) < 2.0, f"a frame took {max(lat):.2f} s: a queue is building"
+        # And no single frame waits behind a queue: the worst of the last third stays
+        # within a few frames' time of the worst of the first (2 s once let 40 queue).
+        worst_first, worst_last = max(lat[:third]), max(lat[-third:])
+        assert worst_last < worst_first + 0.25, (
+            f"worst latency {worst_first:.2f} → {worst_last:.2f} s: a queue is building"
+        )
         ids = probe.received.video_ids
         assert ids[-1] - ids[mark] > 1.5 * (len(ids) - mark), "no frames were skipped"
         text = await (await server_get(server, "/metrics")).text()
