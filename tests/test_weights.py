@@ -257,7 +257,7 @@ def test_download_command(
 
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "pass --non-commercial" in text and "non-commercial research use only" in text
+    assert "pass --non-commercial" in text and "non-commercial research purposes only" in text
     assert "your RVC v1/v2 voice model" in text
     assert (tmp_path / "hubert/hubert_base.pt").is_file()
     assert not (tmp_path / det.path).exists()

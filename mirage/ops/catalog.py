@@ -20,11 +20,21 @@ DEFAULT_BASE_URL = "https://huggingface.co"
 LIVEPORTRAIT_REPO = "KwaiVGI/LivePortrait"
 RVC_REPO = "lj1995/VoiceConversionWebUI"
 
-_LP_LICENCE = "LivePortrait weights: MIT (model card of KwaiVGI/LivePortrait)"
-_INSIGHTFACE_LICENCE = (
-    "insightface detection weights (det_10g.onnx): non-commercial research use only"
+# Each licence text, word for word, is a row of THIRD_PARTY.md, which says where it was read.
+_LP_LICENCE = (
+    "LivePortrait weights: MIT (KwaiVGI/LivePortrait LICENSE and its Hugging Face model card)"
 )
-_RVC_LICENCE = "lj1995/VoiceConversionWebUI repository: MIT"
+_INSIGHTFACE_LICENCE = (
+    "InsightFace detection model (det_10g.onnx): non-commercial research purposes only"
+)
+_HUBERT_LICENCE = (
+    "HuBERT/ContentVec content encoder: MIT as the lj1995/VoiceConversionWebUI model card"
+    " states; ContentVec's own repository states no licence (unclear)"
+)
+_RMVPE_LICENCE = (
+    "RMVPE pitch model: MIT as the lj1995/VoiceConversionWebUI model card states; the RMVPE"
+    " authors' repository states no licence we could read (unclear)"
+)
 _USER_LICENCE = "your own file: you need the right to use the voice it imitates"
 
 
@@ -139,7 +149,7 @@ CATALOG: tuple[WeightFile, ...] = (
         "rvc",
         "hubert/hubert_base.pt",
         "HuBERT/ContentVec base content encoder (fairseq checkpoint)",
-        _RVC_LICENCE,
+        _HUBERT_LICENCE,
         RVC_REPO,
         "hubert_base.pt",
         189_507_909,
@@ -149,7 +159,7 @@ CATALOG: tuple[WeightFile, ...] = (
         "rvc",
         "rmvpe/rmvpe.pt",
         "RMVPE pitch model (without it the shipped pitch tracker is used)",
-        _RVC_LICENCE,
+        _RMVPE_LICENCE,
         RVC_REPO,
         "rmvpe.pt",
         181_184_272,

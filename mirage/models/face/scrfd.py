@@ -4,7 +4,7 @@ Only the weights come from insightface; preprocessing, anchor decoding and NMS a
 so the ``insightface`` package is an optional extra, never a requirement.
 
 License: insightface's pretrained detection weights (the ``buffalo_l`` pack that holds
-``det_10g.onnx``) are published for **non-commercial research use only**.
+``det_10g.onnx``) are published for **non-commercial research purposes only**.
 
 Where the file lives (first match wins), inside the weights folder:
 
