@@ -19,6 +19,7 @@ import collections
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -32,8 +33,13 @@ class PlayoutClock:
     delay_s: float = 0.0
     _own: dict[str, collections.deque[float]] = field(default_factory=dict)
     _inbound: dict[str, collections.deque[float]] = field(default_factory=dict)
+    #: What times the fall (tests step it by hand); capture times stay on time.monotonic.
+    clock: Callable[[], float] = time.monotonic
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _updated: float = field(default_factory=time.monotonic)
+    _updated: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._updated = self.clock()
 
     def ticks(self, capture: float, rate: int) -> int:
         """The timestamp, in 1/``rate`` s, of an output whose input was captured at ``capture``."""
@@ -58,7 +64,7 @@ class PlayoutClock:
             inbound.append(inbound_s)
             target = max(self._need(name) for name in self._own) + self.margin_s
             target = min(self.max_delay_s, target)
-            now = time.monotonic()
+            now = self.clock()
             if target >= self.delay_s:
                 self.delay_s = target
             else:
