@@ -90,12 +90,13 @@ class FrameSuppressor:
         self._level = level
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
-        pcm = np.round(np.clip(frame, -1.0, 1.0) * 32767.0).astype(np.int16)
-        if self._processor is None:
+        processor = self._processor  # once: set_level may swap it from another thread
+        if processor is None:
             joined = np.concatenate([self._line, frame.astype(np.float32)])
             self._line = joined[FRAME:]
             return joined[:FRAME], True
-        result = self._processor.Process10ms(pcm.tobytes())
+        pcm = np.round(np.clip(frame, -1.0, 1.0) * 32767.0).astype(np.int16)
+        result = processor.Process10ms(pcm.tobytes())
         out = np.frombuffer(result.audio, np.int16).astype(np.float32) / 32768.0
         # Keep the bypass line current, so a switch to "off" continues seamlessly.
         self._line = frame[FRAME - NS_DELAY :].astype(np.float32)

@@ -81,6 +81,8 @@ class Cleaner:
         # Each FIR holds back half its length (16 taps per phase) at the high rate.
         fir = 2 * 16 * self._factor if resampled else 0
         self.delay_samples = fill + fir + NS_DELAY * self._factor
+        # "off": the input itself, as late as the cleaned path (whole band, no resampling).
+        self._plain = np.zeros(self.delay_samples, np.float32)
         self.stage_seconds: dict[str, float] = {}
 
     def _framing_fill(self, block: int) -> int:
@@ -119,7 +121,9 @@ class Cleaner:
             self._out = np.concatenate([self._out, y])
         out, self._out = self._out[: len(x)], self._out[len(x) :]
         self.stage_seconds = {"denoise": t1 - t0}
-        return out
+        plain = np.concatenate([self._plain, x])
+        self._plain = plain[len(x) :]
+        return out if gate else plain[: len(x)]
 
 
 class CleanVoice:
