@@ -120,6 +120,13 @@ class Metrics:
             ["session"],
             registry=r,
         )
+        self.voice_gate_open = Gauge(
+            "mirage_voice_gate_open_ratio",
+            "Per session: share of the last 10 s of microphone audio the voice gate let"
+            " through to the converter",
+            ["session"],
+            registry=r,
+        )
         self.loop_lag = Gauge(
             "mirage_event_loop_lag_seconds",
             "How late the event loop woke a 100 ms timer",

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from mirage.config import Settings
 from mirage.engine.backends import Backends, build_backends, with_models
+from mirage.engine.voicechain import split_options, voice_chain
 from mirage.metrics import Metrics
 from mirage.models import registry
 from mirage.models.avatar.reference import default_reference
@@ -87,8 +88,12 @@ class MirageServer:
             name = self.defaults["voice"]
             md = self.settings.models_dir
             loop = asyncio.get_running_loop()
+            _, denoise = split_options(name, {})  # the default chain: its delay counts too
             converter = await loop.run_in_executor(
-                None, lambda: registry.create_converter(name, **with_models(name, md, {}))
+                None,
+                lambda: voice_chain(
+                    registry.create_converter(name, **with_models(name, md, {})), denoise
+                ),
             )
             block_s = converter.block_size / converter.sample_rate
             self._voice_timing = {

@@ -83,7 +83,7 @@ async def test_config_reports_the_dsp_voice_latency(aiohttp_client: Any) -> None
     client = await client_for(aiohttp_client, voice="dsp")
     voice = (await (await client.get("/config")).json())["audio"]["voice"]
     assert voice["backend"] == "dsp" and voice["block_ms"] == 160.0
-    assert 0 < voice["latency_s"] <= 0.03
+    assert 0 < voice["latency_s"] <= 0.03 + 0.01  # the dsp's budget + the suppressor's
     assert voice["total_delay_ms"] == pytest.approx(160 + voice["latency_s"] * 1000, abs=0.2)
     assert (await (await client.get("/config")).json())["backends"]["voice"]["dsp"] is None
 

@@ -208,7 +208,9 @@ async def test_dsp_voice_shifts_the_pitch_over_opus(start_server: StartServer) -
         beep_on_s=0.4,
         tone_hz=180.0,
         harmonics=10,
-        options={"voice_options": {"semitones": 12}},
+        # A buzz repeating every 0.5 s is stationary: the suppressor (rightly) takes it
+        # for a machine's noise. This test is about the pitch shift, so it goes around it.
+        options={"voice_options": {"semitones": 12, "denoise": "off"}},
     )
     got = probe.received
     try:

@@ -373,6 +373,7 @@ def junk(work: Path) -> Path:
         ({"--voice": "opera"}, "unknown voice 'opera'"),
         ({"--face": "cartoon"}, "unknown face backend 'cartoon'"),
         ({"--voice-option": "pitch=3"}, "unknown dsp option(s) pitch"),
+        ({"--voice-option": "denoise=loud"}, "denoise must be one of"),
         ({"--face-option": "speed=2"}, "bad face backend option"),
     ],
 )
@@ -429,6 +430,8 @@ def test_voice_names_presets_and_defaults() -> None:
     assert choose("robot", formant=1.1) == ("dsp", {"preset": "robot", "formant": 1.1})
     assert choose("dsp") == ("dsp", {"preset": "bright"})  # as a live session
     assert choose("dsp", semitones=2) == ("dsp", {"semitones": 2})
+    # The noise suppressor's option is the chain's: the dsp still gets its preset.
+    assert choose("dsp", denoise="off") == ("dsp", {"denoise": "off", "preset": "bright"})
     assert choose("passthrough") == ("passthrough", {})
     with pytest.raises(BadInput, match="dsp preset"):
         choose("opera")

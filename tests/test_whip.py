@@ -263,16 +263,20 @@ async def test_whip_and_whep_errors(
         assert resp.status == 400 and "colour" in body["error"]
         resp, body = await whip(SDP, offer, "?quality=ultra")
         assert resp.status == 400
+        resp, body = await whip(SDP, offer, "?voice=dsp&denoise=loud")
+        assert resp.status == 400 and "denoise must be" in body["error"]
         assert server.app[SERVER].sessions == {}
 
         # Chunked (no Content-Length), in pieces: read whole, within the limit.
         resp, answer = await whip(
-            SDP, chunked(offer.encode(), 300), "?quality=0&voice=dsp&preset=deep"
+            SDP, chunked(offer.encode(), 300), "?quality=0&voice=dsp&preset=deep&denoise=max"
         )
         assert resp.status == 201, answer
         assert resp.headers["Content-Type"] == SDP and answer.startswith("v=0")
         session_id = resp.headers["Location"].rsplit("/", 1)[1]
         assert server.app[SERVER].sessions[session_id].stats()["quality"]["pinned"]
+        chain = server.app[SERVER].sessions[session_id].backends.converter.guard.model
+        assert chain.level == 4  # the noise suppressor's strength from the query
         # max_sessions=1: the next publisher is refused until this one ends.
         other = Publisher()
         pcs.append(other.pc)

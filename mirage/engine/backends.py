@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mirage.engine.voicechain import split_options, voice_chain
 from mirage.models import registry
 from mirage.models.base import BadInput, FaceAnimator, VoiceConverter
 
@@ -48,7 +49,9 @@ def build_backends(
     voice_preset: str,
 ) -> Backends:
     """Both models, the animator already holding ``reference``. A dsp voice with no
-    options gets ``voice_preset``; a bad option name or type is ``BadInput``."""
+    options gets ``voice_preset``; a bad option name or type is ``BadInput``. The voice
+    comes behind its noise suppressor and gate (``mirage.engine.voicechain``)."""
+    voice_options, denoise = split_options(voice, voice_options)
     if voice == "dsp" and not voice_options:
         voice_options = {"preset": voice_preset}
 
@@ -56,7 +59,10 @@ def build_backends(
         return registry.create_animator(face, **with_models(face, models_dir, face_options))
 
     def make_converter() -> VoiceConverter:
-        return registry.create_converter(voice, **with_models(voice, models_dir, voice_options))
+        converter = registry.create_converter(
+            voice, **with_models(voice, models_dir, voice_options)
+        )
+        return voice_chain(converter, denoise)
 
     try:
         animator = make_animator()

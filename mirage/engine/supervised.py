@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mirage.engine.guard import ModelGuard
+from mirage.engine.voicechain import CleanVoice
 from mirage.models.base import FaceAnimator, VoiceConverter
 
 
@@ -101,6 +102,17 @@ class SupervisedConverter:
 
     def convert(self, block: np.ndarray) -> np.ndarray:
         return self.guard.call(lambda m: m.convert(block))
+
+    @property
+    def stage_seconds(self) -> dict[str, float] | None:
+        """The voice chain's own stages (the suppressor) for the last block."""
+        model = self.guard.model
+        return model.stage_seconds if isinstance(model, CleanVoice) else None
+
+    @property
+    def gate_open_share(self) -> float | None:
+        model = self.guard.model
+        return model.gate_open_share if isinstance(model, CleanVoice) else None
 
     def __getattr__(self, name: str) -> Any:
         """``update`` (live voice settings) exactly when the backend has it, remembered

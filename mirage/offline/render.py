@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import av
 import numpy as np
 
+from mirage.engine.voicechain import split_options, voice_chain
 from mirage.images import ImageLimits, decode_image
 from mirage.models import registry
 from mirage.models.avatar.passthrough import fit_square
@@ -115,8 +116,8 @@ def choose_voice(job: RenderJob) -> tuple[str, dict[str, Any]]:
         options = {"preset": spec, **options}
         spec = "dsp"
     name = _usable("voice", spec, job.models_dir)
-    if name == "dsp" and not options:  # as a live session without options
-        options = {"preset": job.voice_preset}
+    if name == "dsp" and not options.keys() - {"denoise"}:  # as a live session without options
+        options = {**options, "preset": job.voice_preset}
     return name, options
 
 
@@ -312,7 +313,8 @@ def _render(job: RenderJob, source: Any, stream: TextIO | None, started: float) 
     frames = _VideoIn(face, animator, clock, fps, t0)
     sound: _AudioIn | None = None
     if audio is not None and voice_name is not None:
-        converter: VoiceConverter = _make("voice", voice_name, voice_options, job)
+        own, denoise = split_options(voice_name, voice_options)  # BadInput before any model
+        converter: VoiceConverter = voice_chain(_make("voice", voice_name, own, job), denoise)
         rate = int(audio.codec_context.sample_rate or audio.rate)
         aligned = AlignedVoice(converter, rate, AUDIO_RATE, on_error=_voice_failed(voice_name))
         sound = _AudioIn(rate, aligned, t0, job.max_seconds)

@@ -164,6 +164,10 @@ class Session:
             self.metrics.av_skew.labels(self.id).set(skew)
         if self.video is not None:
             self.metrics.quality_level.labels(self.id).set(self.video.controller.index)
+        converter = self.backends.converter
+        share = converter.gate_open_share if isinstance(converter, SupervisedConverter) else None
+        if share is not None:
+            self.metrics.voice_gate_open.labels(self.id).set(share)
 
     def close_soon(self, reason: str) -> None:
         """Close from a callback that cannot await (never from inside close itself)."""
@@ -188,7 +192,13 @@ class Session:
         await self.outputs.close()  # WHEP viewers end with the session
         await self.pc.close()
         await asyncio.get_running_loop().run_in_executor(None, self._wait_models_closed)
-        for gauge in (self.metrics.playout_delay, self.metrics.quality_level, self.metrics.av_skew):
+        metrics = self.metrics
+        for gauge in (
+            metrics.playout_delay,
+            metrics.quality_level,
+            metrics.av_skew,
+            metrics.voice_gate_open,
+        ):
             with contextlib.suppress(KeyError):  # never published: a session that never ran
                 gauge.remove(self.id)
         self.on_closed(self)
@@ -273,6 +283,10 @@ class Session:
                 "latency_ms": round(self.backends.converter.latency_s * 1000, 1),
                 **_guard_stats(self.backends.converter),
             }
+            converter = self.backends.converter
+            if isinstance(converter, SupervisedConverter):
+                share = converter.gate_open_share
+                out["audio"]["gate_open_share"] = None if share is None else round(share, 3)
         return out
 
 

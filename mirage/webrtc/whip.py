@@ -22,20 +22,20 @@ from mirage.webrtc.signalling import BadOffer, Offer, counted, open_session, par
 
 log = logging.getLogger(__name__)
 
-QUERY_KEYS = ("face", "voice", "preset", "quality")
+QUERY_KEYS = ("face", "voice", "preset", "denoise", "quality")
 ENDPOINT_ALLOW = "POST, OPTIONS"
 RESOURCE_ALLOW = "DELETE"
 
 
 def offer_from_query(sdp: str, query: Mapping[str, str]) -> Offer:
-    """The ``/offer`` options, from ``?face=&voice=&preset=&quality=``."""
+    """The ``/offer`` options, from ``?face=&voice=&preset=&denoise=&quality=``."""
     unknown = sorted(set(query) - set(QUERY_KEYS))
     if unknown:
         raise BadOffer(f"unknown query parameter(s) {unknown}; known: {list(QUERY_KEYS)}")
     quality: str | int = query.get("quality", "auto")
     if isinstance(quality, str) and quality.isdigit():
         quality = int(quality)
-    voice_options = {"preset": query["preset"]} if "preset" in query else {}
+    voice_options = {key: query[key] for key in ("preset", "denoise") if key in query}
     return Offer(
         sdp=sdp,
         face=query.get("face"),

