@@ -16,6 +16,11 @@ SHARED = Path(os.environ.get("MIRAGE_SHARED", Path(__file__).resolve().parents[2
 MEDIA = SHARED / "media"
 GOLDEN = SHARED / "golden"
 
+# The test-only switch for what reads settings from the environment (the CLIs, their
+# subprocesses, the examples): fault-injection backends are reachable in tests only.
+# tests/test_options.py checks that they are not without it.
+os.environ["MIRAGE_TEST_BACKENDS"] = "1"
+
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
