@@ -103,6 +103,9 @@ def test_every_default_passes_and_every_option_reaches_the_constructor(
         parameters = inspect.signature(WarpConfig).parameters
     for option in backend.options:
         assert option.name in parameters, f"{backend.name} takes no {option.name}"
+        default = parameters[option.name].default
+        if option.default is not None and default is not inspect.Parameter.empty:
+            assert option.default == default, f"{backend.name}.{option.name} default drifted"
 
 
 def test_dsp_schema_agrees_with_the_converter_and_the_presets() -> None:
@@ -283,3 +286,36 @@ async def test_live_changes_are_checked_before_anything_changes(
         assert session.backends.converter.params.semitones == 3.0  # type: ignore[attr-defined]
     finally:
         await probe.close()
+
+
+def test_security_md_lists_every_option_and_its_range() -> None:
+    text = (ROOT / "SECURITY.md").read_text()
+    assert "MIRAGE_TEST_BACKENDS=1" in text
+    for backend in registry.BACKENDS:
+        for option in backend.options:
+            live = " (live)" if option.live else ""
+            test = " (test)" if backend.testing else ""
+            row = f"| {backend.kind} `{backend.name}`{test} | `{option.name}`{live} | {option.allowed()} |"
+            assert row in text, f"SECURITY.md lacks (or has an old) row: {row}"
+
+
+async def test_config_publishes_the_schemas_of_user_backends_only(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(test_backends=False)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{base_url(server)}/config") as resp,
+    ):
+        config = await resp.json()
+    published = config["backend_options"]
+    assert set(published["voice"]) == {"passthrough", "dsp", "rvc"}
+    assert "hang" not in published["face"]
+    semitones = next(o for o in published["voice"]["dsp"] if o["name"] == "semitones")
+    assert semitones == {
+        "name": "semitones",
+        "type": "float",
+        "default": None,
+        "allowed": "a number in -12..12 or null",
+        "live": True,
+    }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mirage.models.base import BadInput, FaceAnimator, UnknownBackend, VoiceConverter
-from mirage.models.options import Option, check_options
+from mirage.models.options import Option, check_options, describe
 from mirage.models.voice.presets import FLAT_HZ_RANGE, FORMANT_RANGE, PRESETS, SEMITONE_RANGE
 
 Kind = Literal["face", "voice"]
@@ -105,10 +105,15 @@ RVC_OPTIONS = (
     Option("pitch", "choice", "auto", choices=("auto", "rmvpe", "dio")),
 )
 # Fault injection (test-only): bounded too, so even a test server cannot be parked.
-SLOW_OPTIONS = (Option("delay_ms", "float", 100.0, 0.0, 5000.0),)
+SLOW_FACE_OPTIONS = (Option("delay_ms", "float", 100.0, 0.0, 5000.0),)
+SLOW_VOICE_OPTIONS = (Option("delay_ms", "float", 40.0, 0.0, 5000.0),)
 EVERY_OPTIONS = (Option("every", "int", 1, 1, 1000),)
-HANG_OPTIONS = (
+HANG_FACE_OPTIONS = (
     Option("after", "int", 20, 0, 100000),
+    Option("hang_s", "float", 3600.0, 0.0, 3600.0),
+)
+HANG_VOICE_OPTIONS = (
+    Option("after", "int", 50, 0, 100000),
     Option("hang_s", "float", 3600.0, 0.0, 3600.0),
 )
 DELAY_OPTIONS = (Option("delay_ms", "float", 150.0, 0.0, 2000.0),)
@@ -174,7 +179,7 @@ BACKENDS: tuple[Backend, ...] = (
         "mirage.models.testing:SlowAnimator",
         "pass-through after a configurable delay",
         testing=True,
-        options=SLOW_OPTIONS,
+        options=SLOW_FACE_OPTIONS,
     ),
     Backend(
         "failing",
@@ -190,7 +195,7 @@ BACKENDS: tuple[Backend, ...] = (
         "mirage.models.testing:HangAnimator",
         "hangs once after N frames",
         testing=True,
-        options=HANG_OPTIONS,
+        options=HANG_FACE_OPTIONS,
     ),
     Backend(
         "hang",
@@ -198,7 +203,7 @@ BACKENDS: tuple[Backend, ...] = (
         "mirage.models.testing:HangConverter",
         "hangs once after N blocks",
         testing=True,
-        options=HANG_OPTIONS,
+        options=HANG_VOICE_OPTIONS,
     ),
     Backend(
         "slow",
@@ -206,7 +211,7 @@ BACKENDS: tuple[Backend, ...] = (
         "mirage.models.testing:SlowConverter",
         "pass-through after a configurable delay",
         testing=True,
-        options=SLOW_OPTIONS,
+        options=SLOW_VOICE_OPTIONS,
     ),
     Backend(
         "failing",
@@ -254,6 +259,15 @@ def validate(
         return check_options(name, backend.options, options, live=live)
     except BadInput as exc:
         raise BadInput(f"bad {kind} backend option: {exc}") from None
+
+
+def describe_user_backends() -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every user-facing backend's options as plain data (``GET /config``)."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {"face": {}, "voice": {}}
+    for b in BACKENDS:
+        if not b.testing:
+            out[b.kind][b.name] = describe(b.options)
+    return out
 
 
 def schema(kind: Kind, name: str) -> tuple[Option, ...]:
