@@ -422,7 +422,7 @@ def in_range(option: Option) -> st.SearchStrategy[Any]:
         return st.booleans()
     if option.type == "choice":
         return st.sampled_from(option.choices)
-    return st.just("model.pth")
+    return st.just("rvc/model.pth")
 
 
 @st.composite

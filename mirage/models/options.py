@@ -22,8 +22,10 @@ from mirage.models.base import BadInput
 
 OptionType = Literal["float", "int", "bool", "choice", "file"]
 
-#: A weights file named by a client: one plain name in the weights folder, never a path.
-_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+#: A weights file named by a client: a plain name in the weights folder or one folder
+#: below it (``rvc/model.pth``); no part starts with a dot, so never ``..`` or ``/abs``.
+_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_FILE_NAME = re.compile(rf"{_PART}(?:/{_PART})?")
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Option:
         elif self.type == "choice":
             text = "one of " + ", ".join(str(c) for c in self.choices)
         else:
-            text = "a file name in the weights folder (letters, digits, _ . -)"
+            text = "a file in the weights folder, e.g. rvc/model.pth (letters, digits, _ . -)"
         if self.off is not None:
             text += f", {self.off:g} (off)"
         return f"{text} or null" if self.nullable else text
@@ -72,7 +74,7 @@ class Option:
         elif self.type == "choice":
             if _hashable(value) and not isinstance(value, bool) and value in self.choices:
                 return value
-        elif isinstance(value, str) and _FILE_NAME.fullmatch(value) and ".." not in value:
+        elif isinstance(value, str) and _FILE_NAME.fullmatch(value):
             return value
         raise self._refuse(value)
 

@@ -90,7 +90,7 @@ DSP_OPTIONS = (
     Option("block_ms", "float", 160.0, 80.0, 200.0),
 )
 RVC_OPTIONS = (
-    Option("model", "file", "model.pth"),
+    Option("model", "file", "rvc/model.pth"),
     Option("semitones", "float", 0.0, -24.0, 24.0),
     Option("index_rate", "float", 0.5, 0.0, 1.0),
     Option("block_ms", "float", 160.0, 20.0, 1000.0),
