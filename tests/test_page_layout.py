@@ -20,6 +20,8 @@ from tests.server_fixtures import StartServer, base_url
 CHROMIUM = Path("/usr/bin/chromium")
 VIEWPORTS = {"laptop": (1280, 720), "phone": (390, 844)}
 
+pytestmark = pytest.mark.browser
+
 BOXES = """() => Object.fromEntries(['avatar', 'self', 'start', 'status'].map((id) => {
   const r = document.getElementById(id).getBoundingClientRect();
   return [id, { x: r.x, y: r.y, w: r.width, h: r.height }];
