@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch first and pinned, so pip never resolves a newer (multi-GB CUDA) build.
 TORCH := torch==2.13.0
 
-.PHONY: run test check bench clean
+.PHONY: run test check bench clean system-packages
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,10 +28,15 @@ check: $(VENV)/.test-stamp
 	$(BIN)/ruff format --check mirage tests bench examples server.py
 	$(BIN)/mypy
 
-test: $(VENV)/.test-stamp
+# The Debian packages the tests use (espeak-ng, chromium, nginx ...): installed when
+# root, else one line naming them and make stops before the first test.
+system-packages:
+	@sh scripts/system-packages.sh
+
+test: system-packages $(VENV)/.test-stamp
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.test-stamp
+bench: system-packages $(VENV)/.test-stamp
 	$(BIN)/python bench/loopback.py
 
 clean:

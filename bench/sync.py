@@ -50,7 +50,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run(name: str, options: dict[str, object], seconds: float, port: int) -> str:
-    app = create_app(Settings(ice_hosts=("127.0.0.1",)))
+    # test_backends: the slow face and delayed voice are fault-injection backends.
+    app = create_app(Settings(ice_hosts=("127.0.0.1",), test_backends=True))
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

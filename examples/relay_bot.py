@@ -21,13 +21,16 @@ from aiortc.contrib.media import MediaPlayer
 
 from mirage.client.record import TrackRecorder
 from mirage.client.relay import LocalRelay, MirageRelay
+from mirage.config import from_env
 
 
 async def relay_file(args: argparse.Namespace) -> int:
     player = MediaPlayer(args.input)  # the bot's incoming camera and microphone
     relay: Any
     if args.local:
-        relay = LocalRelay(face=args.face or "warp", voice=args.voice or "dsp")
+        # Settings from MIRAGE_* once, here at the top (models dir, the test-only switch).
+        settings = from_env(os.environ)
+        relay = LocalRelay(face=args.face or "warp", voice=args.voice or "dsp", settings=settings)
     else:
         relay = MirageRelay(
             args.server,

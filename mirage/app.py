@@ -13,6 +13,7 @@ from aiohttp import web
 from mirage import __version__, security
 from mirage.config import Settings
 from mirage.engine.adapt import LEVELS
+from mirage.models import registry
 from mirage.models.base import MirageError
 from mirage.models.voice.presets import presets as voice_presets
 from mirage.ops.gpu import handle_gpu
@@ -74,6 +75,9 @@ async def config(request: web.Request) -> web.Response:
             "voice_presets": voice_presets(),
             "default_voice_preset": s.voice_preset,
             "backends": server.backends_report(),
+            # What a client may set on each (type, range, default): the schemas of
+            # mirage/models/registry.py, the same ones every request is checked against.
+            "backend_options": registry.describe_user_backends(),
             "max_sessions": s.max_sessions,
             "auth": bool(s.token or s.jwt_secret),  # the page asks for a token
         }

@@ -35,6 +35,9 @@ class Settings:
     voice: str = "auto"  # rvc with its weights and a GPU, else dsp
     voice_preset: str = "bright"  # the dsp voice a session gets unless it asks otherwise
     models_dir: str | None = None
+    # Test-only switch: makes the fault-injection backends (mirage/models/testing.py:
+    # hang, slow, failing, ...) reachable. Tests and benchmarks set it; never a server.
+    test_backends: bool = False
     # Sessions.
     max_sessions: int = field(default_factory=default_max_sessions)  # see mirage/capacity.py
     media_timeout_s: float = 5.0  # no inbound media this long → the peer is gone
@@ -107,6 +110,7 @@ _ENV_PARSERS: dict[str, Any] = {
     "voice": str,
     "voice_preset": str,
     "models_dir": str,
+    "test_backends": lambda v: v.lower() in ("1", "true", "yes", "on"),
     "max_sessions": int,
     "media_timeout_s": float,
     "disconnected_grace_s": float,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Buckets in seconds: fine below 50 ms where per-frame stages live, coarse above.
@@ -42,8 +44,22 @@ _LATENCY_BUCKETS = (
 )
 
 
+TRACKS = ("video", "audio")
+#: The engine's own stages per track (backends add ``animate.<stage>`` as they run).
+STAGES = {"video": ("decode", "animate", "convert"), "audio": ("resample", "convert")}
+DROP_STAGES = ("input", "output", "late", "fanout")
+#: Offer results known up front (any other error class appears on first use).
+OFFER_RESULTS = ("ok", "BadOffer", "BadInput", "UnknownBackend", "ServerFull", "ShuttingDown")
+QUALITY_DIRECTIONS = ("down", "up")
+
+
 class Metrics:
-    """The server's metrics; ``track`` labels are ``video`` / ``audio``."""
+    """The server's metrics; ``track`` labels are ``video`` / ``audio``.
+
+    Every labelled series whose label values are known is made at zero here, so an
+    idle server's /metrics (and a fresh Grafana dashboard) shows zeros, not "No
+    data". Only per-session gauges (``session`` label) wait for a session.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -65,10 +81,6 @@ class Metrics:
             ["track", "stage"],
             registry=r,
         )
-        # Zero series from the start: rate() and dashboards need them before a first drop.
-        for track in ("video", "audio"):
-            for stage in ("input", "output", "late"):
-                self.frames_dropped.labels(track, stage)
         self.frames_filled = Counter(
             "mirage_frames_filled_total",
             "Output frames sent without new model output (repeated video, silence/tail audio)",
@@ -144,6 +156,30 @@ class Metrics:
             ["track", "backend"],
             registry=r,
         )
+
+        self._zero_known_series()
+
+    def _zero_known_series(self) -> None:
+        """Zero series from the start: rate() and dashboards need them before a first event."""
+        for result in OFFER_RESULTS:
+            self.offers_total.labels(result)
+        for direction in QUALITY_DIRECTIONS:
+            self.quality_moves.labels(direction)
+        for track in TRACKS:
+            for counter in (self.frames_in, self.frames_out, self.frames_filled):
+                counter.labels(track)
+            self.frame_latency.labels(track)
+            for stage in DROP_STAGES:
+                self.frames_dropped.labels(track, stage)
+            for stage in STAGES[track]:
+                self.stage_seconds.labels(track, stage)
+
+    def declare_backends(self, track: str, names: Iterable[str]) -> None:
+        """Zero error, timeout and restart series for backends ``track`` may run
+        (the ones available at start-up, then each session's own)."""
+        for name in names:
+            for counter in (self.model_errors, self.model_timeouts, self.backend_restarts):
+                counter.labels(track, name)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

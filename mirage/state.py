@@ -14,8 +14,8 @@ import numpy as np
 from aiohttp import web
 
 from mirage.config import Settings
-from mirage.engine.backends import Backends, build_backends, with_models
-from mirage.engine.voicechain import split_options, voice_chain
+from mirage.engine.backends import Backends, build_backends, close_model, with_models
+from mirage.engine.voicechain import split_options, validate_voice, voice_chain
 from mirage.metrics import Metrics
 from mirage.models import registry
 from mirage.models.avatar.reference import default_reference
@@ -41,15 +41,19 @@ class MirageServer:
         self.draining = False  # shutting down: no new sessions
         self.reference: np.ndarray = default_reference()
         self._voice_timing: dict[str, float] | None = None
-        self._log_backends()
+        report = self.backends_report()
+        self._log_backends(report)
         self.defaults = {
             "face": self._usable_default("face", settings.face),
             "voice": self._usable_default("voice", settings.voice),
         }
+        for kind, track in (("face", "video"), ("voice", "audio")):
+            usable = [name for name, why in report[kind].items() if why is None]
+            self.metrics.declare_backends(track, {*usable, self.defaults[kind]})
 
-    def _log_backends(self) -> None:
+    def _log_backends(self, report: dict[str, dict[str, str | None]]) -> None:
         """One start-up line per backend: available here, or why not (``mirage doctor`` has more)."""
-        for kind, reasons in self.backends_report().items():
+        for kind, reasons in report.items():
             for name, reason in reasons.items():
                 if reason is None:
                     log.info("%s backend %s: available", kind, name)
@@ -76,7 +80,8 @@ class MirageServer:
                 "".join(f"\n  passed over {p}" for p in passed),
             )
             return chosen
-        reason = registry.unavailable_reason(registry.find(kind, name), self.settings.models_dir)
+        backend = registry.find(kind, name, testing=self.settings.test_backends)
+        reason = registry.unavailable_reason(backend, self.settings.models_dir)
         if reason is None:
             return name
         log.warning("%s backend %r unavailable (%s); using passthrough", kind, name, reason)
@@ -95,6 +100,7 @@ class MirageServer:
                     registry.create_converter(name, **with_models(name, md, {})), denoise
                 ),
             )
+            await loop.run_in_executor(None, close_model, converter)  # only its timing is kept
             block_s = converter.block_size / converter.sample_rate
             self._voice_timing = {
                 "sample_rate": converter.sample_rate,
@@ -113,9 +119,10 @@ class MirageServer:
         """Make the offer's models off the event loop (they may load weights)."""
         face = offer.face if offer.face not in (None, "auto") else self.defaults["face"]
         voice = offer.voice if offer.voice not in (None, "auto") else self.defaults["voice"]
-        # Unknown names fail fast, before any thread is used.
-        registry.find("face", face)
-        registry.find("voice", voice)
+        # Names and options are checked against the schemas before any thread is used.
+        testing = self.settings.test_backends
+        face_options = registry.validate("face", face, offer.face_options, testing=testing)
+        voice_options = validate_voice(voice, offer.voice_options, testing=testing)
         s, reference = self.settings, self.reference
         # The factories remake a backend that keeps failing (mirage/engine/guard.py).
         return await asyncio.get_running_loop().run_in_executor(
@@ -123,8 +130,8 @@ class MirageServer:
             lambda: build_backends(
                 face,
                 voice,
-                offer.face_options,
-                offer.voice_options,
+                face_options,
+                voice_options,
                 reference,
                 s.models_dir,
                 s.voice_preset,
@@ -140,6 +147,8 @@ class MirageServer:
 
     def remember(self, session: Session) -> None:
         self.sessions[session.id] = session
+        self.metrics.declare_backends("video", [session.backends.face])
+        self.metrics.declare_backends("audio", [session.backends.voice])
         self.metrics.sessions_total.inc()
         self.metrics.sessions_active.set(len(self.sessions))
 

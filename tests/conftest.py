@@ -30,6 +30,12 @@ def need_chromium() -> None:
     pytest.skip("SKIPPED LOUDLY: /usr/bin/chromium is not installed and we are not root")
 
 
+# The test-only switch for what reads settings from the environment (the CLIs, their
+# subprocesses, the examples): fault-injection backends are reachable in tests only.
+# tests/test_options.py checks that they are not without it.
+os.environ["MIRAGE_TEST_BACKENDS"] = "1"
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     assert SHARED.is_dir(), f"reference data not found at {SHARED} (set MIRAGE_SHARED)"

@@ -20,6 +20,8 @@ LOOPBACK = Settings(
     # Tests open many sessions from one address; the limiter has its own tests
     # (tests/test_security.py), which turn it back on.
     offer_rate=0.0,
+    # The fault-injection backends (hang, slow, failing ...) are for tests only.
+    test_backends=True,
 )
 
 StartServer = Callable[..., Awaitable[TestServer]]

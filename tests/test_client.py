@@ -38,7 +38,7 @@ from mirage.client.sinks import DeviceMissing, VirtualCamera
 from mirage.models.avatar.passthrough import fit_square
 from mirage.state import SERVER
 from tests.conftest import MEDIA
-from tests.server_fixtures import StartServer, base_url
+from tests.server_fixtures import LOOPBACK, StartServer, base_url
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = MEDIA / "d19.mp4"  # 8.3 s, 480×480 at 30 fps; its audio track is silent
@@ -523,7 +523,7 @@ async def test_mirage_relay_transforms_a_bots_tracks_through_the_server(
 
 async def test_local_relay_transforms_a_bots_tracks_without_a_server() -> None:
     camera, mic = SyntheticCamera(512, 20.0), BeepMicrophone()
-    async with LocalRelay(face="invert", voice="passthrough") as relay:
+    async with LocalRelay(face="invert", voice="passthrough", settings=LOOPBACK) as relay:
         video, audio = await relay.transform(camera, mic)
         assert video is not None and audio is not None
         frames, sound = await asyncio.gather(

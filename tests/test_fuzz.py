@@ -17,10 +17,14 @@ import contextlib
 import http.client
 import io
 import json
+import math
 import os
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +38,9 @@ from PIL import Image
 from mirage.app import create_app
 from mirage.client.probe import Probe
 from mirage.images import decode_image
+from mirage.models import registry
 from mirage.models.base import BadInput, MirageError
+from mirage.models.options import Option
 from mirage.security.auth import Verifier, verify_jwt
 from mirage.state import SERVER
 from mirage.webrtc import aiortc_compat
@@ -48,6 +54,10 @@ FUZZ_SETTINGS = LOOPBACK.replace(
     max_sessions=2,
     media_timeout_s=1.0,
     allowed_origins=("https://ok.example",),
+    test_backends=False,  # the public surface: fault-injection backends must be refused
+    # No weights here, whatever the machine has: a valid liveportrait/rvc request is a
+    # 503 WeightsMissing, never minutes of loading inside a property test.
+    models_dir=str(Path(tempfile.gettempdir()) / "mirage-fuzz-no-weights"),
 )
 #: 503 is a legitimate answer (full, weights missing), never a crash.
 ALLOWED_5XX = {503: {"ServerFull", "WeightsMissing", "BackendUnavailable"}}
@@ -152,7 +162,9 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(header_text, inner, max_size=4),
     max_leaves=20,
 )
-backend_names = st.sampled_from(["auto", "passthrough", "invert", "warp", "dsp", "nope", ""])
+backend_names = st.sampled_from(
+    ["auto", "passthrough", "invert", "warp", "dsp", "hang", "slow", "delay", "nope", ""]
+)
 options = st.fixed_dictionaries(
     {},
     optional={
@@ -392,6 +404,97 @@ def test_backend_options_only_ever_fail_with_a_typed_error(live: Live) -> None:
             assert backends.animator is not None and backends.converter is not None
 
     check()
+
+
+# ------------------------------------------------- options against the schemas, live
+
+HOSTILE_VALUES = st.sampled_from(
+    [math.nan, math.inf, -math.inf, 1e308, -1e308, 10**30, -1, 0, 0.5, True, None, "", "../x"]
+)
+
+
+def in_range(option: Option) -> st.SearchStrategy[Any]:
+    if option.type == "float":
+        return st.floats(option.low, option.high)
+    if option.type == "int":
+        return st.integers(int(option.low or 0), int(option.high or 0))
+    if option.type == "bool":
+        return st.booleans()
+    if option.type == "choice":
+        return st.sampled_from(option.choices)
+    return st.just("rvc/model.pth")
+
+
+@st.composite
+def schema_options(draw: st.DrawFn) -> dict[str, Any]:
+    """A backend (test ones too, which must be refused) with options near its schema:
+    real names with values in range, at the edges, NaN/inf, wrong types; unknown names."""
+    backend = draw(st.sampled_from(registry.BACKENDS))
+    chosen: dict[str, Any] = {}
+    for _ in range(draw(st.integers(0, 3))):
+        if backend.options and draw(st.integers(0, 4)):
+            option = draw(st.sampled_from(backend.options))
+            chosen[option.name] = draw(in_range(option) | HOSTILE_VALUES | json_values)
+        else:
+            chosen[draw(header_text)] = draw(json_values)
+    return {backend.kind: backend.name, f"{backend.kind}_options": chosen}
+
+
+TEST_ONLY = {(b.kind, b.name) for b in registry.BACKENDS if b.testing}
+
+
+def process_threads() -> set[str]:
+    """Every thread but the event loop's executor (its pool grows once and stays)."""
+    return {
+        f"{t.name}#{t.ident}" for t in threading.enumerate() if not t.name.startswith("asyncio")
+    }
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_schema_options_through_offer_and_whip_never_5xx_and_leave_nothing(live: Live) -> None:
+    """Real SDP offers with options near each backend's schema, to /offer (JSON, NaN and
+    Infinity included) and /whip (the query's face/voice/preset): 4xx or a session,
+    which is deleted at once; never a 5xx but the typed 503s."""
+    threads, fds = process_threads(), open_fds()
+    made = 0
+
+    @fuzz(0.5)
+    @given(schema_options(), st.sampled_from(["offer", "whip"]))
+    def check(opts: dict[str, Any], route: str) -> None:
+        nonlocal made
+        if route == "offer":
+            body = json.dumps({"type": "offer", "sdp": live.sdp, "options": opts}).encode()
+            status, answer, _ = send(live, "POST", "/offer", body, {})
+            location = f"/sessions/{json.loads(answer)['session_id']}" if status == 200 else ""
+        else:
+            kind = "face" if "face" in opts else "voice"
+            query = f"{kind}={opts[kind]}"
+            preset = opts.get("voice_options", {}).get("preset")
+            if preset is not None:
+                query += f"&preset={preset}"
+            headers = {"Content-Type": "application/sdp"}
+            status, answer, got = send(live, "POST", f"/whip?{query}", live.sdp.encode(), headers)
+            location = got.get("Location", "") if status == 201 else ""
+        assert_no_crash(status, answer, f"{route} {opts}")
+        if location:  # a valid request: a real session, closed at once
+            made += 1
+            kind = "face" if "face" in opts else "voice"
+            assert (kind, opts[kind]) not in TEST_ONLY, f"a client reached {opts[kind]}"
+            assert send(live, "DELETE", location, b"", {})[0] == 200
+        elif status < 500:
+            assert 400 <= status < 500, (status, answer[:200])
+
+    check()
+    status, answer, _ = send(live, "GET", "/health", b"", {})
+    assert status == 200 and json.loads(answer)["status"] == "ok"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (process_threads() <= threads and open_fds() <= fds):
+        time.sleep(0.2)  # closed sessions' threads and sockets finish a moment later
+    assert process_threads() <= threads, f"threads left: {process_threads() - threads}"
+    assert open_fds() <= fds, f"{open_fds() - fds} more file descriptors ({made} sessions)"
 
 
 @fuzz()

@@ -93,6 +93,7 @@ def job_from_args(args: argparse.Namespace, settings: Settings) -> Any:
         size=args.size,
         max_seconds=args.max_seconds,
         models_dir=args.models_dir or settings.models_dir,
+        test_backends=settings.test_backends,
     )
 
 

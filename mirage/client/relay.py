@@ -33,7 +33,9 @@ from mirage.client.hub import Hub, Timeline, pump
 from mirage.config import Settings
 from mirage.engine.adapt import find_level
 from mirage.engine.backends import Backends, build_backends
+from mirage.engine.voicechain import validate_voice
 from mirage.metrics import Metrics
+from mirage.models import registry
 from mirage.tracks.audio import VoiceAudioTrack
 from mirage.tracks.factory import avatar_track, playout_clock, voice_track
 from mirage.tracks.video import AvatarVideoTrack
@@ -177,11 +179,14 @@ class LocalRelay(_Relay):
 
     def _build(self) -> Backends:
         s = self.settings
+        testing = s.test_backends  # fault-injection backends only behind the test-only switch
+        face_options = registry.validate("face", self.face, self.face_options, testing=testing)
+        voice_options = validate_voice(self.voice, self.voice_options, testing=testing)
         backends = build_backends(
             self.face,
             self.voice,
-            self.face_options,
-            self.voice_options,
+            face_options,
+            voice_options,
             _portrait(self.reference),
             s.models_dir,
             s.voice_preset,

@@ -72,14 +72,26 @@ def build_backends(
         animator.set_reference(reference)
         converter = make_converter()
     except BaseException as exc:
-        _close(animator)  # it may hold weights or native graphs
+        close_model(animator)  # it may hold weights or native graphs
         if isinstance(exc, TypeError):
             raise BadInput(f"bad backend option: {exc}") from None
         raise
     return Backends(face, voice, animator, converter, make_animator, make_converter, reference)
 
 
-def _close(model: object) -> None:
+def close_model(model: object) -> None:
+    """Release what a model holds (weights, native graphs, threads) if it can."""
     close = getattr(model, "close", None)
     if callable(close):
         close()
+
+
+def face_check(face: str, models_dir: str | None, image: np.ndarray) -> None:
+    """Whether ``face`` finds a face in ``image`` (``NoFaceError`` if not), with a
+    model made for the check only and closed after it, from the same weights folder
+    the sessions use. Blocking: call it off the event loop."""
+    animator = registry.create_animator(face, **with_models(face, models_dir, {}))
+    try:
+        animator.set_reference(image)
+    finally:
+        close_model(animator)

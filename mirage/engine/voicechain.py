@@ -23,6 +23,7 @@ import numpy as np
 from mirage.engine.denoise import FRAME, NS_DELAY, RATE, FrameSuppressor, parse_denoise
 from mirage.engine.gate import VoiceGate
 from mirage.engine.resample import FirResampler
+from mirage.models import registry
 from mirage.models.base import BadInput, VoiceConverter
 
 #: Voices that resynthesise what they hear get the chain unless asked not to; the
@@ -45,6 +46,24 @@ def split_options(voice: str, options: dict[str, Any]) -> tuple[dict[str, Any], 
     if "denoise" in rest:
         return rest, parse_denoise(rest.pop("denoise"))
     return rest, (parse_denoise("on") if voice in CLEANED_BY_DEFAULT else None)
+
+
+def validate_voice(
+    voice: str, options: Any, *, testing: bool = False, live: bool = False
+) -> dict[str, Any]:
+    """``registry.validate`` for a voice request plus the chain's own ``denoise``
+    (any voice may set it; it never reaches the converter's schema)."""
+    rest = dict(options) if isinstance(options, dict) else options
+    has_denoise = isinstance(rest, dict) and "denoise" in rest
+    denoise = rest.pop("denoise") if has_denoise else None
+    checked = registry.validate("voice", voice, rest, testing=testing, live=live)
+    if has_denoise:
+        try:
+            parse_denoise(denoise)
+        except BadInput as exc:
+            raise BadInput(f"bad voice option: {exc}") from None
+        checked["denoise"] = denoise
+    return checked
 
 
 def voice_chain(converter: VoiceConverter, level: int | None) -> VoiceConverter:

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mirage.models.base import FaceAnimator, UnknownBackend, VoiceConverter
+from mirage.models.base import BadInput, FaceAnimator, UnknownBackend, VoiceConverter
+from mirage.models.options import Option, check_options, describe
+from mirage.models.voice.presets import FLAT_HZ_RANGE, FORMANT_RANGE, PRESETS, SEMITONE_RANGE
 
 Kind = Literal["face", "voice"]
 
@@ -24,6 +26,9 @@ class Backend:
     ``factory`` and ``check`` are ``"module:attribute"`` paths. ``check`` names a
     function ``(models_dir: str | None) -> str | None`` that returns why the
     backend cannot run here (missing package, weights or device), or ``None``.
+    ``options`` is everything a client may set (mirage/models/options.py); a
+    ``testing`` backend (fault injection) exists only where the process turned on
+    the test-only switch (``Settings.test_backends``).
     """
 
     name: str
@@ -31,7 +36,87 @@ class Backend:
     factory: str
     description: str
     check: str | None = None
-    hidden: bool = False  # test backends: made on request, not listed to users
+    testing: bool = False
+    options: tuple[Option, ...] = ()
+
+
+# -- option schemas: what a client may set (checked by ``validate`` before a backend is made)
+
+_DEVICES = ("auto", "cpu", "cuda")
+
+WARP_OPTIONS = (
+    Option("grid", "choice", 2, choices=(1, 2, 4, 8)),
+    Option("landmark_side", "int", 512, 64, 2048),
+    Option("neutral_frames", "int", 3, 1, 100),
+    Option("min_score", "float", 0.8, 0.0, 1.0),
+    Option("hold_s", "float", 0.4, 0.0, 10.0),
+    Option("ease_s", "float", 0.6, 0.01, 10.0),  # divides: never 0
+    Option("ramp_s", "float", 0.25, 0.01, 10.0),  # divides: never 0
+    Option("face_scale", "float", 3.2, 1.0, 10.0),
+    Option("eye_closed_at", "float", 0.25, 0.0, 1.0),
+    Option("idle", "float", 1.0, 0.0, 2.0),
+)
+# compile, cuda_graphs and profile are Python-only: a compile can hold a thread for minutes.
+LIVEPORTRAIT_OPTIONS = (
+    Option("device", "choice", "auto", choices=_DEVICES),
+    Option("half", "bool", None, nullable=True),
+    Option("channels_last", "bool", None, nullable=True),
+    Option("paste", "choice", "auto", choices=("auto", "torch", "numpy")),
+    Option("landmarks", "choice", "auto", choices=("auto", "lp203", "mediapipe")),
+    Option("detector", "choice", "auto", choices=("auto", "scrfd", "mesh")),
+    Option("stitching", "bool", True),
+    Option("eye_retargeting", "bool", False),
+    Option("lip_retargeting", "bool", False),
+    Option("driving_multiplier", "float", 1.0, 0.0, 3.0),
+    Option("detect_every", "int", 5, 1, 1000),
+    Option("crop_smoothing", "float", 0.5, 0.01, 1.0),
+    Option("frame_scale", "float", 1.5, 0.0, 4.0),
+    Option("neutral_min_score", "float", 0.9, 0.0, 1.0),
+)
+PASSTHROUGH_VOICE_OPTIONS = (
+    Option("sample_rate", "choice", 48000, choices=(16000, 24000, 32000, 48000)),
+    Option("block_ms", "float", 20.0, 10.0, 200.0),
+)
+# None: the preset's value. block_ms as dsp.BLOCK_MS_RANGE (not imported: dsp loads
+# pyworld); tests/test_options.py fails when the two drift apart.
+DSP_OPTIONS = (
+    Option(
+        "preset", "choice", None, choices=tuple(p.name for p in PRESETS), nullable=True, live=True
+    ),
+    Option("semitones", "float", None, *SEMITONE_RANGE, nullable=True, live=True),
+    Option("formant", "float", None, *FORMANT_RANGE, nullable=True, live=True),
+    Option("flat_hz", "float", None, *FLAT_HZ_RANGE, nullable=True, live=True, off=0),
+    Option("whisper", "bool", None, nullable=True, live=True),
+    Option("block_ms", "float", 160.0, 80.0, 200.0),
+)
+RVC_OPTIONS = (
+    Option("model", "file", "rvc/model.pth"),
+    Option("semitones", "float", 0.0, -24.0, 24.0),
+    Option("index_rate", "float", 0.5, 0.0, 1.0),
+    Option("block_ms", "float", 160.0, 20.0, 1000.0),
+    Option("context_s", "float", 1.0, 0.04, 5.0),
+    Option("crossfade_ms", "float", 40.0, 10.0, 1000.0),
+    Option("search_ms", "float", 10.0, 0.0, 100.0),
+    Option("device", "choice", "auto", choices=_DEVICES),
+    Option("noise_scale", "float", 0.66666, 0.0, 2.0),
+    Option("nsf_noise_scale", "float", 1.0, 0.0, 2.0),
+    Option("rms_mix_rate", "float", 0.0, 0.0, 1.0),
+    Option("speaker", "int", 0, 0, 1000),
+    Option("pitch", "choice", "auto", choices=("auto", "rmvpe", "dio")),
+)
+# Fault injection (test-only): bounded too, so even a test server cannot be parked.
+SLOW_FACE_OPTIONS = (Option("delay_ms", "float", 100.0, 0.0, 5000.0),)
+SLOW_VOICE_OPTIONS = (Option("delay_ms", "float", 40.0, 0.0, 5000.0),)
+EVERY_OPTIONS = (Option("every", "int", 1, 1, 1000),)
+HANG_FACE_OPTIONS = (
+    Option("after", "int", 20, 0, 100000),
+    Option("hang_s", "float", 3600.0, 0.0, 3600.0),
+)
+HANG_VOICE_OPTIONS = (
+    Option("after", "int", 50, 0, 100000),
+    Option("hang_s", "float", 3600.0, 0.0, 3600.0),
+)
+DELAY_OPTIONS = (Option("delay_ms", "float", 150.0, 0.0, 2000.0),)
 
 
 BACKENDS: tuple[Backend, ...] = (
@@ -47,6 +132,7 @@ BACKENDS: tuple[Backend, ...] = (
         "mirage.models.avatar.warp:WarpAnimator",
         "landmark-driven mesh warp of the reference; CPU, no weights",
         check="mirage.models.avatar.warp:unavailable_reason",
+        options=WARP_OPTIONS,
     ),
     Backend(
         "liveportrait",
@@ -54,12 +140,14 @@ BACKENDS: tuple[Backend, ...] = (
         "mirage.models.avatar.liveportrait:LivePortraitAnimator",
         "LivePortrait neural animation; needs its weights, best on a GPU",
         check="mirage.models.avatar.liveportrait.loader:unavailable_reason",
+        options=LIVEPORTRAIT_OPTIONS,
     ),
     Backend(
         "passthrough",
         "voice",
         "mirage.models.voice.passthrough:PassthroughConverter",
         "the microphone, unchanged",
+        options=PASSTHROUGH_VOICE_OPTIONS,
     ),
     Backend(
         "dsp",
@@ -67,6 +155,7 @@ BACKENDS: tuple[Backend, ...] = (
         "mirage.models.voice.dsp:DspConverter",
         "pitch and formant shift; CPU, no weights",
         check="mirage.models.voice.dsp:unavailable_reason",
+        options=DSP_OPTIONS,
     ),
     Backend(
         "rvc",
@@ -74,6 +163,7 @@ BACKENDS: tuple[Backend, ...] = (
         "mirage.models.voice.rvc:RvcConverter",
         "RVC v1/v2 voice conversion; needs its weights",
         check="mirage.models.voice.rvc.files:unavailable_reason",
+        options=RVC_OPTIONS,
     ),
     # Test backends: fault injection for the engine's failure contracts.
     Backend(
@@ -81,56 +171,63 @@ BACKENDS: tuple[Backend, ...] = (
         "face",
         "mirage.models.testing:InvertAnimator",
         "colour-inverted camera image",
-        hidden=True,
+        testing=True,
     ),
     Backend(
         "slow",
         "face",
         "mirage.models.testing:SlowAnimator",
         "pass-through after a configurable delay",
-        hidden=True,
+        testing=True,
+        options=SLOW_FACE_OPTIONS,
     ),
     Backend(
         "failing",
         "face",
         "mirage.models.testing:FailingAnimator",
         "raises on every Nth frame",
-        hidden=True,
+        testing=True,
+        options=EVERY_OPTIONS,
     ),
     Backend(
         "hang",
         "face",
         "mirage.models.testing:HangAnimator",
         "hangs once after N frames",
-        hidden=True,
+        testing=True,
+        options=HANG_FACE_OPTIONS,
     ),
     Backend(
         "hang",
         "voice",
         "mirage.models.testing:HangConverter",
         "hangs once after N blocks",
-        hidden=True,
+        testing=True,
+        options=HANG_VOICE_OPTIONS,
     ),
     Backend(
         "slow",
         "voice",
         "mirage.models.testing:SlowConverter",
         "pass-through after a configurable delay",
-        hidden=True,
+        testing=True,
+        options=SLOW_VOICE_OPTIONS,
     ),
     Backend(
         "failing",
         "voice",
         "mirage.models.testing:FailingConverter",
         "raises on every Nth block",
-        hidden=True,
+        testing=True,
+        options=EVERY_OPTIONS,
     ),
     Backend(
         "delay",
         "voice",
         "mirage.models.testing:DelayConverter",
         "pass-through delayed by delay_ms",
-        hidden=True,
+        testing=True,
+        options=DELAY_OPTIONS,
     ),
 )
 
@@ -140,12 +237,42 @@ def _resolve(path: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def find(kind: Kind, name: str) -> Backend:
+def find(kind: Kind, name: str, *, testing: bool = False) -> Backend:
+    """The backend ``name``; a fault-injection one only with ``testing`` (the process's
+    test-only switch), so no client can park a server thread in ``hang``."""
     for backend in BACKENDS:
-        if backend.kind == kind and backend.name == name:
+        if backend.kind == kind and backend.name == name and (testing or not backend.testing):
             return backend
-    known = ", ".join(b.name for b in BACKENDS if b.kind == kind and not b.hidden)
+    known = ", ".join(b.name for b in BACKENDS if b.kind == kind and (testing or not b.testing))
     raise UnknownBackend(f"unknown {kind} backend {name!r}; known: {known}")
+
+
+def validate(
+    kind: Kind, name: str, options: Any, *, testing: bool = False, live: bool = False
+) -> dict[str, Any]:
+    """The one check of a client's backend request, before anything is made: the name
+    (test backends only with ``testing``) and every option against the backend's
+    schema (``live``: only those a running session may change). ``BadInput`` (400)
+    names the option and its allowed values."""
+    backend = find(kind, name, testing=testing)
+    try:
+        return check_options(name, backend.options, options, live=live)
+    except BadInput as exc:
+        raise BadInput(f"bad {kind} backend option: {exc}") from None
+
+
+def describe_user_backends() -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every user-facing backend's options as plain data (``GET /config``)."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {"face": {}, "voice": {}}
+    for b in BACKENDS:
+        if not b.testing:
+            out[b.kind][b.name] = describe(b.options)
+    return out
+
+
+def schema(kind: Kind, name: str) -> tuple[Option, ...]:
+    """What a client may set on ``name`` (empty for a backend without options)."""
+    return find(kind, name, testing=True).options
 
 
 def unavailable_reason(backend: Backend, models_dir: str | None = None) -> str | None:
@@ -164,7 +291,7 @@ def available(kind: Kind, models_dir: str | None = None) -> dict[str, str | None
     return {
         b.name: unavailable_reason(b, models_dir)
         for b in BACKENDS
-        if b.kind == kind and not b.hidden
+        if b.kind == kind and not b.testing
     }
 
 
@@ -198,7 +325,9 @@ def resolve_auto(kind: Kind, models_dir: str | None = None) -> tuple[str, list[s
 
 
 def create(kind: Kind, name: str, **options: Any) -> Any:
-    backend = find(kind, name)
+    """The Python factory: any backend, test ones included, options unchecked. Every
+    way in for clients (routes, CLIs, the relay) calls ``validate`` first."""
+    backend = find(kind, name, testing=True)
     factory = _resolve(backend.factory)
     return factory(**options)
 

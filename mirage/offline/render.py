@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import av
 import numpy as np
 
-from mirage.engine.voicechain import split_options, voice_chain
+from mirage.engine.voicechain import split_options, validate_voice, voice_chain
 from mirage.images import ImageLimits, decode_image
 from mirage.models import registry
 from mirage.models.avatar.passthrough import fit_square
@@ -54,6 +54,7 @@ class RenderJob:
     size: int = 512
     max_seconds: float | None = None
     models_dir: str | None = None
+    test_backends: bool = False  # the test-only switch (Settings.test_backends)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class RenderResult:
 
 
 def _factory(kind: registry.Kind, name: str) -> Any:
-    module, _, attr = registry.find(kind, name).factory.partition(":")
+    module, _, attr = registry.find(kind, name, testing=True).factory.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
@@ -86,15 +87,16 @@ def _accepts(kind: registry.Kind, name: str, parameter: str) -> bool:
         return False
 
 
-def _usable(kind: registry.Kind, name: str, models_dir: str | None) -> str:
+def _usable(kind: registry.Kind, name: str, job: RenderJob) -> str:
     """``name`` (or what ``auto`` means here, as the server chooses); an explicit
     backend that cannot run here is an error, not a silent pass-through."""
     if name == "auto":
-        chosen, passed = registry.resolve_auto(kind, models_dir)
+        chosen, passed = registry.resolve_auto(kind, job.models_dir)
         for why in passed:
             log.info("%s auto: passed over %s", kind, why)
         return chosen
-    reason = registry.unavailable_reason(registry.find(kind, name), models_dir)
+    backend = registry.find(kind, name, testing=job.test_backends)
+    reason = registry.unavailable_reason(backend, job.models_dir)
     if reason is not None:
         raise BackendUnavailable(f"{kind} backend {name!r} cannot run here: {reason}")
     return name
@@ -104,18 +106,22 @@ def choose_voice(job: RenderJob) -> tuple[str, dict[str, Any]]:
     """(backend, options) for ``job.voice``: a backend name, a dsp preset, or auto."""
     options = dict(job.voice_options)
     spec = job.voice
-    if spec != "auto" and spec not in {b.name for b in registry.BACKENDS if b.kind == "voice"}:
+    names = [
+        b.name
+        for b in registry.BACKENDS
+        if b.kind == "voice" and (job.test_backends or not b.testing)
+    ]
+    if spec != "auto" and spec not in names:
         if spec not in voice_presets():
-            backends = ", ".join(
-                b.name for b in registry.BACKENDS if b.kind == "voice" and not b.hidden
-            )
+            backends = ", ".join(names)
             raise BadInput(
                 f"unknown voice {spec!r}; give a backend ({backends}, auto) "
                 f"or a dsp preset ({', '.join(voice_presets())})"
             )
         options = {"preset": spec, **options}
         spec = "dsp"
-    name = _usable("voice", spec, job.models_dir)
+    name = _usable("voice", spec, job)
+    options = validate_voice(name, options, testing=job.test_backends)
     if name == "dsp" and not options.keys() - {"denoise"}:  # as a live session without options
         options = {**options, "preset": job.voice_preset}
     return name, options
@@ -143,8 +149,8 @@ def _make(kind: registry.Kind, name: str, options: dict[str, Any], job: RenderJo
 
 
 def make_animator(job: RenderJob, image: np.ndarray, clock: MediaClock) -> tuple[str, Any]:
-    name = _usable("face", job.face, job.models_dir)
-    options = dict(job.face_options)
+    name = _usable("face", job.face, job)
+    options = registry.validate("face", name, job.face_options, testing=job.test_backends)
     if _accepts("face", name, "clock"):
         options.setdefault("clock", clock)
     animator: FaceAnimator = _make("face", name, options, job)

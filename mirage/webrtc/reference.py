@@ -14,8 +14,8 @@ import io
 import numpy as np
 from aiohttp import BodyPartReader, web
 
+from mirage.engine.backends import face_check
 from mirage.images import ImageLimits, ImageTooLarge, decode_image
-from mirage.models import registry
 from mirage.models.base import BadInput
 from mirage.state import SERVER
 
@@ -58,13 +58,9 @@ async def handle_post_reference(request: web.Request) -> web.Response:
         await server.session(session_id).set_reference(image)
         target = "session"
     else:
-        face = server.defaults["face"]
-
-        def check() -> None:  # the default backend must find a face in it
-            animator = registry.create_animator(face)
-            animator.set_reference(image)
-
-        await loop.run_in_executor(None, check)
+        # The default backend must find a face in it.
+        face, models_dir = server.defaults["face"], server.settings.models_dir
+        await loop.run_in_executor(None, face_check, face, models_dir, image)
         server.reference = image
         target = "default"
     h, w = image.shape[:2]

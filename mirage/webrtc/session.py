@@ -22,7 +22,9 @@ from mirage.config import Settings
 from mirage.engine.adapt import find_level
 from mirage.engine.backends import Backends
 from mirage.engine.supervised import SupervisedAnimator, SupervisedConverter
+from mirage.engine.voicechain import validate_voice
 from mirage.metrics import Metrics
+from mirage.models import registry
 from mirage.models.base import BadInput
 from mirage.tracks.audio import VoiceAudioTrack
 from mirage.tracks.factory import avatar_track, playout_clock, voice_track
@@ -222,14 +224,22 @@ class Session:
                 log.warning("session %s: a model is still busy after close", self.id[:8])
 
     def configure(self, quality: str | None, voice_options: dict[str, Any]) -> None:
-        """Live changes without reconnecting: pin/unpin quality, new voice settings."""
+        """Live changes without reconnecting: pin/unpin quality, new voice settings.
+        Everything is checked first: a bad voice option changes nothing."""
+        checked: dict[str, Any] = {}
+        update = getattr(self.backends.converter, "update", None)
+        if voice_options:
+            voice = self.backends.voice
+            own_keys = set(voice_options) - {"denoise"}  # the chain's own, live on any voice
+            own_live = any(o.live for o in registry.schema("voice", voice))
+            if not callable(update) or (own_keys and not own_live):
+                raise BadInput(f"voice backend {voice} has no live settings")
+            testing = self.settings.test_backends
+            checked = validate_voice(voice, voice_options, testing=testing, live=True)
         if quality is not None and self.video is not None:
             self.video.pin_level(None if quality == "auto" else find_level(quality))
-        if voice_options:
-            update = getattr(self.backends.converter, "update", None)
-            if not callable(update):
-                raise BadInput(f"voice backend {self.backends.voice} has no live settings")
-            update(**voice_options)
+        if checked and callable(update):
+            update(**checked)
 
     async def set_reference(self, image: Any) -> None:
         """A new portrait for this session (applied between two frames)."""
