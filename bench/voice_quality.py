@@ -4,6 +4,8 @@ suppressor + gate in front (mirage/engine/voicechain.py), its delay and its cost
     python bench/voice_quality.py                 # dsp bright, 20/10/5 dB, one core
     python bench/voice_quality.py --preset deep --snr 10
 
+Needs the bench extra: ``pip install -e ".[bench]"`` (speechmos, librosa).
+
 Clean speech is espeak-ng (a male and a female voice, ~12 s); the noises are made
 here: babble (six other espeak voices saying other sentences, offset in time),
 music (chords of harmonic tones with a beat and noise-burst drums) and a fan
