@@ -1,6 +1,6 @@
 """Expression fidelity of a face animator, measured with an independent face model (dlib).
 
-    python bench/expression.py                         # warp, every shared portrait x d0, d19
+    python bench/expression.py                 # warp, every shared portrait x d0, d19, d19+roll
     python bench/expression.py --portraits s0 astronaut --drivers d19 --backend warp
 
 For each portrait/driver pair the animator is driven by every frame of the
@@ -40,7 +40,7 @@ from tests.dlib_face import SIGNALS, DlibFace, Signals
 
 SHARED = Path(os.environ.get("MIRAGE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 PORTRAITS = ("s0", "s1", "s12", "d8", "astronaut")
-DRIVERS = ("d0", "d19")
+DRIVERS = ("d0", "d19", "d19+roll")
 
 
 class VideoClock:
@@ -54,7 +54,28 @@ class VideoClock:
         return self.t
 
 
+#: Head roll the shared videos lack, made from them: ``<video>+roll`` turns each
+#: frame in the image plane by ROLL_DEGREES * sin(2 pi t / ROLL_PERIOD_S).
+ROLL_DEGREES = 12.0
+ROLL_PERIOD_S = 3.0
+
+
+def rolled(frames: list[np.ndarray], fps: float) -> list[np.ndarray]:
+    """``frames`` with a real face turned in the image plane, slowly back and forth."""
+    out = []
+    for i, frame in enumerate(frames):
+        h, w = frame.shape[:2]
+        angle = ROLL_DEGREES * math.sin(2 * math.pi * i / fps / ROLL_PERIOD_S)
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        out.append(cv2.warpAffine(frame, m, (w, h), borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
 def read_video(name: str) -> tuple[list[np.ndarray], float]:
+    """The frames (RGB) and frame rate of ``shared/media/<name>.mp4`` (or ``<name>+roll``)."""
+    if name.endswith("+roll"):
+        frames, fps = read_video(name.removesuffix("+roll"))
+        return rolled(frames, fps), fps
     cap = cv2.VideoCapture(str(SHARED / "media" / f"{name}.mp4"))
     fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
     frames = []
