@@ -46,6 +46,9 @@ class WarpConfig:
     lid_smoothing: OneEuroConfig = field(  # lid gaps, as shares of the neutral gap
         default_factory=lambda: OneEuroConfig(min_cutoff=2.0, beta=1.0)
     )
+    gaze_smoothing: OneEuroConfig = field(  # gaze, in eye widths: saccades are one frame
+        default_factory=lambda: OneEuroConfig(min_cutoff=2.0, beta=20.0, d_cutoff=5.0)
+    )
     limits: pose.MotionLimits = field(default_factory=pose.MotionLimits)
 
     def __post_init__(self) -> None:
@@ -139,6 +142,7 @@ class WarpAnimator:
         self._tracker = FaceMesh(static=False)
         self._filter = OneEuroFilter(self.config.smoothing)
         self._eye_filter = OneEuroFilter(self.config.lid_smoothing)
+        self._gaze_filter = OneEuroFilter(self.config.gaze_smoothing)
         self._portrait: Portrait | None = None
         self._neutral_sum: np.ndarray | None = None
         self._neutral_count = 0
@@ -190,6 +194,7 @@ class WarpAnimator:
         self._to_reference = None
         self._filter.reset()
         self._eye_filter.reset()
+        self._gaze_filter.reset()
 
     # -- frames ---------------------------------------------------------------------
 
@@ -250,6 +255,7 @@ class WarpAnimator:
             self._gaze = np.zeros(2)
             self._filter.reset()
             self._eye_filter.reset()
+            self._gaze_filter.reset()
             self._fit_neutral()
 
     def _fit_neutral(self) -> None:
@@ -271,11 +277,12 @@ class WarpAnimator:
         eyes = self._eye_filter(raw[:, None], dt)[:, 0]
         ratios = [_lid_curve(float(r), self.config.eye_closed_at) for r in eyes]
         features.set_lids(expr, ref, (ratios[0], ratios[1]))
-        # Gaze from the smoothed irises, in eye widths, so narrow and wide eyes
-        # look as far; while the driver's eyes are (nearly) shut its irises are
+        # Gaze in eye widths, so narrow and wide eyes look as far; from the raw
+        # irises with a filter of their own (a saccade takes a frame). While the driver's eyes are (nearly) shut its irises are
         # guesses, so the last open-eyed gaze is kept.
         if min(raw) > 0.6:
-            self._gaze = _mean_gaze(smooth) - self._neutral_gaze
+            shift = _mean_gaze(points) - self._neutral_gaze
+            self._gaze = self._gaze_filter(shift[None, :], dt)[0]
         features.set_gaze(expr, ref, self.config.gaze_gain * self._gaze)
         features.unfold_lips(expr)
         self._target = _mesh_for(portrait, motion, expr)
