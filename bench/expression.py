@@ -132,10 +132,11 @@ def run_pair(
     driver: list[Signals | None],
     skip: int,
     identity_every: int,
+    options: dict[str, float],
 ) -> PairResult:
     reference = read_portrait(portrait_name)
     ref_desc = dlib_face.descriptor(reference)
-    animator = create_animator(backend, clock=VideoClock(fps), reference=reference)
+    animator = create_animator(backend, clock=VideoClock(fps), reference=reference, **options)
     avatar: list[Signals | None] = []
     distances = []
     t0 = time.perf_counter()
@@ -198,21 +199,27 @@ def main() -> None:
     ap.add_argument("--backend", default="warp")
     ap.add_argument("--portraits", nargs="+", default=list(PORTRAITS))
     ap.add_argument("--drivers", nargs="+", default=list(DRIVERS))
+    ap.add_argument("--frames", type=int, default=0, help="at most this many frames (0: all)")
+    ap.add_argument(
+        "--option", action="append", default=[], help="backend option key=value (a number)"
+    )
     ap.add_argument("--skip", type=int, default=10, help="first frames left out (neutral pose)")
     ap.add_argument("--identity-every", type=int, default=5, help="descriptor on every n-th frame")
     args = ap.parse_args()
     cv2.setNumThreads(1)
+    options = {k: float(v) for k, v in (o.split("=", 1) for o in args.option)}
     dlib_face = DlibFace()
     measured: dict[str, list[Signals | None]] = {}
     results = []
     for driver_name in args.drivers:
         frames, fps = read_video(driver_name)
+        frames = frames[: args.frames or None]
         driver = [dlib_face.measure(f) if i >= args.skip else None for i, f in enumerate(frames)]
         measured[driver_name] = driver
         for portrait_name in args.portraits:
             r = run_pair(
                 dlib_face, args.backend, portrait_name, driver_name, frames, fps, driver,
-                args.skip, args.identity_every,
+                args.skip, args.identity_every, options,
             )  # fmt: skip
             print(f"{portrait_name} x {driver_name}: {r.seconds:.1f} s", file=sys.stderr)
             results.append(r)
