@@ -3,7 +3,8 @@
 Drivers are real frames of the driving videos in ``shared/media`` (found by
 the driver's own landmarks: neutral, open mouth, blink) and, for head roll, a
 real frame turned in the image plane. The videos hold no large head turn, so
-the yaw test moves a real frame's landmarks in 3D instead.
+the yaw test moves a real frame's landmarks in 3D instead. Gaze and wide eyes
+are read with an independent face model (dlib, tests/dlib_face.py).
 """
 
 from __future__ import annotations
@@ -155,6 +156,9 @@ def test_bad_options_and_inputs() -> None:
         create_animator("warp", grid=3)
     with pytest.raises(BadInput, match="neutral_frames"):
         create_animator("warp", neutral_frames=0)
+    for gain in (-0.5, 3.5):
+        with pytest.raises(BadInput, match="gaze_gain"):
+            create_animator("warp", gaze_gain=gain)
     animator = create_animator("warp")
     frame = data.astronaut()
     for size in (0, 16, 4096, 256.0, "512"):

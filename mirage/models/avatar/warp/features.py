@@ -4,8 +4,9 @@ A warp can only move pixels that exist. An opening mouth would show a smeared
 stretch of lip, a closing eye a squashed iris. So the mouth opening is painted
 (a dark cavity, a tongue, and upper teeth hanging from the upper lip: the
 reference's own when it shows them, painted ones otherwise), and the eye
-openings show an "eyeball" layer that does not deform: the lids slide over it
-instead of squeezing it, and it shifts with the driver's gaze.
+openings show the reference's eye white and iris (eyeball.py), which do not
+deform: the lids slide over them instead of squeezing them, and the iris moves
+with the driver's gaze.
 """
 
 from __future__ import annotations
