@@ -224,9 +224,8 @@ def main() -> None:
             print(f"{portrait_name} x {driver_name}: {r.seconds:.1f} s", file=sys.stderr)
             results.append(r)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
-    print(
-        f"backend {args.backend}, output 512, load {load:.1f}; Pearson r driver vs avatar (dlib):\n"
-    )
+    opts = " ".join(args.option) or "default options"
+    print(f"backend {args.backend} ({opts}), output 512, load {load:.1f}; Pearson r (dlib):\n")
     print(table(results, measured, args.skip))
 
 
