@@ -47,7 +47,7 @@ class WarpConfig:
         default_factory=lambda: OneEuroConfig(min_cutoff=2.0, beta=1.0)
     )
     gaze_smoothing: OneEuroConfig = field(  # gaze, in eye widths: saccades are one frame
-        default_factory=lambda: OneEuroConfig(min_cutoff=2.0, beta=20.0, d_cutoff=5.0)
+        default_factory=lambda: OneEuroConfig(min_cutoff=0.5, beta=10.0, d_cutoff=5.0)
     )
     limits: pose.MotionLimits = field(default_factory=pose.MotionLimits)
 
