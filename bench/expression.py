@@ -12,8 +12,11 @@ Pearson correlation of each signal between driver and avatar over the frames
 where dlib finds both faces (the first ``--skip`` frames, where the animator
 takes the driver's neutral pose, are left out), with the identity distance of
 the avatar to the reference portrait (dlib's 128-d descriptor; < 0.6 is the same
-person by dlib's own threshold). The second table is the gain: the avatar's
-standard deviation of each signal over the driver's (1 = as much motion).
+person by dlib's own threshold). The last column checks the gaze reading with
+a second, independent model: the Pearson r between dlib's pupil centroid and
+mediapipe's iris landmark (both in eye widths between the corners) over the
+same avatar frames. The second table is the gain: the avatar's standard
+deviation of each signal over the driver's (1 = as much motion).
 The last rows show how much each driver moves (standard deviation): a
 correlation over a signal that hardly moves is mostly landmark noise.
 """
@@ -35,7 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mirage.models import create_animator
 from mirage.models.avatar.reference import default_reference
+from mirage.models.avatar.warp import features
 from mirage.models.avatar.warp.animator import WarpAnimator
+from mirage.models.face.mesh import FaceMesh
 from tests.dlib_face import SIGNALS, DlibFace, Signals
 
 SHARED = Path(os.environ.get("MIRAGE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -107,7 +112,13 @@ class PairResult:
     gain: dict[str, float]
     identity: tuple[float, float]  # mean, max descriptor distance to the reference
     frames: int  # frames where dlib read both faces
+    cross: float  # r of dlib's and mediapipe's horizontal gaze on the avatar frames
     seconds: float
+
+
+def _mediapipe_gaze(points: np.ndarray) -> float:
+    """mediapipe's iris centre between the eye corners (eye widths), both eyes averaged."""
+    return float((features.gaze(points, 0)[0] + features.gaze(points, 1)[0]) / 2)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -139,11 +150,15 @@ def run_pair(
     animator = create_animator(backend, clock=VideoClock(fps), reference=reference, **options)
     avatar: list[Signals | None] = []
     distances = []
+    mesh = FaceMesh(static=True)
+    pairs: list[tuple[float, float]] = []
     t0 = time.perf_counter()
     try:
         for i, frame in enumerate(frames):
             out = animator.animate(frame, 512)
             avatar.append(dlib_face.measure(out) if i >= skip else None)
+            if avatar[-1] is not None and (found := mesh.detect(out)) is not None:
+                pairs.append((avatar[-1].gaze_x, float(_mediapipe_gaze(found.points))))
             if i >= skip and ref_desc is not None and (i - skip) % identity_every == 0:
                 desc = dlib_face.descriptor(out)
                 if desc is not None:
@@ -151,6 +166,7 @@ def run_pair(
     finally:
         if isinstance(animator, WarpAnimator):
             animator.close()  # its landmark graph
+        mesh.close()
     seconds = time.perf_counter() - t0
     both = [a is not None and d is not None for a, d in zip(avatar, driver, strict=True)]
     corr, gain = {}, {}
@@ -162,7 +178,9 @@ def run_pair(
             float(a[ok].std() / d[ok].std()) if ok.sum() > 4 and d[ok].std() > 0 else math.nan
         )
     ident = (float(np.mean(distances)), float(np.max(distances))) if distances else (math.nan,) * 2
-    return PairResult(portrait_name, driver_name, corr, gain, ident, sum(both), seconds)
+    both_gaze = np.array(pairs).reshape(-1, 2)
+    cross = pearson(both_gaze[:, 0], both_gaze[:, 1])
+    return PairResult(portrait_name, driver_name, corr, gain, ident, sum(both), cross, seconds)
 
 
 def _f(x: float, digits: int = 2) -> str:
@@ -171,16 +189,18 @@ def _f(x: float, digits: int = 2) -> str:
 
 def table(results: list[PairResult], drivers: dict[str, list[Signals | None]], skip: int) -> str:
     head = " | ".join(SIGNALS)
-    rule = "|".join(["---"] * (len(SIGNALS) + 3))
+    rule = "|".join(["---"] * (len(SIGNALS) + 4))
     lines = [
-        f"| pair (portrait x driver) | {head} | identity mean / max | frames |",
+        f"| pair (portrait x driver) | {head} | identity mean / max | frames | gaze_x dlib~mp |",
         f"|{rule}|",
     ]
     for r in results:
         cells = " | ".join(_f(r.corr[s]) for s in SIGNALS)
         ident = f"{_f(r.identity[0])} / {_f(r.identity[1])}"
-        lines.append(f"| {r.portrait} x {r.driver} | {cells} | {ident} | {r.frames} |")
-    lines += ["", f"| gain: avatar std / driver std | {head} |", f"|{rule[:-8]}|"]
+        lines.append(
+            f"| {r.portrait} x {r.driver} | {cells} | {ident} | {r.frames} | {_f(r.cross)} |"
+        )
+    lines += ["", f"| gain: avatar std / driver std | {head} |", f"|{rule[:-12]}|"]
     for r in results:
         lines.append(
             f"| {r.portrait} x {r.driver} | " + " | ".join(_f(r.gain[s]) for s in SIGNALS) + " |"
