@@ -326,7 +326,10 @@ def _brow_height(points: np.ndarray) -> float:
 
 
 def test_eyebrows_raise_with_the_driver(
-    d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
+    d0: list[np.ndarray],
+    detector: FaceMesh,
+    dlib_face: DlibFace,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s12.jpg"), idle=0)
     assert isinstance(animator, WarpAnimator)
@@ -344,6 +347,9 @@ def test_eyebrows_raise_with_the_driver(
         _face(detector, rest).points
     )
     assert 0.4 * driver_rise < avatar_rise < 2.0 * driver_rise
+    # dlib, another model, sees the brows go up too (same unit: eye-corner distances).
+    dlib_rise = _dlib(dlib_face, out).brow - _dlib(dlib_face, rest).brow
+    assert 0.4 * driver_rise < dlib_rise < 2.0 * driver_rise
 
 
 # -- expression, read by an independent face model (dlib) ------------------------------
