@@ -3,7 +3,8 @@
 Drivers are real frames of the driving videos in ``shared/media`` (found by
 the driver's own landmarks: neutral, open mouth, blink) and, for head roll, a
 real frame turned in the image plane. The videos hold no large head turn, so
-the yaw test moves a real frame's landmarks in 3D instead.
+the yaw test moves a real frame's landmarks in 3D instead. Gaze and wide eyes
+are read with an independent face model (dlib, tests/dlib_face.py).
 """
 
 from __future__ import annotations
@@ -30,10 +31,16 @@ from mirage.models.base import BadInput, FaceAnimator, NoFaceError
 from mirage.models.face.mesh import FaceLandmarks, FaceMesh
 from mirage.models.registry import available
 from tests.conftest import MEDIA
+from tests.dlib_face import DlibFace, Signals
 
 NEUTRAL = (0, 1, 2)  # d0: a still, closed-mouth start
 MOUTH = 48  # d0: mouth open (inner-lip gap ≈ 0.18 of the eye-corner distance)
 BLINK = 66  # d0: both eyes shut
+LOOK_RIGHT = (
+    15  # d0: the driver looks to the image right (dlib pupil 0.68 of the eye, 0.51 at rest)
+)
+LOOK_LEFT = 33  # d0: … and to the image left (0.30)
+NARROW = 46  # d0: eyes narrower than at the start (dlib eye aspect 0.24 against 0.35)
 FPS = 25.0
 
 
@@ -149,6 +156,9 @@ def test_bad_options_and_inputs() -> None:
         create_animator("warp", grid=3)
     with pytest.raises(BadInput, match="neutral_frames"):
         create_animator("warp", neutral_frames=0)
+    for gain in (-0.5, 3.5):
+        with pytest.raises(BadInput, match="gaze_gain"):
+            create_animator("warp", gaze_gain=gain)
     animator = create_animator("warp")
     frame = data.astronaut()
     for size in (0, 16, 4096, 256.0, "512"):
@@ -316,7 +326,10 @@ def _brow_height(points: np.ndarray) -> float:
 
 
 def test_eyebrows_raise_with_the_driver(
-    d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
+    d0: list[np.ndarray],
+    detector: FaceMesh,
+    dlib_face: DlibFace,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s12.jpg"), idle=0)
     assert isinstance(animator, WarpAnimator)
@@ -334,6 +347,48 @@ def test_eyebrows_raise_with_the_driver(
         _face(detector, rest).points
     )
     assert 0.4 * driver_rise < avatar_rise < 2.0 * driver_rise
+    # dlib, another model, sees the brows go up too (same unit: eye-corner distances).
+    dlib_rise = _dlib(dlib_face, out).brow - _dlib(dlib_face, rest).brow
+    assert 0.4 * driver_rise < dlib_rise < 2.0 * driver_rise
+
+
+# -- expression, read by an independent face model (dlib) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def dlib_face() -> DlibFace:
+    return DlibFace()
+
+
+def _dlib(dlib_face: DlibFace, image: np.ndarray) -> Signals:
+    found = dlib_face.measure(image)
+    assert found is not None, "dlib finds no face"
+    return found
+
+
+def test_gaze_follows_the_driver_on_a_narrow_eyed_portrait(
+    d0: list[np.ndarray], dlib_face: DlibFace
+) -> None:
+    """s1's eyes are narrow (dlib eye aspect 0.29): its irises still look where the driver does."""
+    run = _play(_rgb("s1.jpg"), d0[: LOOK_LEFT + 1], {LOOK_RIGHT, LOOK_LEFT})
+    driver = [_dlib(dlib_face, d0[i]).gaze_x for i in (NEUTRAL[-1], LOOK_RIGHT, LOOK_LEFT)]
+    avatar = [
+        _dlib(dlib_face, image).gaze_x
+        for image in (run.rest, run.outputs[LOOK_RIGHT], run.outputs[LOOK_LEFT])
+    ]
+    assert driver[1] - driver[0] > 0.12 and driver[0] - driver[2] > 0.12  # the driver looks
+    assert avatar[1] - avatar[0] > 0.5 * (driver[1] - driver[0])  # to the right
+    assert avatar[0] - avatar[2] > 0.5 * (driver[0] - driver[2])  # and to the left
+
+
+def test_eyes_widen_beyond_the_portraits_own(d0: list[np.ndarray], dlib_face: DlibFace) -> None:
+    """A driver opening its eyes wider than its neutral raises the avatar's upper lids."""
+    frames = [d0[NARROW]] * 3 + [d0[0]] * 8  # the neutral is the narrow-eyed frame
+    run = _play(_rgb("s1.jpg"), frames, {len(frames) - 1})
+    driver = _dlib(dlib_face, d0[0]).eyes / _dlib(dlib_face, d0[NARROW]).eyes
+    avatar = _dlib(dlib_face, run.outputs[len(frames) - 1]).eyes / _dlib(dlib_face, run.rest).eyes
+    assert driver > 1.3
+    assert avatar > 1.12
 
 
 # -- stability ---------------------------------------------------------------------------
@@ -367,16 +422,25 @@ def test_face_found_again_fades_back_in(s0_run: Run) -> None:
     assert np.abs(outputs[-1].astype(np.int16) - rest).mean() > 1.0  # and it got there
 
 
-def test_reset_takes_a_new_neutral(s0_run: Run) -> None:
+@pytest.mark.parametrize("reset", [True, False])
+def test_reset_takes_a_new_neutral(s0_run: Run, detector: FaceMesh, reset: bool) -> None:
+    """After ``reset`` an open mouth held still is the new neutral: the avatar rests.
+    The control run without ``reset`` keeps the old neutral: the mouth stays open."""
     animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s0.jpg"), idle=0)
     for frame in s0_run.driver[: MOUTH + 1]:
         animator.animate(frame, 256)
-    animator.reset()
+    if reset:
+        animator.reset()
     mouth_open = s0_run.driver[MOUTH]
-    for _ in range(3 * int(FPS)):  # the open mouth is the new neutral: the avatar rests
+    for _ in range(3 * int(FPS)):
         out = animator.animate(mouth_open, 256)
     rest = animator.portrait.at(256, 2).image
-    assert np.abs(out.astype(np.int16) - rest).mean() < 1.5
+    at_rest, now = _aperture(_face(detector, rest).points), _aperture(_face(detector, out).points)
+    off = np.abs(out.astype(np.int16) - rest).mean()  # an open mouth at 256: ~1.4
+    if reset:
+        assert now < at_rest + 0.02 and off < 0.5
+    else:
+        assert now > at_rest + 0.06 and off > 1.0
 
 
 def test_idle_motion_without_a_driver(detector: FaceMesh) -> None:

@@ -40,10 +40,14 @@ class WarpConfig:
     ramp_s: float = 0.25  # a face found again fades back in over this long
     face_scale: float = 3.2  # reference crop side, in face sizes at most
     eye_closed_at: float = 0.25  # driver lid gap (of its neutral) that counts as shut
+    gaze_gain: float = 1.0  # avatar iris shift per driver iris shift, both in eye widths
     idle: float = 1.0  # strength of the idle sway and blinks shown while no face drives
     smoothing: OneEuroConfig = field(default_factory=OneEuroConfig)  # landmarks, in face widths
     lid_smoothing: OneEuroConfig = field(  # lid gaps, as shares of the neutral gap
         default_factory=lambda: OneEuroConfig(min_cutoff=2.0, beta=1.0)
+    )
+    gaze_smoothing: OneEuroConfig = field(  # gaze, in eye widths: saccades are one frame
+        default_factory=lambda: OneEuroConfig(min_cutoff=0.5, beta=10.0, d_cutoff=5.0)
     )
     limits: pose.MotionLimits = field(default_factory=pose.MotionLimits)
 
@@ -54,6 +58,8 @@ class WarpConfig:
             raise BadInput(f"neutral_frames must be >= 1, got {self.neutral_frames}")
         if self.landmark_side < 64:
             raise BadInput(f"landmark_side must be >= 64, got {self.landmark_side}")
+        if not 0.0 <= self.gaze_gain <= 3.0:
+            raise BadInput(f"gaze_gain must be in [0, 3], got {self.gaze_gain}")
         if not 0.0 <= self.idle <= 2.0:
             raise BadInput(f"idle must be in [0, 2], got {self.idle}")
 
@@ -84,6 +90,11 @@ def _lid_curve(ratio: float, closed_at: float, knee: float = 0.65) -> float:
     if ratio >= knee:
         return float(min(ratio, 1.5))
     return float(max(knee * (ratio - closed_at) / (knee - closed_at), 0.0))
+
+
+def _mean_gaze(points: np.ndarray) -> np.ndarray:
+    """Both irises' place between their eye corners, averaged (they move together)."""
+    return (features.gaze(points, 0) + features.gaze(points, 1)) / 2
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -131,11 +142,14 @@ class WarpAnimator:
         self._tracker = FaceMesh(static=False)
         self._filter = OneEuroFilter(self.config.smoothing)
         self._eye_filter = OneEuroFilter(self.config.lid_smoothing)
+        self._gaze_filter = OneEuroFilter(self.config.gaze_smoothing)
         self._portrait: Portrait | None = None
         self._neutral_sum: np.ndarray | None = None
         self._neutral_count = 0
         self._neutral: np.ndarray | None = None
         self._neutral_eyes = (1.0, 1.0)
+        self._neutral_gaze = np.zeros(2)
+        self._gaze = np.zeros(2)  # the driver's gaze shift last seen with open eyes
         self._to_reference: pose.Similarity | None = None
         self._target: np.ndarray | None = None  # (V, 3) mesh at full motion, BASE px
         self._presence = 0.0  # 0 = reference at rest … 1 = full motion
@@ -180,6 +194,7 @@ class WarpAnimator:
         self._to_reference = None
         self._filter.reset()
         self._eye_filter.reset()
+        self._gaze_filter.reset()
 
     # -- frames ---------------------------------------------------------------------
 
@@ -236,8 +251,11 @@ class WarpAnimator:
             assert self._neutral_sum is not None
             self._neutral = (self._neutral_sum / self._neutral_count).astype(np.float32)
             self._neutral_eyes = features.eye_openings(self._neutral)
+            self._neutral_gaze = _mean_gaze(self._neutral)
+            self._gaze = np.zeros(2)
             self._filter.reset()
             self._eye_filter.reset()
+            self._gaze_filter.reset()
             self._fit_neutral()
 
     def _fit_neutral(self) -> None:
@@ -259,6 +277,13 @@ class WarpAnimator:
         eyes = self._eye_filter(raw[:, None], dt)[:, 0]
         ratios = [_lid_curve(float(r), self.config.eye_closed_at) for r in eyes]
         features.set_lids(expr, ref, (ratios[0], ratios[1]))
+        # Gaze in eye widths, so narrow and wide eyes look as far; from the raw
+        # irises with a filter of their own (a saccade takes a frame). While the driver's eyes are (nearly) shut its irises are
+        # guesses, so the last open-eyed gaze is kept.
+        if min(raw) > 0.6:
+            shift = _mean_gaze(points) - self._neutral_gaze
+            self._gaze = self._gaze_filter(shift[None, :], dt)[0]
+        features.set_gaze(expr, ref, self.config.gaze_gain * self._gaze)
         features.unfold_lips(expr)
         self._target = _mesh_for(portrait, motion, expr)
         self.last_motion = motion
@@ -312,7 +337,7 @@ class WarpAnimator:
         lm_source = portrait.points
         open_now = features.eye_openings(lm_target)
         rel = tuple(o / max(r, 1e-3) for o, r in zip(open_now, portrait.eyes_open, strict=True))
-        features.paint_eyes(out, sized.image, lm_target * k, lm_source * k, (rel[0], rel[1]))
+        features.paint_eyes(out, lm_target * k, lm_source, (rel[0], rel[1]), portrait.eyeballs)
         mouth = features.mouth_opening(lm_target)
         teeth = portrait.mouth_open > TEETH_OPENING
         start = 0.0 if teeth else portrait.mouth_open

@@ -4,8 +4,9 @@ A warp can only move pixels that exist. An opening mouth would show a smeared
 stretch of lip, a closing eye a squashed iris. So the mouth opening is painted
 (a dark cavity, a tongue, and upper teeth hanging from the upper lip: the
 reference's own when it shows them, painted ones otherwise), and the eye
-openings show an "eyeball" layer that does not deform: the lids slide over it
-instead of squeezing it, and it shifts with the driver's gaze.
+openings show the reference's eye white and iris (eyeball.py), which do not
+deform: the lids slide over them instead of squeezing them, and the iris moves
+with the driver's gaze.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from mirage.models.avatar.warp import eyeball
+from mirage.models.avatar.warp.eyeball import Eyeball
 from mirage.models.avatar.warp.topology import (
     EYES,
     IRIS_CENTRES,
@@ -239,27 +242,6 @@ def eye_box(points: np.ndarray, eye: int) -> tuple[int, int, int, int]:
     return int(x0), int(y0), int(x1), int(y1)
 
 
-def _eye_transform(
-    target: np.ndarray, source: np.ndarray, upper: np.ndarray, iris: int, openness: float
-) -> np.ndarray:
-    """2×3 map target → source: the eye corners' similarity, shifted for gaze."""
-    t0, t1 = complex(*target[upper[0], :2]), complex(*target[upper[-1], :2])
-    s0, s1 = complex(*source[upper[0], :2]), complex(*source[upper[-1], :2])
-    if abs(t1 - t0) < 1e-6:
-        return np.array([[1, 0, s0.real - t0.real], [0, 1, s0.imag - t0.imag]], np.float32)
-    a = (s1 - s0) / (t1 - t0)
-    b = s0 - a * t0
-    # Gaze: the iris of the target, carried to the source, should land on the
-    # source's iris; trust it only while the eye is open.
-    ti, si = complex(*target[iris, :2]), complex(*source[iris, :2])
-    gaze = (si - (a * ti + b)) * float(np.clip((openness - 0.5) / 0.3, 0.0, 1.0))
-    limit = 0.12 * abs(s1 - s0)
-    if abs(gaze) > limit:
-        gaze *= limit / abs(gaze)
-    b += gaze
-    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]], dtype=np.float32)
-
-
 def _soften(out: np.ndarray, box: tuple[int, int, int, int], amount: float) -> None:
     """Blur a closing eye a little: the lid line, where the map jumps, is stair-stepped."""
     size = out.shape[0]
@@ -272,22 +254,57 @@ def _soften(out: np.ndarray, box: tuple[int, int, int, int], amount: float) -> N
     _blend(out, (x0, y0, x1, y1), blurred, a)
 
 
+def _eye_frame(points: np.ndarray, eye: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(origin, along, down, width) of an eye: the line between its corners, running
+    image-left to image-right for both eyes, and its perpendicular pointing down."""
+    upper, _ = EYES[eye]
+    a, b = points[upper[0], :2], points[upper[-1], :2]
+    if eye == 1:  # the left eye's chain runs outer (image right) to inner
+        a, b = b, a
+    width = float(np.linalg.norm(b - a))
+    along = (b - a) / max(width, 1e-6)
+    return a, along, np.array([-along[1], along[0]]), width
+
+
+def gaze(points: np.ndarray, eye: int) -> np.ndarray:
+    """Where eye ``eye``'s iris centre sits between its corners: (along, down) in eye widths."""
+    a, along, down, width = _eye_frame(points, eye)
+    rel = points[IRIS_CENTRES[eye], :2] - a
+    return np.array([rel @ along, rel @ down]) / max(width, 1e-6)
+
+
+#: How far the iris centre may go, in eye widths: along the corner line, and off it.
+GAZE_ALONG = (0.2, 0.8)
+GAZE_ACROSS = 0.2
+
+
+def set_gaze(points: np.ndarray, reference: np.ndarray, shift: np.ndarray) -> None:
+    """Move each iris of ``points`` to the reference's gaze plus ``shift`` (eye widths,
+    (along, down)), kept inside the eye; the iris ring moves with its centre."""
+    for eye, centre in enumerate(IRIS_CENTRES):
+        g = gaze(reference, eye) + shift
+        g[0] = np.clip(g[0], *GAZE_ALONG)
+        g[1] = np.clip(g[1], -GAZE_ACROSS, GAZE_ACROSS)
+        a, along, down, width = _eye_frame(points, eye)
+        new = a + (g[0] * along + g[1] * down) * width
+        points[centre : centre + 5, :2] += new - points[centre, :2]
+
+
 def paint_eyes(
     out: np.ndarray,
-    reference: np.ndarray,
     target: np.ndarray,
     source: np.ndarray,
     openness: tuple[float, float],
+    eyeballs: tuple[Eyeball, Eyeball],
 ) -> None:
-    """Fill each target eye opening with the reference's undeformed eye.
+    """Fill each target eye opening with the reference's eye white and its iris.
 
-    ``target`` / ``source``: landmarks in output / reference pixels; ``openness``
-    is each eye's opening relative to the reference's (1 = as open).
+    ``target`` / ``source``: landmarks in output / BASE pixels; ``openness``
+    is each eye's opening relative to the reference's (1 = as open). The iris
+    goes where the target's iris landmark is (``set_gaze``).
     """
     size = out.shape[0]
-    for eye, ((upper, lower), iris, open_) in enumerate(
-        zip(EYES, IRIS_CENTRES, openness, strict=True)
-    ):
+    for eye, ((upper, lower), open_, ball) in enumerate(zip(EYES, openness, eyeballs, strict=True)):
         if open_ < 0.6:
             _soften(out, eye_box(target, eye), 1.0 - open_ / 0.6)
         # A shut eye's outline would still be drawn by the anti-aliased fill.
@@ -303,12 +320,5 @@ def paint_eyes(
         _fill(mask, poly - np.array([x0, y0], dtype=np.float32), (255.0,))
         if not mask.any():
             continue
-        m = _in_box(_eye_transform(target, source, upper, iris, open_), x0, y0)
-        layer = cv2.warpAffine(
-            reference,
-            m,
-            (x1 - x0, y1 - y0),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
+        layer = eyeball.render(ball, target, source, eye, box)
         _blend(out, box, layer, mask.astype(np.float32) * (fade / 255.0))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from mirage.models.avatar.warp.eyeball import Eyeball, split
 from mirage.models.avatar.warp.features import eye_openings, mouth_opening
 from mirage.models.avatar.warp.meshwarp import WarpGrid
 from mirage.models.avatar.warp.topology import EYES, OVAL, Mesh, build_mesh
@@ -39,6 +40,7 @@ class Portrait:
     mouth_open: float
     eyes_open: tuple[float, float]
     shade: float  # brightness of the face skin relative to a typical one
+    eyeballs: tuple[Eyeball, Eyeball]  # each eye's white and iris, apart
     crop: tuple[int, int, int]  # x0, y0, side of the crop in the uploaded image
     _sizes: dict[tuple[int, int], Sized] = field(default_factory=dict, repr=False)
 
@@ -106,5 +108,6 @@ def prepare(image: np.ndarray, face: FaceLandmarks, face_scale: float) -> Portra
         mouth_open=mouth_opening(points),
         eyes_open=eye_openings(points),
         shade=float(np.clip(skin / 150.0, 0.45, 1.15)),
+        eyeballs=(split(base, points, 0), split(base, points, 1)),
         crop=(left, top, side),
     )

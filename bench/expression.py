@@ -1,0 +1,253 @@
+"""Expression fidelity of a face animator, measured with an independent face model (dlib).
+
+    python bench/expression.py                 # warp, every shared portrait x d0, d19, d19+roll
+    python bench/expression.py --portraits s0 astronaut --drivers d19 --backend warp
+
+For each portrait/driver pair the animator is driven by every frame of the
+video (at the video's own clock, output 512) and dlib's 68-point landmarks are
+read on the driver frame and on the avatar frame (tests/dlib_face.py): mouth
+opening, eye openness, gaze (dark-pupil centroid inside dlib's eye contour,
+horizontal and vertical), brow height, head roll and yaw. The first table is the
+Pearson correlation of each signal between driver and avatar over the frames
+where dlib finds both faces (the first ``--skip`` frames, where the animator
+takes the driver's neutral pose, are left out), with the identity distance of
+the avatar to the reference portrait (dlib's 128-d descriptor; < 0.6 is the same
+person by dlib's own threshold). The last column checks the gaze reading with
+a second, independent model: the Pearson r between dlib's pupil centroid and
+mediapipe's iris landmark (both in eye widths between the corners) over the
+same avatar frames. The second table is the gain: the avatar's standard
+deviation of each signal over the driver's (1 = as much motion).
+The last rows show how much each driver moves (standard deviation): a
+correlation over a signal that hardly moves is mostly landmark noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mirage.models import create_animator
+from mirage.models.avatar.reference import default_reference
+from mirage.models.avatar.warp import features
+from mirage.models.avatar.warp.animator import WarpAnimator
+from mirage.models.face.mesh import FaceMesh
+from tests.dlib_face import SIGNALS, DlibFace, Signals
+
+SHARED = Path(os.environ.get("MIRAGE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+PORTRAITS = ("s0", "s1", "s12", "d8", "astronaut")
+DRIVERS = ("d0", "d19", "d19+roll")
+
+
+class VideoClock:
+    """Each call is one frame of the video later."""
+
+    def __init__(self, fps: float) -> None:
+        self.t, self.step = 0.0, 1.0 / fps
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
+
+
+#: Head roll the shared videos lack, made from them: ``<video>+roll`` turns each
+#: frame in the image plane by ROLL_DEGREES * sin(2 pi t / ROLL_PERIOD_S).
+ROLL_DEGREES = 12.0
+ROLL_PERIOD_S = 3.0
+
+
+def rolled(frames: list[np.ndarray], fps: float) -> list[np.ndarray]:
+    """``frames`` with a real face turned in the image plane, slowly back and forth."""
+    out = []
+    for i, frame in enumerate(frames):
+        h, w = frame.shape[:2]
+        angle = ROLL_DEGREES * math.sin(2 * math.pi * i / fps / ROLL_PERIOD_S)
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        out.append(cv2.warpAffine(frame, m, (w, h), borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
+def read_video(name: str) -> tuple[list[np.ndarray], float]:
+    """The frames (RGB) and frame rate of ``shared/media/<name>.mp4`` (or ``<name>+roll``)."""
+    if name.endswith("+roll"):
+        frames, fps = read_video(name.removesuffix("+roll"))
+        return rolled(frames, fps), fps
+    cap = cv2.VideoCapture(str(SHARED / "media" / f"{name}.mp4"))
+    fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    cap.release()
+    if not frames:
+        raise SystemExit(f"cannot read {SHARED / 'media' / name}.mp4 (set MIRAGE_SHARED)")
+    return frames, fps
+
+
+def read_portrait(name: str) -> np.ndarray:
+    if name == "astronaut":
+        return default_reference()
+    image = cv2.imread(str(SHARED / "media" / f"{name}.jpg"))
+    if image is None:
+        raise SystemExit(f"cannot read {SHARED / 'media' / name}.jpg")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@dataclass(frozen=True)
+class PairResult:
+    portrait: str
+    driver: str
+    corr: dict[str, float]
+    gain: dict[str, float]
+    identity: tuple[float, float]  # mean, max descriptor distance to the reference
+    frames: int  # frames where dlib read both faces
+    cross: float  # r of dlib's and mediapipe's horizontal gaze on the avatar frames
+    seconds: float
+
+
+def _mediapipe_gaze(points: np.ndarray) -> float:
+    """mediapipe's iris centre between the eye corners (eye widths), both eyes averaged."""
+    return float((features.gaze(points, 0)[0] + features.gaze(points, 1)[0]) / 2)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if len(a) < 5 or a.std() < 1e-9 or b.std() < 1e-9:
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def series(measured: list[Signals | None], name: str) -> np.ndarray:
+    return np.array([math.nan if m is None else m.get(name) for m in measured])
+
+
+def run_pair(
+    dlib_face: DlibFace,
+    backend: str,
+    portrait_name: str,
+    driver_name: str,
+    frames: list[np.ndarray],
+    fps: float,
+    driver: list[Signals | None],
+    skip: int,
+    identity_every: int,
+    options: dict[str, float],
+) -> PairResult:
+    reference = read_portrait(portrait_name)
+    ref_desc = dlib_face.descriptor(reference)
+    animator = create_animator(backend, clock=VideoClock(fps), reference=reference, **options)
+    avatar: list[Signals | None] = []
+    distances = []
+    mesh = FaceMesh(static=True)
+    pairs: list[tuple[float, float]] = []
+    t0 = time.perf_counter()
+    try:
+        for i, frame in enumerate(frames):
+            out = animator.animate(frame, 512)
+            avatar.append(dlib_face.measure(out) if i >= skip else None)
+            if avatar[-1] is not None and (found := mesh.detect(out)) is not None:
+                pairs.append((avatar[-1].gaze_x, float(_mediapipe_gaze(found.points))))
+            if i >= skip and ref_desc is not None and (i - skip) % identity_every == 0:
+                desc = dlib_face.descriptor(out)
+                if desc is not None:
+                    distances.append(float(np.linalg.norm(desc - ref_desc)))
+    finally:
+        if isinstance(animator, WarpAnimator):
+            animator.close()  # its landmark graph
+        mesh.close()
+    seconds = time.perf_counter() - t0
+    both = [a is not None and d is not None for a, d in zip(avatar, driver, strict=True)]
+    corr, gain = {}, {}
+    for name in SIGNALS:
+        a, d = series(avatar, name), series(driver, name)
+        corr[name] = pearson(d, a)
+        ok = np.isfinite(a) & np.isfinite(d)
+        gain[name] = (
+            float(a[ok].std() / d[ok].std()) if ok.sum() > 4 and d[ok].std() > 0 else math.nan
+        )
+    ident = (float(np.mean(distances)), float(np.max(distances))) if distances else (math.nan,) * 2
+    both_gaze = np.array(pairs).reshape(-1, 2)
+    cross = pearson(both_gaze[:, 0], both_gaze[:, 1])
+    return PairResult(portrait_name, driver_name, corr, gain, ident, sum(both), cross, seconds)
+
+
+def _f(x: float, digits: int = 2) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def table(results: list[PairResult], drivers: dict[str, list[Signals | None]], skip: int) -> str:
+    head = " | ".join(SIGNALS)
+    rule = "|".join(["---"] * (len(SIGNALS) + 4))
+    lines = [
+        f"| pair (portrait x driver) | {head} | identity mean / max | frames | gaze_x dlib~mp |",
+        f"|{rule}|",
+    ]
+    for r in results:
+        cells = " | ".join(_f(r.corr[s]) for s in SIGNALS)
+        ident = f"{_f(r.identity[0])} / {_f(r.identity[1])}"
+        lines.append(
+            f"| {r.portrait} x {r.driver} | {cells} | {ident} | {r.frames} | {_f(r.cross)} |"
+        )
+    lines += ["", f"| gain: avatar std / driver std | {head} |", f"|{rule[:-12]}|"]
+    for r in results:
+        lines.append(
+            f"| {r.portrait} x {r.driver} | " + " | ".join(_f(r.gain[s]) for s in SIGNALS) + " |"
+        )
+    for name, measured in drivers.items():
+        spread = []
+        for s in SIGNALS:
+            v = series(measured, s)[skip:]
+            spread.append(_f(float(np.nanstd(v)), 3) if np.isfinite(v).any() else "n/a")
+        lines.append(f"| driver {name}: std | " + " | ".join(spread) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--backend", default="warp")
+    ap.add_argument("--portraits", nargs="+", default=list(PORTRAITS))
+    ap.add_argument("--drivers", nargs="+", default=list(DRIVERS))
+    ap.add_argument("--frames", type=int, default=0, help="at most this many frames (0: all)")
+    ap.add_argument(
+        "--option", action="append", default=[], help="backend option key=value (a number)"
+    )
+    ap.add_argument("--skip", type=int, default=10, help="first frames left out (neutral pose)")
+    ap.add_argument("--identity-every", type=int, default=5, help="descriptor on every n-th frame")
+    args = ap.parse_args()
+    cv2.setNumThreads(1)
+    options = {k: float(v) for k, v in (o.split("=", 1) for o in args.option)}
+    dlib_face = DlibFace()
+    measured: dict[str, list[Signals | None]] = {}
+    results = []
+    for driver_name in args.drivers:
+        frames, fps = read_video(driver_name)
+        frames = frames[: args.frames or None]
+        driver = [dlib_face.measure(f) if i >= args.skip else None for i, f in enumerate(frames)]
+        measured[driver_name] = driver
+        for portrait_name in args.portraits:
+            r = run_pair(
+                dlib_face, args.backend, portrait_name, driver_name, frames, fps, driver,
+                args.skip, args.identity_every, options,
+            )  # fmt: skip
+            print(f"{portrait_name} x {driver_name}: {r.seconds:.1f} s", file=sys.stderr)
+            results.append(r)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    opts = " ".join(args.option) or "default options"
+    print(f"backend {args.backend} ({opts}), output 512, load {load:.1f}; Pearson r (dlib):\n")
+    print(table(results, measured, args.skip))
+
+
+if __name__ == "__main__":
+    main()
