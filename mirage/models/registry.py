@@ -54,6 +54,7 @@ WARP_OPTIONS = (
     Option("ramp_s", "float", 0.25, 0.01, 10.0),  # divides: never 0
     Option("face_scale", "float", 3.2, 1.0, 10.0),
     Option("eye_closed_at", "float", 0.25, 0.0, 1.0),
+    Option("gaze_gain", "float", 1.0, 0.0, 3.0),
     Option("idle", "float", 1.0, 0.0, 2.0),
 )
 # compile, cuda_graphs and profile are Python-only: a compile can hold a thread for minutes.
