@@ -197,7 +197,7 @@ def compare(got: torch.Tensor, ref: np.ndarray, tol: tuple[float, float] | float
         return {"max_abs": float("nan"), "rel_l2": float("nan"), "tol": "shape",
                 "pass": f"FAIL shape {mine.shape} vs {want.shape}"}  # fmt: skip
     diff = np.abs(mine - want)
-    rel = float(np.linalg.norm(mine - want) / max(np.linalg.norm(want), 1e-30))
+    rel = float(np.linalg.norm(mine - want)) / max(float(np.linalg.norm(want)), 1e-30)
     finite = bool(np.isfinite(mine).all())
     if isinstance(tol, float):
         ok, text = finite and rel <= tol, f"rel_l2 <= {tol:g}"
@@ -478,7 +478,7 @@ class RmvpeTracker:
 
     name = "rmvpe"
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, lowp: torch.dtype | None):
+    def __init__(self, model: Any, device: torch.device, lowp: torch.dtype | None) -> None:
         self.model, self.device, self.lowp = model, device, lowp
 
     @torch.inference_mode()
@@ -608,12 +608,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a few frames and blocks")
     parser.add_argument("--device", default="auto", help="auto | cuda | cpu")
     parser.add_argument("--frames", type=int, default=0, help="measured frames (200; quick 1)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="no compile variant starts after this many seconds")  # fmt: skip
     parser.add_argument("--compile-s", type=float, default=150.0,
                         help="seconds one compile variant is assumed to need")  # fmt: skip
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )

@@ -42,6 +42,7 @@ def bench_module(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     sys.path.insert(0, str(BENCH))  # gpu.py imports gpu_fill as a sibling
     try:
         spec.loader.exec_module(module)
@@ -90,7 +91,7 @@ def test_fill_copy_fills_what_the_shared_fill_fills(shared_dir: Path) -> None:
         {"key": "sn.weight_v", "shape": [36], "dtype": "float32"},
     ]
     for path in sorted(GOLDEN.glob("*/*.manifest.json")):
-        state = json.loads(path.read_text())["state_dict"]
+        state = json.loads(path.read_text()).get("state_dict", [])  # chain has none
         entries += [e for e in state if int(np.prod(e["shape"])) <= 4096]
     for seed in (20240601, 7):
         a, b = mine.fill_state(entries, seed), shared.fill_state(entries, seed)
@@ -138,7 +139,7 @@ def test_quick_run_in_a_device_like_venv(prepared: Path, tmp_path: Path) -> None
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     done = subprocess.run(
         [str(python), str(BENCH / "gpu.py"), "--data", str(prepared), "--out", str(out),
-         "--quick"],
+         "--quick", "--threads", "1"],  # one thread: on shared cores more only spin
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
