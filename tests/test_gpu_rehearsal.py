@@ -127,6 +127,7 @@ def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
         gpu.main(["--data", str(tmp_path), "--out", str(tmp_path / "out"), "--quick"])
 
 
+@pytest.mark.timeout(900)  # ~2 min on an idle 2-core machine; a first run adds the venv
 def test_quick_run_in_a_device_like_venv(prepared: Path, tmp_path: Path) -> None:
     python = device_venv()
     lacks = subprocess.run(
@@ -140,7 +141,7 @@ def test_quick_run_in_a_device_like_venv(prepared: Path, tmp_path: Path) -> None
     done = subprocess.run(
         [str(python), str(BENCH / "gpu.py"), "--data", str(prepared), "--out", str(out),
          "--quick", "--threads", "1"],  # one thread: on shared cores more only spin
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=840,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "gpu.json").read_text())
