@@ -212,19 +212,21 @@ def compare(got: torch.Tensor, ref: np.ndarray, tol: tuple[float, float] | float
 def check_chain(
     nets: LivePortraitNetworks, npz: Any, device: torch.device, lowp: torch.dtype | None
 ) -> torch.Tensor:
-    """The official chain (source + driving image → image), as the golden README lists it."""
+    """The official chain (source + driving image → image), as the golden README lists it;
+    in low precision only the networks run under autocast, as the pipeline runs them."""
     src = torch.from_numpy(npz["chain0/in/source_image"]).to(device)
     drv = torch.from_numpy(npz["chain0/in/driving_image"]).to(device)
-    with torch.inference_mode(), autocast(device, lowp):
-        motion = nets.motion_extractor
-        s_info = kpt.KeypointInfo.from_motion(motion(image=src))
-        d_info = kpt.KeypointInfo.from_motion(motion(image=drv))
-        f_s = nets.appearance_feature_extractor(source_image=src)["feature_3d"]
+    with torch.inference_mode():
+        with autocast(device, lowp):
+            s_raw, d_raw = nets.motion_extractor(image=src), nets.motion_extractor(image=drv)
+            f_s = nets.appearance_feature_extractor(source_image=src)["feature_3d"].float()
+        s_info, d_info = kpt.KeypointInfo.from_motion(s_raw), kpt.KeypointInfo.from_motion(d_raw)
         x_s, x_d = kpt.transform_keypoints(s_info), kpt.transform_keypoints(d_info)
         stitching: Any = nets.stitching_retargeting_module
         x_d = kpt.stitch(stitching.stitching, x_s, x_d)
-        warped = nets.warping_module(f_s, kp_driving=x_d, kp_source=x_s)
-        image: torch.Tensor = nets.spade_generator(feature=warped["out"])["image"]
+        with autocast(device, lowp):
+            warped = nets.warping_module(f_s, kp_driving=x_d, kp_source=x_s)
+            image: torch.Tensor = nets.spade_generator(feature=warped["out"])["image"]
     return image
 
 
