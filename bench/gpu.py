@@ -13,7 +13,7 @@ is done, so a run stopped at its limit still leaves what it measured:
 1. fill: every network filled, its checksum against the manifest's.
 2. golden: on the device, fp32 (TF32 off) against the official outputs within the golden
    tolerances (LivePortrait chain and RMVPE salience 1e-3, RVC synthesizer 1e-4), then
-   fp16 autocast (bf16 on a CPU rehearsal) within ``LOWP_REL_L2`` relative L2 error.
+   fp16 autocast within ``LOWP_REL_L2`` relative L2 error (the chain on CUDA only).
 3. liveportrait: the ``liveportrait`` animator at 512 with recorded MediaPipe landmarks
    replayed in place of the tracker: end-to-end ms per frame (driver frame → pasted 512
    output on the host; median and p95 over ``--frames``, warm-up excluded), then a
@@ -72,10 +72,10 @@ from mirage.models.voice.rvc.pitch import (
 )
 from mirage.models.voice.rvc.rmvpe import decode
 
-#: fp16-autocast tolerance, relative L2 error ‖out − ref‖ / ‖ref‖: bf16 autocast on the
-#: CPU measured 0.09 (chain), 0.03 (synthesizer) and 0.05 (RMVPE); fp16 keeps 3 more
-#: mantissa bits (8× finer), so about 0.011 / 0.004 / 0.006 is expected; 3× headroom.
-LOWP_REL_L2 = {torch.float16: 3e-2, torch.bfloat16: 0.15}
+#: fp16-autocast tolerances, relative L2 error ‖out − ref‖ / ‖ref‖, 3× what fp16 autocast
+#: measured on the CPU (chain 0.016, synthesizer 0.0035, RMVPE 0.0079; bf16 gave 0.10,
+#: 0.03, 0.05, about 8× more, as its 3 fewer mantissa bits predict).
+LOWP_REL_L2 = {"chain": 5e-2, "synthesizer": 1e-2, "rmvpe": 2.5e-2}
 #: fp32 tolerances from shared/golden/README.md: (rtol, atol).
 CHAIN_TOL = (1e-3, 1e-3)
 SINGLE_TOL = (1e-4, 1e-4)
@@ -250,11 +250,12 @@ def run_golden(
     rmvpe.to(device)
     cuda = device.type == "cuda"
     for label, low in (("fp32", None), (str(lowp).replace("torch.", ""), lowp)):
-        loose = LOWP_REL_L2[lowp]
         start = time.perf_counter()
-        if low is None or cuda:  # a CPU rehearsal skips the chain in bf16: ~10 s, no claim
+        if low is None or cuda:  # a CPU rehearsal skips the chain in fp16 (a minute there)
             image = check_chain(on_device, chain, device, low)
-            row = compare(image, chain["chain0/out/image"], CHAIN_TOL if low is None else loose)
+            row = compare(
+                image, chain["chain0/out/image"], CHAIN_TOL if low is None else LOWP_REL_L2["chain"]
+            )
             report.add("golden", {"check": "liveportrait chain image", "precision": label,
                                   **row, "s": time.perf_counter() - start})  # fmt: skip
         for case in sorted({k.split("/")[0] for k in rvc if k.count("/") == 2}):
@@ -262,7 +263,11 @@ def run_golden(
             args = {n: torch.from_numpy(rvc[f"{case}/in/{n}"]).to(device) for n in synth_inputs}
             with torch.inference_mode(), autocast(device, low):
                 audio = synth(**args)["audio"]
-            row = compare(audio, rvc[f"{case}/out/audio"], SINGLE_TOL if low is None else loose)
+            row = compare(
+                audio,
+                rvc[f"{case}/out/audio"],
+                SINGLE_TOL if low is None else LOWP_REL_L2["synthesizer"],
+            )
             report.add("golden", {"check": f"rvc v2 synthesizer audio {case}", "precision": label,
                                   **row, "s": time.perf_counter() - start})  # fmt: skip
         for case in sorted({k.split("/")[0] for k in pitch if k.count("/") == 2}):
@@ -270,7 +275,11 @@ def run_golden(
             audio = torch.from_numpy(pitch[f"{case}/in/audio"]).to(device)
             with torch.inference_mode():
                 hidden = salience(rmvpe, audio, low)
-            row = compare(hidden, pitch[f"{case}/out/hidden"], CHAIN_TOL if low is None else loose)
+            row = compare(
+                hidden,
+                pitch[f"{case}/out/hidden"],
+                CHAIN_TOL if low is None else LOWP_REL_L2["rmvpe"],
+            )
             report.add("golden", {"check": f"rmvpe salience {case}", "precision": label, **row,
                                   "s": time.perf_counter() - start})  # fmt: skip
     for module in (*on_device.__dict__.values(), synth, rmvpe):
@@ -630,10 +639,10 @@ def main(argv: list[str] | None = None) -> None:
     frames = args.frames or (1 if args.quick else 200)
     # a CPU rehearsal skips warm-up: a 512 frame costs ~10 s there
     warmup = (1 if cuda else 0) if args.quick else 20
-    lowp = torch.float16 if cuda else torch.bfloat16
+    lowp = torch.float16
     meta = environment(device)
     meta.update({"frames": frames, "warm-up frames": warmup, "quick": args.quick,
-                 "low-precision tolerance": f"rel L2 <= {LOWP_REL_L2[lowp]:g}"})  # fmt: skip
+                 "fp16 tolerance (rel L2)": LOWP_REL_L2})  # fmt: skip
     report = Report(Path(args.out), meta)
     report.write()
     print(f"# gpu readiness on {meta['device_name']}, torch {torch.__version__}", flush=True)

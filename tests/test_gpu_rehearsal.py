@@ -151,7 +151,7 @@ def test_quick_run_in_a_device_like_venv(prepared: Path, tmp_path: Path) -> None
     assert {r["checksum"] for r in sections["fill"]} == {"ok"} and len(sections["fill"]) == 7
     golden = sections["golden"]
     assert {r["pass"] for r in golden} == {"ok"}
-    assert {r["precision"] for r in golden} == {"fp32", "bfloat16"}
+    assert {r["precision"] for r in golden} == {"fp32", "float16"}
     eager, *compiled = sections["liveportrait 512"]
     assert eager["variant"] == "fp32 eager" and eager["e2e median ms"] > 0
     # the replayed landmarks found the face: the networks ran, nothing was held
