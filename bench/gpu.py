@@ -43,7 +43,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ class Report:
     out: Path
     meta: dict[str, Any]
     sections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
 
     def add(self, section: str, row: dict[str, Any]) -> None:
         self.sections.setdefault(section, []).append(row)
@@ -128,6 +130,20 @@ def _cell(value: Any) -> str:
             return "n/a"
         return f"{value:.3g}" if abs(value) < 0.01 and value else f"{value:.2f}"
     return str(value)
+
+
+def attempt(
+    report: Report, section: str, label: dict[str, Any], run: Callable[..., Any], *args: Any
+) -> Any:
+    """``run(*args)``; an error becomes a row of its own and the run goes on (one device try)."""
+    try:
+        return run(*args)
+    except Exception as exc:
+        traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        report.add(section, {**label, "note": f"ERROR {type(exc).__name__}: {first}"})
+        report.errors.append(f"{section} {label}")
+        return None
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -653,21 +669,28 @@ def main(argv: list[str] | None = None) -> None:
     synth = filled(data, "rvc", "rvc_v2_40k", report)
     rmvpe = filled(data, "rvc", "rmvpe", report)
     with no_tf32():
-        run_golden(data, nets, synth, rmvpe, device, lowp, report)
+        attempt(report, "golden", {"check": "all"},
+                run_golden, data, nets, synth, rmvpe, device, lowp, report)  # fmt: skip
 
     media = Media.load(data)
     variants = EAGER if cuda else EAGER[:1]
     best: tuple[Variant, float] | None = None
     for variant in variants:
-        row = run_variant(variant, nets, media, device, frames, warmup)
+        row = attempt(report, "liveportrait 512", {"variant": variant.label},
+                      run_variant, variant, nets, media, device, frames, warmup)  # fmt: skip
+        if row is None:
+            continue
         report.add("liveportrait 512", row)
         if best is None or row["e2e median ms"] < best[1]:
             best = (variant, row["e2e median ms"])
-    assert best is not None
     count = 2 if args.quick else 4
     session_frames = 1 if args.quick else 50
-    row = run_sessions(best[0], nets, media, device, count, session_frames, warmup, best[1])
-    report.add("sessions", row)
+    if best is not None:
+        chosen, single = best
+        row = attempt(report, "sessions", {"variant": chosen.label}, run_sessions,
+                      chosen, nets, media, device, count, session_frames, warmup, single)  # fmt: skip
+        if row is not None:
+            report.add("sessions", row)
 
     with tempfile.TemporaryDirectory() as tmp:
         encoder = load_content_encoder(hubert_file(Path(tmp)), "v2").to(device).eval()
@@ -676,10 +699,11 @@ def main(argv: list[str] | None = None) -> None:
     blocks = 1 if args.quick else 100
     for low in (None, lowp) if cuda else (None,):
         for block_ms in (100.0, 160.0):
-            rvc_row = run_rvc(
-                encoder, synth, rmvpe, device, block_ms, low, blocks, 1 if args.quick else 10
-            )
-            report.add("rvc block", rvc_row)
+            label = {"precision": "fp32" if low is None else "float16", "block ms": block_ms}
+            rvc_row = attempt(report, "rvc block", label, run_rvc, encoder, synth, rmvpe,
+                              device, block_ms, low, blocks, 1 if args.quick else 10)  # fmt: skip
+            if rvc_row is not None:
+                report.add("rvc block", rvc_row)
     del encoder
     synth.to("cpu")
     rmvpe.to("cpu")
@@ -693,17 +717,20 @@ def main(argv: list[str] | None = None) -> None:
             report.add("liveportrait 512", {"variant": variant.label,
                        "note": f"skipped: {elapsed:.0f} s used of the {args.budget_s:.0f} s budget"})  # fmt: skip
             continue
-        report.add("liveportrait 512", run_variant(variant, nets, media, device, frames, warmup))
-    absent = [m for m in DEVICE_LACKS if m in sys.modules]
-    report.meta["imported of " + "/".join(DEVICE_LACKS)] = ", ".join(absent) or "none"
+        row = attempt(report, "liveportrait 512", {"variant": variant.label},
+                      run_variant, variant, nets, media, device, frames, warmup)  # fmt: skip
+        if row is not None:
+            report.add("liveportrait 512", row)
+    imported = [m for m in DEVICE_LACKS if m in sys.modules]
+    report.meta["imported of " + "/".join(DEVICE_LACKS)] = ", ".join(imported) or "none"
     report.meta["wall s"] = time.perf_counter() - t_start
     report.write()
     print(report.markdown(), flush=True)
-    failed = [r["check"] for r in report.sections.get("golden", []) if r["pass"] != "ok"]
-    if absent:
-        raise SystemExit(f"imported modules the device lacks: {', '.join(absent)}")
-    if failed:
-        raise SystemExit(f"golden checks failed: {', '.join(failed)}")
+    failed = [r["check"] for r in report.sections.get("golden", []) if r.get("pass") != "ok"]
+    if imported:
+        raise SystemExit(f"imported modules the device lacks: {', '.join(imported)}")
+    if failed or report.errors:
+        raise SystemExit(f"golden checks failed: {failed}; errors: {report.errors}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ pillow, transformers: no aiortc, PyAV, MediaPipe, pyworld or soxr), on data laid
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -38,6 +39,7 @@ DEVICE_REQUIREMENTS = (
 DEVICE_LACKS = ("aiortc", "av", "mediapipe", "pyworld", "soxr")
 
 
+@functools.cache
 def bench_module(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
@@ -125,6 +127,21 @@ def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
     gpu = bench_module("gpu")
     with pytest.raises(SystemExit, match=r"run bench/gpu_prepare\.py first"):
         gpu.main(["--data", str(tmp_path), "--out", str(tmp_path / "out"), "--quick"])
+
+
+def test_a_failing_step_becomes_a_row_and_the_run_goes_on(tmp_path: Path) -> None:
+    gpu = bench_module("gpu")
+    report = gpu.Report(tmp_path, {"device_name": "test"})
+
+    def broken(x: int) -> None:
+        raise RuntimeError(f"CUDA graph capture failed {x}\nsecond line")
+
+    assert gpu.attempt(report, "liveportrait 512", {"variant": "v"}, broken, 3) is None
+    assert gpu.attempt(report, "liveportrait 512", {"variant": "w"}, lambda: {"ok": 1}) == {"ok": 1}
+    row = json.loads((tmp_path / "gpu.json").read_text())["sections"]["liveportrait 512"][0]
+    assert row == {"variant": "v", "note": "ERROR RuntimeError: CUDA graph capture failed 3"}
+    assert report.errors == ["liveportrait 512 {'variant': 'v'}"]
+    assert "| v | ERROR RuntimeError" in (tmp_path / "gpu.md").read_text()
 
 
 @pytest.mark.timeout(900)  # ~2 min on an idle 2-core machine; a first run adds the venv
