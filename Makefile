@@ -41,3 +41,9 @@ bench: system-packages $(VENV)/.test-stamp
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# GPU readiness (issue 20): lay out .gpu/ (golden subset, media, recorded landmarks) for
+# the device tool's carry; then `python3 bench/gpu.py --data .gpu --out $OUT` there.
+.PHONY: gpu-data
+gpu-data: $(VENV)/.test-stamp
+	$(BIN)/python bench/gpu_prepare.py .gpu

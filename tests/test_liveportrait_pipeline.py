@@ -31,7 +31,7 @@ from mirage.models.base import (  # noqa: E402
     NoFaceError,
     WeightsMissing,
 )
-from mirage.models.face.mesh import FaceMesh  # noqa: E402
+from mirage.models.face.mesh import FaceLandmarks, FaceMesh  # noqa: E402
 from tests.conftest import GOLDEN, MEDIA, load_fill  # noqa: E402
 
 LP_GOLDEN = GOLDEN / "liveportrait"
@@ -406,6 +406,40 @@ def test_neutral_pose_waits_for_a_whole_face(
     assert nets.warping_module.calls == [] and not animator.pipeline.has_neutral
     animator.animate(driver_frames[1], 256)  # a whole face: this is the neutral pose
     assert len(nets.warping_module.calls) == 1 and animator.pipeline.has_neutral
+
+
+class Recorded:
+    """A reference landmarker that hands back one recorded face (or none)."""
+
+    def __init__(self, face: FaceLandmarks | None) -> None:
+        self.face, self.calls = face, 0
+
+    def detect(self, rgb: np.ndarray) -> FaceLandmarks | None:
+        self.calls += 1
+        return self.face
+
+    def close(self) -> None:
+        pass
+
+
+def test_recorded_reference_landmarks_stand_in_for_mediapipe(
+    standin: tuple[lp.LivePortraitAnimator, StandIn], portrait: np.ndarray
+) -> None:
+    """bench/gpu.py's path where MediaPipe is absent: the same crop from recorded points."""
+    animator, _ = standin  # its reference went through MediaPipe
+    with FaceMesh(static=True) as mesh:
+        face = mesh.detect(portrait)
+    replay = Recorded(face)
+    made = lp.LivePortraitAnimator(
+        networks=StandIn(), device="cpu", detector="mesh", reference_landmarker=replay
+    )
+    made.set_reference(portrait)
+    assert replay.calls == 1 and made._reference is not None and animator._reference is not None
+    np.testing.assert_allclose(made._reference.crop_matrix, animator._reference.crop_matrix)
+    made.reference_landmarker = Recorded(None)
+    with pytest.raises(NoFaceError):
+        made.set_reference(portrait)
+    made.close()
 
 
 def test_reference_without_face_raises(standin: tuple[lp.LivePortraitAnimator, StandIn]) -> None:

@@ -40,7 +40,7 @@ from mirage.models.avatar.passthrough import fit_square
 from mirage.models.base import BackendUnavailable, BadInput, NoFaceError, WeightsMissing
 from mirage.models.face import landmark203
 from mirage.models.face.mesh import FaceMesh
-from mirage.models.face.tracker import FaceTracker, TrackerConfig
+from mirage.models.face.tracker import FaceTracker, Landmarker, TrackerConfig
 from mirage.weights import models_dir as resolve_models_dir
 
 
@@ -118,6 +118,8 @@ class LivePortraitAnimator:
     ``neutral_min_score``: the driver's neutral pose is taken from the first frame whose
     face is at least this much inside the picture (until then the reference is held).
     ``profile`` syncs the device around stages so ``timings`` holds honest milliseconds.
+    ``reference_landmarker`` finds the reference's face (default: a static MediaPipe mesh);
+    with ``tracker`` it lets recorded landmarks stand in where MediaPipe is absent.
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class LivePortraitAnimator:
         profile: bool = False,
         networks: Networks | None = None,
         tracker: FaceTracker | None = None,
+        reference_landmarker: Landmarker | None = None,
     ) -> None:
         self.device = resolve_device(device)
         if not 0.0 < crop_smoothing <= 1.0:
@@ -152,6 +155,7 @@ class LivePortraitAnimator:
         self.frame_scale = frame_scale
         self.neutral_min_score = neutral_min_score
         self._rect: cropping.FaceRect | None = None
+        self.reference_landmarker = reference_landmarker
         cuda = self.device.type == "cuda"
         if paste not in PASTE_MODES:
             raise BadInput(f"liveportrait: unknown paste {paste!r}; use {', '.join(PASTE_MODES)}")
@@ -208,8 +212,11 @@ class LivePortraitAnimator:
 
     def set_reference(self, image: np.ndarray) -> None:
         rgb = _check_rgb(image, "reference")
-        with FaceMesh(static=True) as mesh:
-            face = mesh.detect(rgb)
+        if self.reference_landmarker is not None:
+            face = self.reference_landmarker.detect(rgb)
+        else:
+            with FaceMesh(static=True) as mesh:
+                face = mesh.detect(rgb)
         if face is None:
             raise NoFaceError("no face found in the reference portrait")
         points = self._refine(rgb, face.points)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soxr
 import torch
 
 from mirage.models.base import BadInput
@@ -229,6 +228,8 @@ class RvcConverter:
         lengths = torch.tensor([frames], device=self.device)
         out, _, _ = self.synth.infer(phone, lengths, pitch, nsff0, self._sid, head, length)
         native = out[0, 0].float().cpu().numpy()
+        import soxr  # here: the stream geometry above is usable where soxr is absent
+
         resampled = soxr.resample(native, self.info.sample_rate, RATE, quality="HQ")
         expected = (frames if length is None else length) * HOP
         resampled = resampled[:expected]
