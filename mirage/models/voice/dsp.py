@@ -58,11 +58,15 @@ _HOP = int(RATE * FRAME_MS / 1000)
 _CONTEXT_MS = 60.0  # history before the synthesised span: the tracker's longest lag + margin
 _NCCF_VOICED = 0.6  # a frame is voiced when its best self-correlation reaches this
 _NCCF_NEAR = 0.85  # the shortest lag this close to the best is the period
-_LOOKAHEAD_MS = 20.0  # newest audio not yet synthesised: the future its analysis sees
+_LOOKAHEAD_MS = 18.75  # newest audio not yet synthesised: the future its analysis sees
+#: A resynthesised voice's energy lags its frames' times by the minimum-phase responses'
+#: energy centroid: 1.25 ms on average, measured (tests/test_dsp.py, the spectrogram
+#: cross-correlation) over eight presets and two voices. Counted in ``latency_s``; the
+#: unchanged voice is delayed by as much, so every setting has the same delay.
+_RESPONSE_DELAY_MS = 1.25
 _F0_FLOOR, _F0_CEIL = 60.0, 800.0
 _FFT = pyworld.get_cheaptrick_fft_size(RATE, _F0_FLOOR)  # 1024 at 16 kHz
 _UNVOICED_F0 = 500.0  # WORLD's noise-pulse rate in unvoiced stretches
-_AP_STRIDE = 4  # long blocks: D4C every 4th frame (20 ms), interpolated between
 _SILENCE = 1e-4  # peak below which a frame is digital silence (-80 dBFS)
 _FLOOR = 1e-16  # spectral floor before the log (WORLD's kMySafeGuardMinimum)
 
@@ -89,32 +93,6 @@ def warp_envelope(envelope: np.ndarray, ratio: float) -> np.ndarray:
     high = np.minimum(low + 1, bins - 1)
     frac = src - low
     return envelope[..., low] * (1.0 - frac) + envelope[..., high] * frac
-
-
-def _sparse_d4c(
-    x: np.ndarray, f0: np.ndarray, times: np.ndarray, known: np.ndarray | None
-) -> np.ndarray:
-    """D4C aperiodicity on every ``_AP_STRIDE``-th frame and the last, interpolated between.
-
-    D4C is WORLD's costliest step; at 16 kHz it codes a single band and moves
-    slowly, so a 20 ms grid loses nothing audible. ``known``, when given, is the
-    first frame's aperiodicity from the previous block (not analysed again).
-    """
-    n = len(f0)
-    start = 0 if known is None else 1
-    picks = np.unique(np.append(np.arange(start, n, _AP_STRIDE), n - 1))
-    coarse = pyworld.d4c(
-        x, np.ascontiguousarray(f0[picks]), np.ascontiguousarray(times[picks]), RATE
-    )
-    if known is not None:
-        picks, coarse = np.append(0, picks), np.vstack([known[None], coarse])
-    if len(picks) == n:
-        return np.ascontiguousarray(coarse)
-    position = np.interp(np.arange(n), picks, np.arange(len(picks)))
-    low = np.minimum(np.floor(position).astype(np.int64), len(picks) - 1)
-    high = np.minimum(low + 1, len(picks) - 1)
-    frac = (position - low)[:, None]
-    return np.ascontiguousarray(coarse[low] * (1.0 - frac) + coarse[high] * frac)
 
 
 def track_f0(x: np.ndarray, centres: np.ndarray, future: int) -> np.ndarray:
@@ -324,7 +302,8 @@ class DspConverter:
         )
         self.block_size = _samples(float(block_ms))
         self._lookahead = _samples(_LOOKAHEAD_MS)
-        self.latency_s = self._lookahead / RATE
+        self._response_delay = _samples(_RESPONSE_DELAY_MS)
+        self.latency_s = (self._lookahead + self._response_delay) / RATE  # 20 ms
         self._context = _samples(_CONTEXT_MS)  # a whole number of hops
         self._history = np.zeros(self._context + self.block_size + self._lookahead, np.float64)
         self._synth = PulseSynth(_HOP)
@@ -376,14 +355,14 @@ class DspConverter:
     def _resynthesise(self, history: np.ndarray, params: VoiceParams) -> np.ndarray:
         """The span ``[context, context + block)`` of ``history``, converted."""
         start, size = self._context, self.block_size
-        span = history[start : start + size]
         if params.is_identity:  # the voice itself beats its resynthesis, and costs nothing
             self._boundary = None
-            return span + self._synth.flush(size)
+            early = start - self._response_delay  # delayed as much as a resynthesis is
+            return history[early : early + size] + self._synth.flush(size)
         # Frames on the span's first sample .. one hop past its last: the synthesis
         # interpolates between them. A frame within a hop of sound is loud.
         first, last = start // _HOP, (start + size) // _HOP
-        around = np.abs(history).reshape(-1, _HOP).max(axis=1)
+        around = np.abs(history[: len(history) // _HOP * _HOP]).reshape(-1, _HOP).max(axis=1)
         loud = np.maximum(around[first - 1 : last], around[first : last + 1]) >= _SILENCE
         if not np.any(loud):
             self._boundary = None
@@ -415,7 +394,7 @@ class DspConverter:
         raw = track_f0(history, centres, self._lookahead)
         f0 = pyworld.stonemask(history, raw, times, RATE)
         envelope = pyworld.cheaptrick(history, f0, times, RATE, f0_floor=_F0_FLOOR)
-        aperiodicity = _sparse_d4c(history, f0, times, None)
+        aperiodicity = pyworld.d4c(history, f0, times, RATE)
         if known is not None:
             f0 = np.append(known[0], f0)
             envelope = np.vstack([known[1][None], envelope])
