@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scipy.signal import stft
 
 from mirage.models import BadInput, VoiceConverter, create_converter
 from mirage.models.registry import find, unavailable_reason
 from mirage.models.voice import dsp
 from mirage.models.voice.dsp import DspConverter, PulseSynth, warp_envelope
 from mirage.models.voice.presets import presets
+from tests.delay import measured_delay
 from tests.speech import speech as espeak
 
 with warnings.catch_warnings():
@@ -266,33 +266,6 @@ def test_click_measure_catches_restarted_blocks(block_ms: int) -> None:
     assert isinstance(converter, DspConverter)
     converter._synth = _Forgetful(converter._synth.hop)
     assert seam_clicks(_stream(converter, speech()), converter.block_size) > 2.0
-
-
-def measured_delay(x: np.ndarray, y: np.ndarray, most: int = 1600, hop: int = 8) -> float:
-    """The lag (samples) at which y's log spectrogram (0-4 kHz, 16 ms windows every
-    0.5 ms) best matches x's: a delay estimate that does not know ``latency_s``.
-
-    Every band's onsets and offsets vote, so the peak is sharp enough for 2 ms (a
-    single energy envelope drifts by 3 ms between presets).
-    """
-    n = min(len(x), len(y))
-
-    def log_spectrogram(s: np.ndarray) -> np.ndarray:
-        _, _, z = stft(s[:n].astype(np.float64), RATE, nperseg=256, noverlap=256 - hop)
-        power = np.log(np.abs(z[2:64]) ** 2 + 1e-8)
-        return power - power.mean(axis=1, keepdims=True)
-
-    sx, sy = log_spectrogram(x), log_spectrogram(y)
-    frames = sx.shape[1]
-    score = np.array(
-        [np.sum(sx[:, : frames - k] * sy[:, k:]) / (frames - k) for k in range(most // hop)]
-    )
-    i = int(np.argmax(score))
-    step = 0.0
-    if 0 < i < len(score) - 1:  # parabolic interpolation of the peak
-        a, b, c = score[i - 1 : i + 2]
-        step = 0.5 * (a - c) / (a - 2 * b + c)
-    return (i + step) * hop
 
 
 def test_the_delay_measure_finds_a_known_delay() -> None:
