@@ -136,6 +136,13 @@ def test_block_size_follows_block_ms(block_ms: int) -> None:
     converter = create_converter("dsp", block_ms=block_ms)
     assert converter.block_size == block_ms * 16
     assert converter.latency_s == pytest.approx(0.020)  # whatever the block
+    # Every path returns a whole block: silence, the unchanged voice, resynthesis.
+    zeros, voice = np.zeros(block_ms * 16, np.float32), speech()[16000 : 16000 + block_ms * 16]
+    assert converter.convert(zeros).shape == converter.convert(voice).shape == zeros.shape
+    assert isinstance(converter, DspConverter)
+    converter.update(preset="bright")
+    for block in (voice, zeros, zeros):
+        assert converter.convert(block).shape == zeros.shape
 
 
 def test_presets_are_listed_and_all_run() -> None:

@@ -172,13 +172,12 @@ class PulseSynth:
         self._tail[:] = 0.0
 
     def flush(self, n: int) -> np.ndarray:
-        """The next ``n`` samples of the tail alone (no new pulses)."""
-        out = self._tail[:n].copy()
-        self._shift(n)
+        """The next ``n`` samples of the tail alone (no new pulses), zeros past its end."""
+        out = np.zeros(n)
+        kept = min(n, len(self._tail))
+        out[:kept] = self._tail[:kept]
+        self._tail = np.concatenate([self._tail[kept:], np.zeros(kept)])
         return out
-
-    def _shift(self, n: int) -> None:
-        self._tail = np.concatenate([self._tail[n:], np.zeros(n)])
 
     def __call__(
         self,
