@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -232,12 +231,6 @@ def bench_script(name: str, monkeypatch: pytest.MonkeyPatch, *argv: str) -> Modu
     return module
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # The bench parsers read what the scripts print: each script below runs its own main(),
 # and where a measurement needs weights, a GPU or a minute, only that measurement is
 # replaced by fixed numbers, so its table is the script's own formatting of them.
@@ -277,7 +270,7 @@ def test_bench_parser_reads_the_voice_scripts_real_table(
     assert (value, unit) == (round(result.rtf, 3), "RTF")
     ms, latency = float(f"{result.ms_mean:.2f}"), float(f"{result.latency_ms:.1f}")  # as printed
     assert text == (
-        f"dsp preset=bright, 160 ms blocks: RTF {result.rtf:.3f}, {ms:.1f} ms/block, "
+        f"dsp preset=bright, 10 ms blocks: RTF {result.rtf:.3f}, {ms:.1f} ms/block, "
         f"latency {latency:.0f} ms"
     )
     assert bench.parse_voice("nothing here\n") is None
@@ -315,11 +308,9 @@ def test_bench_parser_reads_the_sync_scripts_table(
         def av_skew(self) -> list[float]:
             return [0.4, 0.003, -0.002, 0.008, -0.011, 0.001]  # the first mark is dropped
 
-    real_run = sync.run
     first = next(iter(sync.CASES))
     monkeypatch.setattr(sync, "CASES", {first: sync.CASES[first]})
     monkeypatch.setattr(sync, "Probe", Probe)
-    monkeypatch.setattr(sync, "run", lambda name, o, s, port: real_run(name, o, s, free_port()))
     asyncio.run(sync.main())
     out = capsys.readouterr().out
     assert f"| {first} | 5 | +1 | -11 … +8 | 11 |" in out  # the script's own row
@@ -409,5 +400,5 @@ def test_mirage_bench_only_voice_quick(capsys: pytest.CaptureFixture[str]) -> No
     # process that did it ran at least RTF × 3 s (the row's own wall clock, measured apart).
     assert row["unit"] == "RTF" and row["value"] > 0
     assert row["value"] * 3.0 < row["seconds"], row
-    assert "dsp preset=bright, 160 ms blocks" in row["headline"]
+    assert "dsp preset=bright, 10 ms blocks" in row["headline"]
     assert main(["bench", "--only", "nope"]) == 2

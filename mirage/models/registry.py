@@ -88,13 +88,13 @@ DSP_OPTIONS = (
     Option("formant", "float", None, *FORMANT_RANGE, nullable=True, live=True),
     Option("flat_hz", "float", None, *FLAT_HZ_RANGE, nullable=True, live=True, off=0),
     Option("whisper", "bool", None, nullable=True, live=True),
-    Option("block_ms", "float", 160.0, 80.0, 200.0),
+    Option("block_ms", "float", 10.0, 5.0, 200.0),  # and a multiple of 5 ms (dsp says so)
 )
 RVC_OPTIONS = (
     Option("model", "file", "rvc/model.pth"),
     Option("semitones", "float", 0.0, -24.0, 24.0),
     Option("index_rate", "float", 0.5, 0.0, 1.0),
-    Option("block_ms", "float", 160.0, 20.0, 1000.0),
+    Option("block_ms", "float", 100.0, 20.0, 1000.0),
     Option("context_s", "float", 1.0, 0.04, 5.0),
     Option("crossfade_ms", "float", 40.0, 10.0, 1000.0),
     Option("search_ms", "float", 10.0, 0.0, 100.0),
