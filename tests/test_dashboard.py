@@ -119,10 +119,10 @@ def exposed(text: str) -> Exposed:
 async def test_every_dashboard_query_matches_live_metrics(start_server: StartServer) -> None:
     server = await start_server(max_sessions=1)
     url = base_url(server)
-    # A failing face model every 5th frame: model-error series exist too.
-    probe = Probe(
-        url, size=256, fps=15.0, options={"face": "failing", "face_options": {"every": 5}}
-    )
+    # A failing face model every 5th frame: model-error series exist too; the dsp voice
+    # comes behind the voice gate, whose per-session gauge needs a panel as well.
+    options = {"face": "failing", "face_options": {"every": 5}, "voice": "dsp"}
+    probe = Probe(url, size=256, fps=15.0, options=options)
     try:
         await probe.connect()
         async with aiohttp.ClientSession() as http:
@@ -135,6 +135,7 @@ async def test_every_dashboard_query_matches_live_metrics(start_server: StartSer
                 "mirage_model_errors_total",
                 "mirage_av_skew_seconds",
                 "mirage_quality_level",
+                "mirage_voice_gate_open_ratio",
             }
             deadline = asyncio.get_running_loop().time() + 20
             while True:
@@ -174,7 +175,12 @@ async def test_every_dashboard_query_matches_live_metrics(start_server: StartSer
 
 #: Per-session gauges: no series until a session exists (their label is its id);
 #: their panels say "no session" instead of Grafana's "No data".
-PER_SESSION = {"mirage_quality_level", "mirage_av_skew_seconds", "mirage_playout_delay_seconds"}
+PER_SESSION = {
+    "mirage_quality_level",
+    "mirage_av_skew_seconds",
+    "mirage_playout_delay_seconds",
+    "mirage_voice_gate_open_ratio",
+}
 
 
 def panels(node: Any) -> Iterator[dict[str, Any]]:

@@ -178,7 +178,9 @@ def test_avatar_frames_are_the_portrait_moved_not_the_driver(
     for k in (0, 15, 29):
         drv = fit_square(driver[k], 512)
         assert np.abs(out[k].astype(int) - drv).mean() > 40
-        assert similarity(out[k], portrait) > 0.5 > similarity(out[k], drv) + 0.2
+        # the portrait's colours (0.84 on s0 + d0), not the driver's (0.30: both are faces)
+        to_portrait, to_driver = similarity(out[k], portrait), similarity(out[k], drv)
+        assert to_portrait > 0.7 and to_driver < 0.35 and to_portrait > to_driver + 0.4
     # the same backend, run directly on the first frame, gives the same picture
     animator = registry.create_animator("warp", clock=lambda: 0.0)
     animator.set_reference(portrait)
