@@ -149,6 +149,7 @@ def run_round_trip_phase(pw: Any, work: Path, out: dict[str, Any], servers: list
     time.sleep(11.0)
     stats = page.evaluate("() => window.mirage.stats()")
     log = page.evaluate("() => window.__probe")
+    (work / "probe.json").write_text(json.dumps(log))  # to look into a failure
     # The edges of the very span the page correlated (its windows, in page time).
     match = stats["match"]
     measure = analyse(log, match["window"], match["audioWindow"])
