@@ -47,7 +47,16 @@ FLAGS = [
     "--use-fake-device-for-media-stream",
 ]
 MIRAGE_PORT, ECHO_PORT = 8790, 8791
-KEYS = ("video", "audio", "skew", "page_latency", "page_audio", "page_skew")
+KEYS = (
+    "video",
+    "audio",
+    "skew",
+    "page_latency",
+    "page_audio",
+    "page_skew",
+    "page_error_video",
+    "page_error_audio",
+)
 # (label, server, page query)
 CASES = [
     ("stock aiortc echo", "echo", "face=passthrough&voice=passthrough"),
@@ -55,6 +64,66 @@ CASES = [
     ("mirage passthrough + dsp", "mirage", "face=passthrough&voice=dsp:deep"),
     ("mirage warp + dsp (defaults)", "mirage", "face=warp&voice=dsp:deep"),
 ]
+
+
+# Before the page's own script: keep its peer connections, to read their stats.
+KEEP_PCS = """(() => {
+  const Native = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = function (...args) { const pc = new Native(...args); window.__pcs.push(pc); return pc; };
+  window.RTCPeerConnection.prototype = Native.prototype;
+})();"""
+# Per-frame means of the browser's own video stages, from getStats (ms).
+BROWSER_STAGES = """async () => {
+  const pc = window.__pcs[window.__pcs.length - 1], out = {};
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'outbound-rtp' && s.kind === 'video' && s.framesEncoded) {
+      out.encode = 1000 * s.totalEncodeTime / s.framesEncoded;
+      out.pacer = 1000 * s.totalPacketSendDelay / s.packetsSent;
+    }
+    if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded) {
+      out.jitter_buffer = 1000 * s.jitterBufferDelay / s.jitterBufferEmittedCount;
+      out.decode = 1000 * s.totalDecodeTime / s.framesDecoded;
+      out.receive_to_decoded = 1000 * s.totalProcessingDelay / s.framesDecoded;
+    }
+    if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime !== undefined)
+      out.network_rtt = 1000 * s.currentRoundTripTime;
+  });
+  return out;
+}"""
+
+
+def server_stages(port: int) -> dict[str, tuple[float, float]]:
+    """(sum, count) of Mirage's video stage and latency histograms, from /metrics."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    except OSError:
+        return {}
+    out: dict[str, list[float]] = {}
+    for line in text.decode().splitlines():
+        for prefix, key in (
+            ("mirage_stage_seconds", 'stage="'),
+            ("mirage_frame_latency_seconds", None),
+        ):
+            if not line.startswith(prefix) or 'track="video"' not in line:
+                continue
+            name, value = line.rsplit(" ", 1)
+            kind = "sum" if name.startswith(prefix + "_sum") else "count"
+            if not name.startswith((prefix + "_sum", prefix + "_count")):
+                continue
+            stage = name.split(key, 1)[1].split('"', 1)[0] if key else "capture_to_send"
+            out.setdefault(stage, [0.0, 0.0])[0 if kind == "sum" else 1] += float(value)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def stage_means(before: dict, after: dict) -> dict[str, float]:
+    """Mean ms per frame of each server stage between two /metrics reads."""
+    means = {}
+    for stage, (total, count) in after.items():
+        t0, c0 = before.get(stage, (0.0, 0.0))
+        if count > c0:
+            means[f"server_{stage}"] = 1000 * (total - t0) / (count - c0)
+    return means
 
 
 def start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
@@ -102,6 +171,7 @@ def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: 
     )
     try:
         page = browser.new_page()
+        page.add_init_script(KEEP_PCS)
         page.goto(f"http://127.0.0.1:{port}/?autostart=1&{query}")
         page.wait_for_function(
             "() => window.mirage.stats().framesReceived > 20", timeout=90_000, polling=250
@@ -109,14 +179,22 @@ def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: 
         page.evaluate(PROBE_JS)
         time.sleep(2.0)  # let the jitter buffers and the playout delay settle
         mark = page.evaluate("() => performance.now()")
+        before = server_stages(port)
         time.sleep(seconds)
         log = page.evaluate("() => window.__probe")
         stats = page.evaluate("() => window.mirage.stats()")
+        stages = {**page.evaluate(BROWSER_STAGES), **stage_means(before, server_stages(port))}
     finally:
         browser.close()
     if os.environ.get("BROWSER_LATENCY_DUMP"):
         Path(os.environ["BROWSER_LATENCY_DUMP"]).write_text(json.dumps(log))
     measure = analyse(log, (mark, 1e12), (mark, 1e12))
+    # The independent check of the page: edges over the very span it correlated.
+    match = stats.get("match") or {}
+    same = analyse(log, match.get("window"), match.get("audioWindow"))
+    shown = [r[0] - r[2] for r in log["avatar"] if r[2] is not None and r[0] >= mark]
+    if shown:
+        stages["receive_to_display"] = statistics.median(shown)
     return {
         "video": measure.video,
         "audio": measure.audio,
@@ -125,12 +203,18 @@ def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: 
         "page_latency": stats.get("latencyMs"),
         "page_audio": stats.get("audioRoundTripMs"),
         "page_skew": stats.get("skewMs"),
-        "match": stats.get("match"),
+        "page_error_video": _minus(stats.get("roundTripMs"), same.video),
+        "page_error_audio": _minus(stats.get("audioRoundTripMs"), same.audio),
+        "stages": stages,
     }
 
 
-def fmt(value: float | None, unit: str = " ms") -> str:
-    return "–" if value is None else f"{value:.0f}{unit}"
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def fmt(value: float | None, unit: str = " ms", digits: int = 0) -> str:
+    return "–" if value is None else f"{value:.{digits}f}{unit}"
 
 
 def ratio(value: float | None, base: float | None) -> str:
@@ -156,6 +240,10 @@ def inside(args: argparse.Namespace) -> None:
                     ]
                     merged = {k: _median([r[k] for r in runs]) for k in KEYS}
                     merged["n"] = tuple(sum(r["n"][i] for r in runs) for i in (0, 1))
+                    names = {k for r in runs for k in r["stages"]}
+                    merged["stages"] = {
+                        k: _median([r["stages"].get(k) for r in runs]) for k in sorted(names)
+                    }
                     rows.append((loss, label, merged))
                     print(f"# {loss}% {label}: {json.dumps(merged)}", file=sys.stderr, flush=True)
     finally:
@@ -164,6 +252,7 @@ def inside(args: argparse.Namespace) -> None:
             proc.terminate()
             proc.wait(10)
     print_table(rows)
+    print_stages(rows)
 
 
 def _median(values: list[Any]) -> float | None:
@@ -174,9 +263,10 @@ def _median(values: list[Any]) -> float | None:
 def print_table(rows: list[tuple[int, str, dict]]) -> None:
     print(
         "| UDP loss | case | video round trip | voice round trip | added skew "
-        "| × echo (video / voice) | page: latency / voice / skew | edges (video, voice) |"
+        "| × echo (video / voice) | page: latency / voice / skew "
+        "| page − edges, same span (video / voice) | edges (video, voice) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     echo: dict[int, dict] = {loss: r for loss, label, r in rows if label.startswith("stock")}
     for loss, label, r in rows:
         base = echo.get(loss, {})
@@ -184,8 +274,37 @@ def print_table(rows: list[tuple[int, str, dict]]) -> None:
             f"| {loss} % | {label} | {fmt(r['video'])} | {fmt(r['audio'])} | {fmt(r['skew'])} "
             f"| {ratio(r['video'], base.get('video'))} / {ratio(r['audio'], base.get('audio'))} "
             f"| {fmt(r['page_latency'])} / {fmt(r['page_audio'])} / {fmt(r['page_skew'])} "
+            f"| {fmt(r['page_error_video'])} / {fmt(r['page_error_audio'])} "
             f"| {r['n'][0]}, {r['n'][1]} |"
         )
+
+
+STAGES = [
+    ("encode", "browser encode"),
+    ("pacer", "browser pacer"),
+    ("network_rtt", "network RTT"),
+    ("server_decode", "server to_ndarray"),
+    ("server_animate", "server animate"),
+    ("server_convert", "server from_ndarray"),
+    ("server_capture_to_send", "server capture→send"),
+    ("jitter_buffer", "browser jitter buffer"),
+    ("decode", "browser decode"),
+    ("receive_to_display", "browser receive→display"),
+]
+
+
+def print_stages(rows: list[tuple[int, str, dict]]) -> None:
+    """Mean ms per video frame in each stage we can see, one column per case."""
+    print()
+    print(
+        "| video stage (ms per frame) | "
+        + " | ".join(f"{lbl} ({loss} %)" for loss, lbl, _ in rows)
+        + " |"
+    )
+    print("|---|" + "---|" * len(rows))
+    for key, label in STAGES:
+        cells = [fmt(r["stages"].get(key), "", 1) for _, _, r in rows]
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
