@@ -192,6 +192,8 @@ def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: 
     # The independent check of the page: edges over the very span it correlated.
     match = stats.get("match") or {}
     same = analyse(log, match.get("window"), match.get("audioWindow"))
+    if stats.get("playoutDelayMs") is not None:
+        stages["playout_delay"] = stats["playoutDelayMs"]
     shown = [r[0] - r[2] for r in log["avatar"] if r[2] is not None and r[0] >= mark]
     if shown:
         stages["receive_to_display"] = statistics.median(shown)
@@ -287,6 +289,7 @@ STAGES = [
     ("server_animate", "server animate"),
     ("server_convert", "server from_ndarray"),
     ("server_capture_to_send", "server capture→send"),
+    ("playout_delay", "of which the playout delay (lips held to the voice)"),
     ("jitter_buffer", "browser jitter buffer"),
     ("decode", "browser decode"),
     ("receive_to_display", "browser receive→display"),
