@@ -1,5 +1,6 @@
 """A/V skew and latency through Mirage: a white flash and a voice-like buzz leave the
-probe together once a second; their return is timed (audio latency − video latency).
+probe together once a second; their return is timed (audio latency − video latency),
+and so is each one's round trip (the buzz: its first loud sample sent → received).
 
     python bench/sync.py [--seconds 20]
 """
@@ -22,12 +23,17 @@ from mirage.client.probe import Probe  # noqa: E402
 from mirage.config import Settings  # noqa: E402
 from mirage.state import SERVER  # noqa: E402
 
-CASES = {
+CASES: dict[str, dict[str, object]] = {
     "passthrough + passthrough": {"face": "passthrough", "voice": "passthrough"},
     "passthrough + dsp (bright)": {
         "face": "passthrough",
         "voice": "dsp",
         "voice_options": {"preset": "bright"},
+    },
+    "passthrough + dsp (bright, block_ms=160)": {
+        "face": "passthrough",
+        "voice": "dsp",
+        "voice_options": {"preset": "bright", "block_ms": 160},
     },
     "face 100 ms slower + passthrough": {
         "face": "slow",
@@ -42,6 +48,10 @@ CASES = {
 }
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return (
@@ -49,11 +59,12 @@ def pct(values: list[float], q: float) -> float:
     )
 
 
-async def run(name: str, options: dict[str, object], seconds: float, port: int) -> str:
+async def run(name: str, options: dict[str, object], seconds: float) -> str:
     app = create_app(Settings(ice_hosts=("127.0.0.1",)))
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()  # a free port: others may run too
+    port = runner.addresses[0][1]
     probe = Probe(f"http://127.0.0.1:{port}", sync_marks=True, options=options)
     try:
         await probe.connect()
@@ -62,10 +73,12 @@ async def run(name: str, options: dict[str, object], seconds: float, port: int) 
         session = next(iter(app[SERVER].sessions.values()))
         delay = session.clock.delay_s * 1000
         video = [v * 1000 for v in probe.received.video_latency[40:]]
+        audio = [a * 1000 for a in probe.received.audio_latency[1:]]
         return (
-            f"| {name} | {len(skews)} | {statistics.median(skews):+.0f} | "
+            f"| {name} | {len(skews)} | {median(skews):+.0f} | "
             f"{pct(skews, 0.05):+.0f} … {pct(skews, 0.95):+.0f} | "
-            f"{max(abs(s) for s in skews):.0f} | {delay:.0f} | {pct(video, 0.5):.0f} |"
+            f"{max((abs(s) for s in skews), default=float('nan')):.0f} | {delay:.0f} | {pct(video, 0.5):.0f} | "
+            f"{pct(audio, 0.5):.0f} |"
         )
     finally:
         await probe.close()
@@ -77,11 +90,14 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     rows = []
-    for i, (name, options) in enumerate(CASES.items()):
-        rows.append(await run(name, options, args.seconds, 7900 + i))
+    for name, options in CASES.items():
+        rows.append(await run(name, options, args.seconds))
     print(f"\nA/V skew (ms, + = audio later), {args.seconds:.0f} s per case, loopback\n")
-    print("| case | marks | median | p5 … p95 | max abs | playout delay | video RTT p50 |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| case | marks | median | p5 … p95 | max abs | playout delay | video RTT p50 "
+        "| audio RTT p50 |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -135,3 +136,52 @@ def test_streaming_resampler_is_accurate_and_prompt(rate_in: int, rate_out: int)
     assert abs(peak_hz - 300) < 3
     if rate_in % rate_out == 0 or rate_out % rate_in == 0:
         assert {len(c) for c in chunks} == {step * rate_out // rate_in}  # every chunk, at once
+
+
+def _click_track(chunks: int, click_at: int) -> list[Chunk]:
+    """20 ms chunks of 48 kHz silence with one band-limited click at sample ``click_at``;
+    chunk ``i`` ends (its last sample is captured) at ``100 + 0.02 * (i + 1)`` s."""
+    t = np.arange(960 * chunks) - click_at
+    x = (0.5 * np.sinc(t / 4.0) * np.exp(-((t / 200.0) ** 2))).astype(np.float32)
+    return [Chunk(x[i * 960 : (i + 1) * 960], 48000, 100 + 0.02 * (i + 1)) for i in range(chunks)]
+
+
+def _click_capture(make: Callable[[], VoiceConverter], click_at: int = 9000) -> tuple[float, int]:
+    """The capture time the ring stamps on the click's output peak, and samples out."""
+
+    def run() -> VoicePipeline:
+        pipe = VoicePipeline(make(), 2000, lambda e: None, lambda s, t: None)
+        for chunk in _click_track(30, click_at):
+            pipe.push(chunk)
+        return pipe
+
+    first = run()
+    size = len(first.ring)
+    peak = int(np.argmax(first.ring.pop(size)[0]))
+    again = run()  # the same stream: pop up to the peak, then read the peak's own stamp
+    again.ring.pop(peak)
+    _, stamp = again.ring.pop(1)
+    assert stamp is not None
+    return stamp, size
+
+
+@pytest.mark.parametrize("block", [16, 80, 112, 160, 320, 2560])
+def test_any_block_size_keeps_the_stream_and_its_clock(block: int) -> None:
+    """Blocks of 1, 5, 7, 10, 20 and 160 ms at 16 kHz (smaller than a 20 ms frame, or
+    not dividing it): every whole block is converted at once, and the capture time
+    stamped on the output is the click's own, the resamplers' 2 ms included."""
+    from mirage.models.voice.passthrough import PassthroughConverter
+
+    assert PassthroughConverter(16000, block_ms=block / 16).block_size == block
+    stamped, size = _click_capture(lambda: PassthroughConverter(16000, block_ms=block / 16))
+    assert size == (30 * 320 // block) * block * 3  # no block waits for a later chunk
+    click = 100 + 0.02 - 959 / 48000 + 9000 / 48000  # capture time of input sample 9000
+    assert abs(stamped - click) <= 1.5 / 16000
+
+
+def test_dsp_stamps_output_with_its_input_capture_time() -> None:
+    """The default voice at its 10 ms blocks: latency_s (+ the resamplers) maps output
+    back to the input it came from, to within a sample."""
+    stamped, _ = _click_capture(lambda: create_converter("dsp"))  # neutral: exact delay
+    click = 100 + 0.02 - 959 / 48000 + 9000 / 48000
+    assert abs(stamped - click) <= 1.5 / 16000

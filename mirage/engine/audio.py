@@ -152,6 +152,11 @@ class VoicePipeline:
     def push(self, chunk: Chunk) -> None:
         if self._to_model is None or self._to_model.rate_in != chunk.rate:
             self._to_model = Resampler(chunk.rate, self.converter.sample_rate)
+            # Output stands for input this much older: both resamplers' group delays
+            # (1 ms each for 48 ↔ 16 kHz) and the converter's algorithmic delay.
+            self._latency_s = (
+                self.converter.latency_s + self._to_model.delay_s + self._to_output.delay_s
+            )
         t0 = time.perf_counter()
         x = self._to_model(chunk.samples.astype(np.float32, copy=False))
         self._observe("resample", time.perf_counter() - t0)
@@ -177,7 +182,7 @@ class VoicePipeline:
         t1 = time.perf_counter()
         self._observe("convert", t1 - t0)
         out48 = self._to_output(out)
-        # The first sample pushed now stands for the input heard `latency_s` before it.
+        # The first sample pushed now stands for the input heard `_latency_s` before it.
         source = self._pushed - round(self._latency_s * OUTPUT_RATE) + 1
         capture = self._timeline.at(max(1, source))  # before that: the converter's fill
         self._pushed += len(out48)

@@ -34,6 +34,8 @@ class FirResampler:
         h = firwin(taps, 0.92 / factor, window=("kaiser", KAISER_BETA)) * self.up
         self._h = h.astype(np.float32)
         self._history = np.zeros(taps - 1, np.float32)  # at the high (filtering) rate
+        # A symmetric FIR delays its content by half its length at the filtering rate.
+        self.delay_s = (taps - 1) / 2 / (rate_in * self.up)
         self._phase = 0  # decimation: offset of the next kept sample in the filtered stream
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -57,6 +59,7 @@ class SoxrResampler:
 
     def __init__(self, rate_in: int, rate_out: int) -> None:
         self._stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
+        self.delay_s = 0.0  # soxr holds samples back instead: what comes out is aligned
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out: np.ndarray = self._stream.resample_chunk(np.asarray(x, dtype=np.float32))
@@ -72,6 +75,11 @@ class Resampler:
         if rate_in != rate_out:
             integer = rate_in % rate_out == 0 or rate_out % rate_in == 0
             self._impl = (FirResampler if integer else SoxrResampler)(rate_in, rate_out)
+
+    @property
+    def delay_s(self) -> float:
+        """How late the content comes out (the FIR's group delay: 1 ms at 48 kHz)."""
+        return 0.0 if self._impl is None else self._impl.delay_s
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return x if self._impl is None else self._impl(x)

@@ -1,4 +1,4 @@
-"""The embedded default voice: streaming pitch and formant shift with WORLD.
+"""The embedded default voice: pitch and formant shift with WORLD, streamed at a 10 ms hop.
 
 Why WORLD (pyworld) and not PSOLA/LPC: WORLD splits speech into F0, a smooth
 spectral envelope and aperiodicity, so pitch (scale F0) and formants (warp the
@@ -6,15 +6,27 @@ envelope's frequency axis) are changed independently and cleanly over the whole
 -12..+12 semitone range, and the robot (flat F0) and whisper (no voicing)
 voices fall out for free. TD-PSOLA is cheaper but needs reliable streaming
 pitch marks and turns rough beyond about +-7 semitones; LPC envelopes are
-peakier and shift less gracefully. WORLD's costly parts are avoided: F0 comes
-from DIO + StoneMask (Harvest is several times slower), and CheapTrick/D4C run
-only on the frames of the newest block, not on the context.
+peakier and shift less gracefully.
 
-Streaming: each block is analysed together with ``_CONTEXT_MS`` of history and
-resynthesised; the synthesis restarts its pulse phase every block, so blocks
-are joined with SOLA (:class:`~mirage.models.voice.sola.SolaStream`). The
-stream lags the input by ``latency_s`` = lookahead + crossfade + search
-(25 ms) on top of the caller's block buffering.
+Why a streaming synthesiser of our own (:class:`PulseSynth`) and not
+``pyworld.synthesize`` per block: WORLD's synthesis restarts its pulse phase at
+every call, so blocks had to be joined by SOLA, which costs crossfade + search
+(20 ms) of delay and, at a 10 ms hop, would cross-fade 100 times a second. Our
+synthesiser is WORLD's pulse/noise overlap-add (minimum-phase responses, the
+same spectral formula) with its phase, noise and overlap-add tail carried
+across blocks, so consecutive blocks are one continuous signal: no seams, no
+SOLA. Minimum-phase responses are causal, so a sample is final as soon as the
+pulses up to it are placed; the only delay is the analysis look-ahead.
+
+Streaming: each block of ``block_ms`` is appended to a window of
+history + block + ``_LOOKAHEAD_MS``; DIO + StoneMask (F0),
+CheapTrick (envelope) and D4C (aperiodicity) run on the window but only the
+frames of the span being synthesised are used: the span ends ``_LOOKAHEAD_MS``
+before the newest sample, so every frame is analysed with 20 ms of future (a
+CheapTrick window is 3 pitch periods: whole down to 75 Hz). The stream lags its
+input by exactly ``latency_s`` = the look-ahead, on top of the caller's block
+buffering: 10 + 20 = 30 ms with the defaults (was 160 + 25 ms). Measured with
+``bench/voice.py``: RTF about 0.1 at 10 ms blocks (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -27,25 +39,36 @@ import numpy as np
 
 from mirage.models.base import BadInput
 from mirage.models.voice.presets import VoiceParams, presets, resolve
-from mirage.models.voice.sola import SolaStream
 
 with warnings.catch_warnings():  # pyworld imports the deprecated pkg_resources
     warnings.simplefilter("ignore")
     import pyworld
 
-__all__ = ["DspConverter", "presets", "unavailable_reason"]
+__all__ = ["BLOCK_MS_DEFAULT", "BLOCK_MS_RANGE", "DspConverter", "presets", "unavailable_reason"]
+
+# -- the options (mirrored by the API's option schema) ------------------------------------
+#: Default block: 10 ms (two WORLD frames). The old 160 ms block stays an option.
+BLOCK_MS_DEFAULT = 10.0
+#: Allowed ``block_ms``: a whole number of 5 ms WORLD frames in this range.
+BLOCK_MS_RANGE = (5.0, 200.0)
 
 RATE = 16000
-FRAME_MS = 5.0  # WORLD analysis hop
+FRAME_MS = 5.0  # WORLD analysis hop; block_ms must be a multiple of it
 _HOP = int(RATE * FRAME_MS / 1000)
-_CONTEXT_MS = 40.0  # history before the synthesised span, for DIO and CheapTrick
-_LOOKAHEAD_MS = 5.0  # newest audio not yet synthesised (its analysis lacks future)
-_CROSSFADE_MS = 10.0
-_SEARCH_MS = 10.0
+_CONTEXT_MS = 60.0  # history before the synthesised span: the tracker's longest lag + margin
+_NCCF_VOICED = 0.6  # a frame is voiced when its best self-correlation reaches this
+_NCCF_NEAR = 0.85  # the shortest lag this close to the best is the period
+_LOOKAHEAD_MS = 18.75  # newest audio not yet synthesised: the future its analysis sees
+#: A resynthesised voice's energy lags its frames' times by the minimum-phase responses'
+#: energy centroid: 1.25 ms on average, measured (tests/test_dsp.py, the spectrogram
+#: cross-correlation) over eight presets and two voices. Counted in ``latency_s``; the
+#: unchanged voice is delayed by as much, so every setting has the same delay.
+_RESPONSE_DELAY_MS = 1.25
 _F0_FLOOR, _F0_CEIL = 60.0, 800.0
-_AP_STRIDE = 4  # D4C every 4th frame (20 ms), interpolated: aperiodicity moves slowly
-_SILENCE = 1e-4  # peak below which a span is digital silence (-80 dBFS)
-BLOCK_MS_RANGE = (80.0, 200.0)
+_FFT = pyworld.get_cheaptrick_fft_size(RATE, _F0_FLOOR)  # 1024 at 16 kHz
+_UNVOICED_F0 = 500.0  # WORLD's noise-pulse rate in unvoiced stretches
+_SILENCE = 1e-4  # peak below which a frame is digital silence (-80 dBFS)
+_FLOOR = 1e-16  # spectral floor before the log (WORLD's kMySafeGuardMinimum)
 
 
 def unavailable_reason(models_dir: str | None = None) -> str | None:
@@ -72,29 +95,175 @@ def warp_envelope(envelope: np.ndarray, ratio: float) -> np.ndarray:
     return envelope[..., low] * (1.0 - frac) + envelope[..., high] * frac
 
 
-def _sparse_d4c(x: np.ndarray, f0: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """D4C aperiodicity on every ``_AP_STRIDE``-th frame, linearly interpolated between.
+def track_f0(x: np.ndarray, centres: np.ndarray, future: int) -> np.ndarray:
+    """F0 (Hz, 0 = unvoiced) at each sample index in ``centres`` from at most ``future``
+    samples after it: normalised cross-correlation with the signal's own past.
 
-    D4C is WORLD's costliest step (about half the time per block); at 16 kHz it
-    codes a single band, so a 20 ms grid loses nothing audible.
+    DIO needs the whole voiced run around a frame (it calls the first 50-70 ms of
+    every voiced stretch unvoiced when the window ends 20 ms after the frame), so
+    streaming needs a tracker that looks back: the window ``[c - future, c + future)``
+    is compared with itself ``lag`` samples earlier, for every lag of 60-800 Hz.
+    The smallest lag within ``_NCCF_NEAR`` of the best correlation wins (the
+    period, not a multiple of it); StoneMask refines the estimate afterwards.
     """
-    n = len(f0)
-    picks = np.unique(np.append(np.arange(0, n, _AP_STRIDE), n - 1))
-    coarse = pyworld.d4c(
-        x, np.ascontiguousarray(f0[picks]), np.ascontiguousarray(times[picks]), RATE
-    )
-    position = np.interp(np.arange(n), picks, np.arange(len(picks)))
-    low = np.minimum(np.floor(position).astype(np.int64), len(picks) - 1)
-    high = np.minimum(low + 1, len(picks) - 1)
-    frac = (position - low)[:, None]
-    return np.ascontiguousarray(coarse[low] * (1.0 - frac) + coarse[high] * frac)
+    low, high = int(RATE / _F0_CEIL), int(np.ceil(RATE / _F0_FLOOR))
+    out = np.zeros(len(centres))
+    for row, centre in enumerate(centres):
+        window = x[centre - future : centre + future]
+        past = x[centre - future - high : centre + future - low]
+        if len(past) < len(window) + high - low or not np.any(window):
+            continue
+        corr = np.correlate(past, window, mode="valid")[::-1]  # index i: lag low + i
+        energy = np.concatenate(([0.0], np.cumsum(past * past)))
+        n = len(window)
+        shifted = (energy[n:] - energy[:-n])[::-1]
+        nccf = corr / (np.sqrt(shifted * float(np.dot(window, window))) + 1e-12)
+        best = float(nccf.max())
+        if best < _NCCF_VOICED:
+            continue
+        peaks = np.flatnonzero(
+            (nccf[1:-1] >= nccf[:-2]) & (nccf[1:-1] >= nccf[2:]) & (nccf[1:-1] >= _NCCF_NEAR * best)
+        )
+        i = int(peaks[0]) + 1 if len(peaks) else int(np.argmax(nccf))
+        step = 0.0
+        if 0 < i < len(nccf) - 1:  # parabolic interpolation of the peak
+            a, b, c = nccf[i - 1], nccf[i], nccf[i + 1]
+            step = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c < 0 else 0.0
+        out[row] = RATE / (low + i + step)
+    return out
+
+
+def _minimum_phase(log_amplitude: np.ndarray) -> np.ndarray:
+    """Minimum-phase spectra (rows) whose log magnitude is ``log_amplitude`` (cepstral fold)."""
+    cepstrum = np.fft.irfft(log_amplitude, _FFT, axis=-1)
+    half = _FFT // 2
+    cepstrum[:, 1:half] *= 2.0
+    cepstrum[:, half + 1 :] = 0.0
+    return np.asarray(np.exp(np.fft.rfft(cepstrum, axis=-1)))
+
+
+class PulseSynth:
+    """WORLD's excitation + overlap-add synthesis, continuous across calls.
+
+    Each call synthesises the next ``n`` samples from ``n / hop + 1`` frames (the
+    first at the call's first sample, the last one hop past its end). A pulse is
+    placed wherever the running phase of the interpolated F0 crosses a whole
+    cycle; it contributes a minimum-phase periodic response (voiced part) and a
+    burst of noise shaped by a minimum-phase filter (aperiodic part), with
+    WORLD's weights: ``sqrt(pulse interval)`` for the periodic one. The phase,
+    the noise generator and the not-yet-due tail of the overlap-add are state,
+    so the stream has no seams.
+    """
+
+    def __init__(self, hop: int, seed: int = 0) -> None:
+        self.hop = hop
+        self._rng = np.random.default_rng(seed)
+        self._phase = 0.0  # cycles of the excitation at the next sample
+        self._tail = np.zeros(_FFT, np.float64)  # overlap-add beyond the last output
+        bins = np.arange(_FFT // 2 + 1)
+        self._advance = 2j * np.pi * bins / _FFT  # x frac samples: a linear-phase advance
+        # The periodic response's DC is taken out with a smooth causal window (as WORLD's
+        # dc remover does, there centred), so pulses do not build up a low-frequency drift.
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * (np.arange(_FFT // 2) + 1) / (_FFT // 2 + 1))
+        self._dc_window = window / window.sum()
+
+    def reset(self) -> None:
+        self._phase = 0.0
+        self._tail[:] = 0.0
+
+    def flush(self, n: int) -> np.ndarray:
+        """The next ``n`` samples of the tail alone (no new pulses), zeros past its end."""
+        out = np.zeros(n)
+        kept = min(n, len(self._tail))
+        out[:kept] = self._tail[:kept]
+        self._tail = np.concatenate([self._tail[kept:], np.zeros(kept)])
+        return out
+
+    def __call__(
+        self,
+        f0: np.ndarray,
+        envelope: np.ndarray,
+        aperiodic_ratio: np.ndarray,
+        gain: np.ndarray,
+    ) -> np.ndarray:
+        """``len(f0) - 1`` hops of output from per-frame F0 (0 = unvoiced), envelope,
+        aperiodic energy ratio (aperiodicity squared) and gain (0 = silent frame)."""
+        hop = self.hop
+        n = (len(f0) - 1) * hop
+        position = np.arange(n) / hop  # in frames
+        voiced = (f0 > 0).astype(np.float64)
+        pulse_f0 = np.where(f0 > 0, f0, _UNVOICED_F0)
+        frames = np.arange(len(f0))
+        rate = np.interp(position, frames, pulse_f0)
+        vuv = np.interp(position, frames, voiced)
+        phase = self._phase + np.cumsum(rate) / RATE
+        before = np.concatenate([[self._phase], phase[:-1]])
+        pulses = np.flatnonzero(np.floor(phase) > np.floor(before))
+        # The cycle was crossed this many samples before the sample it was found on.
+        early = (phase[pulses] - np.floor(phase[pulses])) * RATE / rate[pulses]
+        self._phase = float(phase[-1] - np.floor(phase[-1]))
+        buffer = np.concatenate([self._tail, np.zeros(n)])
+        keep = np.interp(pulses / hop, frames, gain) > 0
+        pulses, early = pulses[keep], np.minimum(early[keep], 1.0)
+        if len(pulses):
+            self._add_pulses(
+                buffer, pulses, early, rate, vuv, position, envelope, aperiodic_ratio, gain
+            )
+        out = buffer[:n]
+        self._tail = buffer[n:]
+        return out
+
+    def _add_pulses(
+        self,
+        buffer: np.ndarray,
+        pulses: np.ndarray,
+        early: np.ndarray,
+        rate: np.ndarray,
+        vuv: np.ndarray,
+        position: np.ndarray,
+        envelope: np.ndarray,
+        aperiodic_ratio: np.ndarray,
+        gain: np.ndarray,
+    ) -> None:
+        at = position[pulses]
+        low = np.minimum(np.floor(at).astype(np.int64), len(envelope) - 2)
+        frac = (at - low)[:, None]
+        env = envelope[low] * (1.0 - frac) + envelope[low + 1] * frac
+        ratio = aperiodic_ratio[low] * (1.0 - frac) + aperiodic_ratio[low + 1] * frac
+        level = gain[low] * (1.0 - frac[:, 0]) + gain[low + 1] * frac[:, 0]
+        interval = np.maximum(1, np.round(RATE / rate[pulses])).astype(np.int64)
+        responses = self._aperiodic(env, ratio, interval)
+        periodic = (vuv[pulses] > 0.5) & (ratio[:, 0] < 0.999)
+        if np.any(periodic):
+            rows = np.flatnonzero(periodic)
+            log_amp = 0.5 * np.log(env[rows] * (1.0 - ratio[rows]) + _FLOOR)
+            spectrum = _minimum_phase(log_amp) * np.exp(self._advance * early[rows, None])
+            wave = np.fft.irfft(spectrum, _FFT, axis=-1)
+            half = _FFT // 2
+            dc = wave[:, :half].sum(axis=1, keepdims=True)
+            wave[:, :half] -= dc * self._dc_window
+            wave[:, half:] = 0.0  # the wrapped (non-causal) part
+            responses[rows] += wave * np.sqrt(interval[rows])[:, None]
+        responses *= level[:, None]
+        for p, response in zip(pulses, responses, strict=True):
+            buffer[p : p + _FFT] += response
+
+    def _aperiodic(self, env: np.ndarray, ratio: np.ndarray, interval: np.ndarray) -> np.ndarray:
+        """Noise bursts of one pulse interval each, shaped by ``sqrt(env * ratio)``."""
+        noise = np.zeros((len(env), _FFT))
+        for row, size in enumerate(interval):
+            size = min(int(size), _FFT)
+            burst = self._rng.standard_normal(size)
+            noise[row, :size] = burst - burst.mean()
+        shaped = np.fft.rfft(noise, axis=-1) * _minimum_phase(0.5 * np.log(env * ratio + _FLOOR))
+        return np.asarray(np.fft.irfft(shaped, _FFT, axis=-1))
 
 
 class DspConverter:
     """Pitch and formant shift of 16 kHz speech, block by block, on one CPU core.
 
-    Made by ``create_converter("dsp", preset=..., semitones=..., formant=...)``;
-    ``update()`` changes the voice live without resetting the stream.
+    Made by ``create_converter("dsp", preset=..., semitones=..., formant=...,
+    block_ms=...)``; ``update()`` changes the voice live without resetting the stream.
     """
 
     sample_rate = RATE
@@ -106,7 +275,7 @@ class DspConverter:
         formant: float | None = None,
         flat_hz: float | None = None,
         whisper: bool | None = None,
-        block_ms: float = 160.0,
+        block_ms: float = BLOCK_MS_DEFAULT,
         models_dir: str | None = None,
         **unknown: Any,
     ) -> None:
@@ -120,6 +289,8 @@ class DspConverter:
             raise BadInput(f"block_ms must be a number, got {block_ms!r}")
         if not low <= float(block_ms) <= high:
             raise BadInput(f"block_ms must be between {low:g} and {high:g}, got {block_ms!r}")
+        if float(block_ms) % FRAME_MS:
+            raise BadInput(f"block_ms must be a multiple of {FRAME_MS:g} ms, got {block_ms!r}")
         self.params = resolve(
             VoiceParams(),
             preset,
@@ -130,19 +301,20 @@ class DspConverter:
         )
         self.block_size = _samples(float(block_ms))
         self._lookahead = _samples(_LOOKAHEAD_MS)
-        self._sola = SolaStream(self.block_size, _samples(_CROSSFADE_MS), _samples(_SEARCH_MS))
-        self.latency_s = (self._lookahead + self._sola.latency_samples) / RATE
-        span = self._sola.chunk_size  # what one push needs
-        # The synthesised span starts on a frame: context rounded up to whole hops.
-        self._context = -(-_samples(_CONTEXT_MS) // _HOP) * _HOP
-        self._history = np.zeros(self._context + span + self._lookahead, np.float64)
+        self._response_delay = _samples(_RESPONSE_DELAY_MS)
+        self.latency_s = (self._lookahead + self._response_delay) / RATE  # 20 ms
+        self._context = _samples(_CONTEXT_MS)  # a whole number of hops
+        self._history = np.zeros(self._context + self.block_size + self._lookahead, np.float64)
+        self._synth = PulseSynth(_HOP)
+        # The last analysed frame (F0, envelope, aperiodicity): the next block's first.
+        self._boundary: tuple[float, np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()  # reset() may come from another thread
 
     def update(self, preset: str | None = None, **values: Any) -> VoiceParams:
         """Change the voice live (preset, semitones, formant, flat_hz, whisper).
 
-        The stream keeps its history and seam state, so the change is heard at
-        the next block without a gap. Returns the parameters now in force. It
+        The stream keeps its history and synthesis state, so the change is heard
+        at the next block without a gap. Returns the parameters now in force. It
         does not wait for a block in progress (that block keeps the old voice):
         swapping one frozen object is atomic, so an event loop never blocks here.
         """
@@ -151,10 +323,11 @@ class DspConverter:
         return params
 
     def reset(self) -> None:
-        """Forget the stream: history and seam state (a new speaker or session)."""
+        """Forget the stream: history and synthesis state (a new speaker or session)."""
         with self._lock:
             self._history[:] = 0.0
-            self._sola.reset()
+            self._synth.reset()
+            self._boundary = None
 
     def convert(self, block: np.ndarray) -> np.ndarray:
         """Take ``block_size`` float32 samples in [-1, 1]; return as many converted ones."""
@@ -175,48 +348,58 @@ class DspConverter:
             history = self._history
             history[: -self.block_size] = history[self.block_size :]
             history[-self.block_size :] = samples
-            chunk = self._resynthesise(history, params)
-            return self._sola.push(chunk)
+            out = self._resynthesise(history, params)
+            return np.clip(out, -1.0, 1.0).astype(np.float32)
 
     def _resynthesise(self, history: np.ndarray, params: VoiceParams) -> np.ndarray:
-        """The span ``[context, context + chunk)`` of ``history``, converted."""
-        start, size = self._context, self._sola.chunk_size
-        span = history[start : start + size]
-        if float(np.max(np.abs(span))) < _SILENCE:
-            return np.zeros(size, np.float32)
+        """The span ``[context, context + block)`` of ``history``, converted."""
+        start, size = self._context, self.block_size
         if params.is_identity:  # the voice itself beats its resynthesis, and costs nothing
-            return np.clip(span, -1.0, 1.0).astype(np.float32)
-        f0, times = pyworld.dio(
-            history, RATE, f0_floor=_F0_FLOOR, f0_ceil=_F0_CEIL, frame_period=FRAME_MS
-        )
-        f0 = pyworld.stonemask(history, f0, times, RATE)
-        # Frames from one hop before the span to one hop after it.
-        first = start // _HOP - 1
-        last = min(len(f0) - 1, -(-(start + size) // _HOP) + 1)
-        f0, times = f0[first : last + 1], np.ascontiguousarray(times[first : last + 1])
-        f0 = np.ascontiguousarray(f0)
-        envelope = pyworld.cheaptrick(history, f0, times, RATE, f0_floor=_F0_FLOOR)
+            self._boundary = None
+            early = start - self._response_delay  # delayed as much as a resynthesis is
+            return history[early : early + size] + self._synth.flush(size)
+        # Frames on the span's first sample .. one hop past its last: the synthesis
+        # interpolates between them. A frame within a hop of sound is loud.
+        first, last = start // _HOP, (start + size) // _HOP
+        around = np.abs(history[: len(history) // _HOP * _HOP]).reshape(-1, _HOP).max(axis=1)
+        loud = np.maximum(around[first - 1 : last], around[first : last + 1]) >= _SILENCE
+        if not np.any(loud):
+            self._boundary = None
+            return self._synth.flush(size)
+        f0, envelope, aperiodicity = self._analyse(history, first, last)
         if params.whisper:
             aperiodicity = np.ones_like(envelope)
             target = np.zeros_like(f0)
         else:
-            aperiodicity = _sparse_d4c(history, f0, times)
             target = self._target_f0(f0, params)
         if params.formant != 1.0:
             envelope = warp_envelope(envelope, params.formant)
             aperiodicity = warp_envelope(aperiodicity, params.formant)
-        voice = pyworld.synthesize(
-            np.ascontiguousarray(target),
-            np.ascontiguousarray(envelope),
-            np.ascontiguousarray(aperiodicity),
-            RATE,
-            FRAME_MS,
-        )
-        offset = start - first * _HOP
-        out = voice[offset : offset + size]
-        if len(out) < size:  # the synthesiser's last frame ends a little short
-            out = np.pad(out, (0, size - len(out)))
-        return np.clip(out, -1.0, 1.0).astype(np.float32)
+        ratio = np.clip(aperiodicity, 0.001, 0.999999) ** 2
+        return self._synth(target, envelope, ratio, loud.astype(np.float64))
+
+    def _analyse(
+        self, history: np.ndarray, first: int, last: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """F0, envelope and aperiodicity of frames ``first..last`` of the window.
+
+        Frame ``first`` is the previous block's frame ``last``: it is reused, not
+        analysed again, when that block was analysed.
+        """
+        known = self._boundary
+        new = first + (0 if known is None else 1)
+        centres = np.arange(new, last + 1) * _HOP
+        times = centres / RATE
+        raw = track_f0(history, centres, self._lookahead)
+        f0 = pyworld.stonemask(history, raw, times, RATE)
+        envelope = pyworld.cheaptrick(history, f0, times, RATE, f0_floor=_F0_FLOOR)
+        aperiodicity = pyworld.d4c(history, f0, times, RATE)
+        if known is not None:
+            f0 = np.append(known[0], f0)
+            envelope = np.vstack([known[1][None], envelope])
+            aperiodicity = np.vstack([known[2][None], aperiodicity])
+        self._boundary = (float(f0[-1]), envelope[-1].copy(), aperiodicity[-1].copy())
+        return np.ascontiguousarray(f0), envelope, aperiodicity
 
     @staticmethod
     def _target_f0(f0: np.ndarray, params: VoiceParams) -> np.ndarray:

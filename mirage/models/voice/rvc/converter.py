@@ -1,12 +1,15 @@
 """The ``rvc`` VoiceConverter: 16 kHz in, 16 kHz out, one block at a time.
 
-Each block joins a sliding window of ``context + crossfade + search + block`` input
-samples. Content features are computed over the whole window (HuBERT needs context),
+Each block (100 ms by default: 10 HuBERT-aligned frames) joins a sliding window of
+``context + crossfade + search + block`` input samples. Content features are computed over the whole window (HuBERT needs context),
 pitch is re-tracked only for the newest audio, and the synthesizer decodes just the
 newest ``block + crossfade + search`` (plus a few frames of warm-up that are dropped),
 as upstream's realtime path does. The model's 32/40/48 kHz output is resampled to
 16 kHz, its loudness envelope follows the input's (``rms_mix_rate``), and consecutive
-chunks are joined by SOLA so seams do not click. ``convert_offline`` runs the same
+chunks are joined by SOLA so seams do not click. The decoded chunk ends on the newest
+input sample, so the stream lags the input by ``latency_s`` = crossfade + search
+(50 ms by default) on top of the caller's block buffering: 150 ms in all (was 160 ms
+blocks and a ``latency_s`` that counted the block a second time). ``convert_offline`` runs the same
 stages over a whole signal at once: the reference the stream should match.
 """
 
@@ -122,7 +125,7 @@ class RvcConverter:
         model: str = MODEL_FILE,
         semitones: float = 0.0,
         index_rate: float = 0.5,
-        block_ms: float = 160.0,
+        block_ms: float = 100.0,
         context_s: float = 1.0,
         crossfade_ms: float = 40.0,
         search_ms: float = 10.0,
@@ -142,7 +145,9 @@ class RvcConverter:
             raise BadInput("index_rate and rms_mix_rate must be within 0..1")
         self.layout = StreamLayout.from_ms(block_ms, crossfade_ms, search_ms, context_s)
         self.block_size = self.layout.block * HOP
-        self.latency_s = self.layout.chunk * HOP / RATE  # block + crossfade + search
+        # Each chunk ends on the newest input sample and SOLA emits it crossfade + search
+        # later (offset 0 on settled audio): the delay beyond the caller's block.
+        self.latency_s = (self.layout.crossfade + self.layout.search) * HOP / RATE
         self.semitones = semitones
         self.index_rate = index_rate
         self.rms_mix_rate = rms_mix_rate
