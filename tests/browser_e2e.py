@@ -151,10 +151,12 @@ def run_round_trip_phase(pw: Any, work: Path, out: dict[str, Any], servers: list
     log = page.evaluate("() => window.__probe")
     (work / "probe.json").write_text(json.dumps(log))  # to look into a failure
     # The edges of the very span the page correlated (its windows, in page time).
-    match = stats["match"]
-    measure = analyse(log, match["window"], match["audioWindow"])
+    match = stats.get("match") or {}
+    measure = analyse(log, match.get("window"), match.get("audioWindow"))
     out["round_trip"] = {
-        "page": {k: stats[k] for k in ("roundTripMs", "audioRoundTripMs", "skewMs", "latencyMs")},
+        "page": {
+            k: stats.get(k) for k in ("roundTripMs", "audioRoundTripMs", "skewMs", "latencyMs")
+        },
         "edges": {"video_ms": measure.video_ms, "audio_ms": measure.audio_ms},
         "self_frame_ms": [b[0] - a[0] for a, b in zip(log["self"], log["self"][1:], strict=False)],
     }
