@@ -240,6 +240,7 @@ function stop() {
   state.media = null;
   $("self").srcObject = null;
   $("avatar").srcObject = null;
+  if (trace.node) { trace.node.disconnect(); trace.node = null; trace.mic = null; }
   state.connection = "idle";
   resetButtons();
   say("Stopped.");
