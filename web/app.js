@@ -312,7 +312,11 @@ async function uploadReference(file) {
 // any backend will do: a face that moves makes the avatar move, speech stays speech.
 // Still or silent input gives no figure rather than a wrong one.
 const TRACE_MS = 8000, MAX_LAG_MS = 1000;
-const trace = { self: [], avatar: [], mic: null, back: null, head: 0, blockMs: 0, ctx: null };
+const trace = {
+  self: [], avatar: [],                                   // [display time, change] per frame
+  mic: null, back: null, head: 0, filled: 0, blockMs: 0,  // loudness rings, one slot a block
+  ctx: null, node: null, quality: 0, window: null, audioWindow: null,
+};
 
 function watchMotion(video, out) {
   const canvas = document.createElement("canvas");
