@@ -2,7 +2,7 @@
 probe together once a second; their return is timed (audio latency − video latency),
 and so is each one's round trip (the buzz: its first loud sample sent → received).
 
-    python bench/sync.py [--seconds 20]
+    python bench/sync.py [--seconds 20] [--only dsp]
 """
 
 from __future__ import annotations
@@ -88,10 +88,12 @@ async def run(name: str, options: dict[str, object], seconds: float) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--only", default="", help="run the cases whose name holds this")
     args = parser.parse_args()
     rows = []
     for name, options in CASES.items():
-        rows.append(await run(name, options, args.seconds))
+        if args.only in name:
+            rows.append(await run(name, options, args.seconds))
     print(f"\nA/V skew (ms, + = audio later), {args.seconds:.0f} s per case, loopback\n")
     print(
         "| case | marks | median | p5 … p95 | max abs | playout delay | video RTT p50 "

@@ -207,10 +207,11 @@ async def test_gpu_endpoint_reports_this_machine(start_server: StartServer) -> N
 
 # --- mirage bench ----------------------------------------------------------------------
 
-VOICE_OUT = """converter                                block ms  ms/block   p95 ms    RTF CPU RTF  latency ms
------------------------------------------------------------------------------------------------
-dsp preset=bright                             160     31.47    42.12  0.197   0.059       185.0
-RTF = wall time / audio time; CPU RTF = this thread's CPU time / audio time
+VOICE_OUT = """| converter | block ms | ms/block | p95 ms | RTF | CPU RTF | latency_s ms | measured ms | block + latency_s ms |
+|---|---|---|---|---|---|---|---|---|
+| dsp preset=bright | 10 | 1.97 | 4.21 | 0.197 | 0.100 | 20.00 | 19.03 | 30.0 |
+
+RTF = wall time / audio time; CPU RTF = this thread's CPU time / audio time.
 """
 AVATAR_OUT = """ size | landmarks |    motion |    render | total ms | p95 ms | cpu ms |   fps
 -------------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ def test_bench_parsers_read_the_scripts_tables() -> None:
 
     text, value, unit = bench.parse_voice(VOICE_OUT) or ("", None, "")
     assert (value, unit) == (0.197, "RTF")
-    assert text.startswith("dsp preset=bright, 160 ms blocks: RTF 0.197")
+    assert text == "dsp preset=bright, 10 ms blocks: RTF 0.197, 2.0 ms/block, latency 30 ms"
     assert bench.parse_avatar(AVATAR_OUT) == ("512 px: 25.2 fps (39.7 ms/frame)", 25.2, "fps")
     assert bench.parse_voice("nothing here\n") is None
     assert bench.parse_avatar("") is None
@@ -304,5 +305,5 @@ def test_mirage_bench_only_voice_quick(capsys: pytest.CaptureFixture[str]) -> No
     row = rows[0]
     assert row["status"] == "ok", row
     assert row["unit"] == "RTF" and 0 < row["value"] < 5
-    assert "dsp preset=bright, 160 ms blocks" in row["headline"]
+    assert "dsp preset=bright, 10 ms blocks" in row["headline"]
     assert main(["bench", "--only", "nope"]) == 2

@@ -82,9 +82,9 @@ async def test_bad_offers_get_400_with_a_reason_and_the_server_keeps_serving(
 async def test_config_reports_the_dsp_voice_latency(aiohttp_client: Any) -> None:
     client = await client_for(aiohttp_client, voice="dsp")
     voice = (await (await client.get("/config")).json())["audio"]["voice"]
-    assert voice["backend"] == "dsp" and voice["block_ms"] == 160.0
-    assert 0 < voice["latency_s"] <= 0.03
-    assert voice["total_delay_ms"] == pytest.approx(160 + voice["latency_s"] * 1000, abs=0.2)
+    assert voice["backend"] == "dsp" and voice["block_ms"] == 10.0
+    assert voice["latency_s"] == pytest.approx(0.020)
+    assert voice["total_delay_ms"] == pytest.approx(30.0, abs=0.2)  # the 30 ms target
     assert (await (await client.get("/config")).json())["backends"]["voice"]["dsp"] is None
 
 

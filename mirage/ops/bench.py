@@ -39,18 +39,24 @@ def _num(cell: str) -> float | None:
 
 
 def parse_voice(text: str) -> Headline | None:
-    """First converter row: ``label  block  ms/block  p95  RTF  CPU-RTF  latency``."""
-    for line in text.splitlines():
-        parts = line.rsplit(maxsplit=6)
-        if len(parts) != 7:
+    """First converter row of bench/voice.py's Markdown table, read by its header."""
+    rows = _md_rows(text)
+    header = next((r for r in rows if r and r[0] == "converter"), None)
+    if header is None:
+        return None
+    wanted = ("block ms", "ms/block", "RTF", "block + latency_s ms")
+    if not all(name in header for name in wanted):
+        return None
+    columns = [header.index(name) for name in wanted]
+    for row in rows[rows.index(header) + 1 :]:
+        if len(row) != len(header):
             continue
-        try:
-            block, ms, _p95, rtf, _cpu, latency = (float(p) for p in parts[1:])
-        except ValueError:
+        values = [_num(row[i]) for i in columns]
+        if any(v is None for v in values):
             continue
-        label = parts[0].strip()
+        block, ms, rtf, latency = (float(v) for v in values if v is not None)
         return (
-            f"{label}, {block:.0f} ms blocks: RTF {rtf:.3f}, {ms:.1f} ms/block, "
+            f"{row[0]}, {block:g} ms blocks: RTF {rtf:.3f}, {ms:.1f} ms/block, "
             f"latency {latency:.0f} ms",
             rtf,
             "RTF",

@@ -18,15 +18,28 @@ across blocks, so consecutive blocks are one continuous signal: no seams, no
 SOLA. Minimum-phase responses are causal, so a sample is final as soon as the
 pulses up to it are placed; the only delay is the analysis look-ahead.
 
-Streaming: each block of ``block_ms`` is appended to a window of
-history + block + ``_LOOKAHEAD_MS``; DIO + StoneMask (F0),
-CheapTrick (envelope) and D4C (aperiodicity) run on the window but only the
-frames of the span being synthesised are used: the span ends ``_LOOKAHEAD_MS``
-before the newest sample, so every frame is analysed with 20 ms of future (a
-CheapTrick window is 3 pitch periods: whole down to 75 Hz). The stream lags its
-input by exactly ``latency_s`` = the look-ahead, on top of the caller's block
-buffering: 10 + 20 = 30 ms with the defaults (was 160 + 25 ms). Measured with
-``bench/voice.py``: RTF about 0.1 at 10 ms blocks (see docs/benchmarks.md).
+Why our own pitch tracker (:func:`track_f0`) and not DIO: DIO needs the whole
+voiced run around a frame; given a window that ends 19 ms after the frame it
+called the first 50-70 ms of every voiced stretch unvoiced (measured: 2-10 % of
+onset frames voiced, against 64-80 % with the tracker), and below 150 ms of
+window it finds no voice at all. The tracker compares the frame's neighbourhood
+with the signal's own past (normalised cross-correlation), so it needs only the
+look-ahead; StoneMask then refines F0 as before (shifts land within 0.01
+semitone on espeak speech).
+
+Streaming: each block of ``block_ms`` (a whole number of 5 ms frames) is
+appended to a window of 60 ms history + block + ``_LOOKAHEAD_MS``. Only the
+frames of the span being synthesised are analysed (the first one is kept from
+the previous block): F0, CheapTrick's envelope, D4C's aperiodicity (on a 10 ms
+grid). The span ends ``_LOOKAHEAD_MS`` (19 ms) before the newest sample, so
+every frame's analysis sees 19 ms of future (a CheapTrick window is 3 pitch
+periods: whole down to 80 Hz). The stream lags its input by ``latency_s`` =
+look-ahead + the responses' energy centroid = 20 ms, on top of the caller's
+block buffering: 10 + 20 = 30 ms with the defaults (was 160 + 25 ms). Measured
+with ``bench/voice.py``: about 0.08-0.10 of one core at 10 ms blocks, against
+0.04 for the old 160 ms blocks (docs/benchmarks.md). Long blocks (80-200 ms)
+see more future for their early frames, so their voice starts up to 3 ms
+earlier than ``latency_s`` says; the default is exact to 2 ms.
 """
 
 from __future__ import annotations
@@ -58,15 +71,16 @@ _HOP = int(RATE * FRAME_MS / 1000)
 _CONTEXT_MS = 60.0  # history before the synthesised span: the tracker's longest lag + margin
 _NCCF_VOICED = 0.6  # a frame is voiced when its best self-correlation reaches this
 _NCCF_NEAR = 0.85  # the shortest lag this close to the best is the period
-_LOOKAHEAD_MS = 18.75  # newest audio not yet synthesised: the future its analysis sees
+_LOOKAHEAD_MS = 19.0625  # newest audio not yet synthesised: the future its analysis sees
 #: A resynthesised voice's energy lags its frames' times by the minimum-phase responses'
-#: energy centroid: 1.25 ms on average, measured (tests/test_dsp.py, the spectrogram
-#: cross-correlation) over eight presets and two voices. Counted in ``latency_s``; the
-#: unchanged voice is delayed by as much, so every setting has the same delay.
-_RESPONSE_DELAY_MS = 1.25
+#: energy centroid: 0.94 ms (15 samples) on average, measured (tests/test_dsp.py, the
+#: spectrogram cross-correlation) over five presets and two voices. It is counted in
+#: ``latency_s`` and the unchanged voice is delayed as much: every setting lags 20 ms.
+_RESPONSE_DELAY_MS = 0.9375
 _F0_FLOOR, _F0_CEIL = 60.0, 800.0
 _FFT = pyworld.get_cheaptrick_fft_size(RATE, _F0_FLOOR)  # 1024 at 16 kHz
-_UNVOICED_F0 = 500.0  # WORLD's noise-pulse rate in unvoiced stretches
+_UNVOICED_F0 = 200.0  # noise bursts per second in unvoiced stretches (WORLD: 500)
+_AP_STRIDE = 2  # D4C on every 2nd frame (10 ms), interpolated between
 _SILENCE = 1e-4  # peak below which a frame is digital silence (-80 dBFS)
 _FLOOR = 1e-16  # spectral floor before the log (WORLD's kMySafeGuardMinimum)
 
@@ -225,14 +239,22 @@ class PulseSynth:
         aperiodic_ratio: np.ndarray,
         gain: np.ndarray,
     ) -> None:
-        at = position[pulses]
-        low = np.minimum(np.floor(at).astype(np.int64), len(envelope) - 2)
-        frac = (at - low)[:, None]
-        env = envelope[low] * (1.0 - frac) + envelope[low + 1] * frac
-        ratio = aperiodic_ratio[low] * (1.0 - frac) + aperiodic_ratio[low + 1] * frac
-        level = gain[low] * (1.0 - frac[:, 0]) + gain[low + 1] * frac[:, 0]
         interval = np.maximum(1, np.round(RATE / rate[pulses])).astype(np.int64)
-        responses = self._aperiodic(env, ratio, interval)
+
+        def at(frames: np.ndarray, where: np.ndarray) -> np.ndarray:
+            low = np.minimum(np.floor(where).astype(np.int64), len(frames) - 2)
+            frac = where - low
+            if frames.ndim == 2:
+                frac = frac[:, None]
+            return np.asarray(frames[low] * (1.0 - frac) + frames[low + 1] * frac)
+
+        here = position[pulses]
+        env, ratio = at(envelope, here), at(aperiodic_ratio, here)
+        level = at(gain, here)
+        # A noise burst fills the interval after its pulse: it takes the spectrum of the
+        # interval's middle, or its energy would lag the voice by half an interval.
+        middle = np.minimum(here + interval / 2 / self.hop, len(envelope) - 1.0)
+        responses = self._aperiodic(at(envelope, middle), at(aperiodic_ratio, middle), interval)
         periodic = (vuv[pulses] > 0.5) & (ratio[:, 0] < 0.999)
         if np.any(periodic):
             rows = np.flatnonzero(periodic)
@@ -393,13 +415,37 @@ class DspConverter:
         raw = track_f0(history, centres, self._lookahead)
         f0 = pyworld.stonemask(history, raw, times, RATE)
         envelope = pyworld.cheaptrick(history, f0, times, RATE, f0_floor=_F0_FLOOR)
-        aperiodicity = pyworld.d4c(history, f0, times, RATE)
         if known is not None:
             f0 = np.append(known[0], f0)
             envelope = np.vstack([known[1][None], envelope])
-            aperiodicity = np.vstack([known[2][None], aperiodicity])
+        aperiodicity = self._aperiodicity(history, f0, first, None if known is None else known[2])
         self._boundary = (float(f0[-1]), envelope[-1].copy(), aperiodicity[-1].copy())
         return np.ascontiguousarray(f0), envelope, aperiodicity
+
+    @staticmethod
+    def _aperiodicity(
+        history: np.ndarray, f0: np.ndarray, first: int, known: np.ndarray | None
+    ) -> np.ndarray:
+        """D4C on the frames on a 10 ms grid (and the last), interpolated between.
+
+        D4C is WORLD's costliest analysis and aperiodicity moves slowly: a 10 ms grid
+        halves its cost (about a quarter of the converter's); ``known`` is frame 0's
+        value from the previous block.
+        """
+        n = len(f0)
+        picks = [k for k in range(n) if (first + k) % _AP_STRIDE == 0 or k == n - 1]
+        if known is not None:
+            picks = [k for k in picks if k > 0]
+        times = (first + np.asarray(picks)) * _HOP / RATE
+        coarse = pyworld.d4c(history, np.ascontiguousarray(f0[picks]), times, RATE)
+        if known is not None:
+            picks, coarse = [0, *picks], np.vstack([known[None], coarse])
+        if len(picks) == n:
+            return np.ascontiguousarray(coarse)
+        position = np.interp(np.arange(n), picks, np.arange(len(picks)))
+        low = np.minimum(np.floor(position).astype(np.int64), len(picks) - 2)
+        frac = (position - low)[:, None]
+        return np.ascontiguousarray(coarse[low] * (1.0 - frac) + coarse[low + 1] * frac)
 
     @staticmethod
     def _target_f0(f0: np.ndarray, params: VoiceParams) -> np.ndarray:
