@@ -6,11 +6,13 @@ and burst on the local side and on the returned side. Every case uses the same
 page (Mirage's web/app.js; the echo server serves it too), in a private network
 namespace that has only loopback, so ``--loss`` can drop UDP with nftables.
 
-    python bench/browser_latency.py [--seconds 12] [--loss 0,3] [--repeat 1]
+    python bench/browser_latency.py [--seconds 10] [--loss 0,3] [--repeat 2] [--only TEXT]
 
-Prints a Markdown table: video round trip, voice round trip and added skew
-(voice − video) from the flash/buzz edges, the page's own figures beside them,
-and each case relative to the echo in the same run.
+Needs root (unshare -n), Debian chromium and, for a loss above 0, nftables. Prints
+two Markdown tables: video round trip, voice round trip and added skew (voice −
+video) from the flash/buzz edges, each case relative to the echo in the same run,
+the page's own figures and their error against the edges over the page's own span;
+then the mean time per video frame in each stage the browser and the server report.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -146,6 +149,11 @@ def servers() -> list[subprocess.Popen[bytes]]:
 
 
 def set_loss(percent: int) -> None:
+    """Drop ``percent`` % of UDP in this namespace (nftables; none when 0)."""
+    if shutil.which("nft") is None:
+        if percent > 0:
+            raise SystemExit("--loss needs nftables (apt-get install nftables), or use --loss 0")
+        return
     subprocess.run(["nft", "flush", "ruleset"], check=True)
     if percent <= 0:
         return
@@ -312,7 +320,7 @@ def print_stages(rows: list[tuple[int, str, dict]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=12.0, help="logged seconds per case")
+    parser.add_argument("--seconds", type=float, default=10.0, help="logged seconds per case")
     parser.add_argument("--loss", default="0,3", help="UDP loss percentages, comma-separated")
     parser.add_argument("--repeat", type=int, default=1, help="runs per case (median)")
     parser.add_argument("--only", default="", help="run only cases whose label contains this")
