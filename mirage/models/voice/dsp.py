@@ -433,7 +433,8 @@ class DspConverter:
         value from the previous block.
         """
         n = len(f0)
-        picks = [k for k in range(n) if (first + k) % _AP_STRIDE == 0 or k == n - 1]
+        ends = (0 if known is None else n - 1, n - 1)  # both ends are always known
+        picks = [k for k in range(n) if (first + k) % _AP_STRIDE == 0 or k in ends]
         if known is not None:
             picks = [k for k in picks if k > 0]
         times = (first + np.asarray(picks)) * _HOP / RATE
