@@ -305,9 +305,8 @@ async function uploadReference(file) {
 
 // ---------------------------------------------------------------- numbers
 // The page times its own round trip by cross-correlating what it sends with what
-// comes back: the motion of the self view against the avatar's (each displayed
-// frame's change from the one before, at its requestVideoFrameCallback display
-// time), and the loudness of the microphone against the returned voice (128-sample
+// comes back: the motion of the self view against the avatar's (each frame's change
+// from the one before, at its requestVideoFrameCallback capture / display time), and the loudness of the microphone against the returned voice (128-sample
 // blocks of one AudioContext, so both sides share a sample clock). Any camera and
 // any backend will do: a face that moves makes the avatar move, speech stays speech.
 // Still or silent input gives no figure rather than a wrong one.
@@ -318,7 +317,9 @@ const trace = {
   ctx: null, node: null, quality: 0, window: null, audioWindow: null,
 };
 
-function watchMotion(video, out) {
+// The self view's frames are stamped with their camera capture time where the browser
+// gives one (the start of the round trip), the avatar's with their display time (its end).
+function watchMotion(video, out, atCapture) {
   const canvas = document.createElement("canvas");
   canvas.width = 32; canvas.height = 24;
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
@@ -333,14 +334,15 @@ function watchMotion(video, out) {
       y[i] = px[4 * i] + px[4 * i + 1] + px[4 * i + 2];
       if (prev) change += Math.abs(y[i] - prev[i]);
     }
-    if (prev) out.push([meta.expectedDisplayTime, change / 2304]);
+    const t = (atCapture && meta.captureTime) || meta.expectedDisplayTime;
+    if (prev) out.push([t, change / 2304]);
     prev = y;
-    while (out.length && out[0][0] < meta.expectedDisplayTime - TRACE_MS) out.shift();
+    while (out.length && out[0][0] < t - TRACE_MS) out.shift();
   };
   if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) video.requestVideoFrameCallback(step);
 }
-watchMotion($("self"), trace.self);
-watchMotion($("avatar"), trace.avatar);
+watchMotion($("self"), trace.self, true);
+watchMotion($("avatar"), trace.avatar, false);
 
 const LOUDNESS_WORKLET = `registerProcessor("loudness", class extends AudioWorkletProcessor {
   process(inputs) {
