@@ -3,8 +3,8 @@ only loopback. Run by tests/test_browser.py as
 
     unshare -n python -m tests.browser_e2e WORKDIR
 
-WORKDIR holds face.y4m, speech.wav and ids.y4m; results.json, frames and a
-screenshot are written there.
+WORKDIR holds face.y4m and speech.wav; the flash/buzz media of the round-trip
+phase (tests/flash_probe.py), results.json, frames and a screenshot are written there.
 """
 
 from __future__ import annotations
@@ -126,21 +126,40 @@ def run_face_phase(pw: Any, work: Path, out: dict[str, Any]) -> None:
     browser.close()
 
 
-def run_id_phase(pw: Any, work: Path, out: dict[str, Any], servers: list[Any]) -> None:
-    """Identity transform and a camera that draws frame ids: the page's own round trip."""
+def run_round_trip_phase(pw: Any, work: Path, out: dict[str, Any], servers: list[Any]) -> None:
+    """Identity transforms, a camera that cuts and a mic that buzzes once a second:
+    the page's own round trip beside the flash/buzz edges timed in the same page."""
+    from tests.flash_probe import PROBE_JS, analyse, write_media
+
+    video, audio = write_media(work)
     browser = pw.chromium.launch(
         executable_path=CHROMIUM,
         headless=True,
         args=[
             *FLAGS,
-            f"--use-file-for-fake-video-capture={work / 'ids.y4m'}",
+            f"--use-file-for-fake-video-capture={video}",
+            f"--use-file-for-fake-audio-capture={audio}",
         ],
     )
     page = browser.new_page()
     page.goto(f"{URL}/?autostart=1&face=passthrough&voice=passthrough")
-    out["round_trip_ms"] = wait_for(page, "() => window.mirage.stats().roundTripMs", 60)
-    time.sleep(5)
-    out["round_trip_ms"] = page.evaluate("() => window.mirage.stats().roundTripMs")
+    wait_for(page, "() => window.mirage.stats().framesReceived > 20", 60)
+    page.evaluate(PROBE_JS)
+    # The page's figures come from its last 8 s; the probe has logged for longer.
+    time.sleep(11.0)
+    stats = page.evaluate("() => window.mirage.stats()")
+    log = page.evaluate("() => window.__probe")
+    (work / "probe.json").write_text(json.dumps(log))  # to look into a failure
+    # The edges of the very span the page correlated (its windows, in page time).
+    match = stats.get("match") or {}
+    measure = analyse(log, match.get("window"), match.get("audioWindow"))
+    out["round_trip"] = {
+        "page": {
+            k: stats.get(k) for k in ("roundTripMs", "audioRoundTripMs", "skewMs", "latencyMs")
+        },
+        "edges": {"video_ms": measure.video_ms, "audio_ms": measure.audio_ms},
+        "self_frame_ms": [b[0] - a[0] for a, b in zip(log["self"], log["self"][1:], strict=False)],
+    }
     # A network drop: the server goes away, the page says so, and it comes back.
     servers[0].kill()
     servers[0].wait(10)
@@ -174,7 +193,7 @@ def main() -> None:
     try:
         with sync_playwright() as pw:
             run_face_phase(pw, work, out)
-            run_id_phase(pw, work, out, servers)
+            run_round_trip_phase(pw, work, out, servers)
     finally:
         servers[0].terminate()
         servers[0].wait(10)

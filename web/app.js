@@ -11,8 +11,8 @@ const state = {
   connection: "idle",
   server: null,           // last GET /sessions/{id}
   numbers: { fpsIn: 0, fpsOut: 0, framesReceived: 0, latencyMs: null, roundTripMs: null,
-             skewMs: null, playoutDelayMs: null, level: null, audioPlaying: false },
-  ids: { shown: new Map(), rtts: [] },
+             audioRoundTripMs: null, estimateMs: null, skewMs: null, playoutDelayMs: null,
+             level: null, audioPlaying: false },
 };
 
 function say(text, isError = false) {
@@ -147,7 +147,6 @@ async function connect() {
       $("self").srcObject = state.media;
       applyMutes();
       listDevices().catch(() => {});
-      watchIds($("self"), (id, now) => state.ids.shown.set(id, now));
     }
     say("Connecting…");
     const pc = new RTCPeerConnection({ iceServers: await iceServers() });
@@ -158,6 +157,7 @@ async function connect() {
       remote.addTrack(e.track);
       $("avatar").srcObject = remote;
       $("avatar").play().catch(() => {});
+      if (e.track.kind === "audio") watchLoudness(state.media, remote);
     };
     pc.onconnectionstatechange = () => onConnectionState(pc);
     await pc.setLocalDescription(await pc.createOffer());
@@ -240,6 +240,7 @@ function stop() {
   state.media = null;
   $("self").srcObject = null;
   $("avatar").srcObject = null;
+  if (trace.node) { trace.node.disconnect(); trace.node = null; trace.mic = null; }
   state.connection = "idle";
   resetButtons();
   say("Stopped.");
@@ -303,52 +304,158 @@ async function uploadReference(file) {
 }
 
 // ---------------------------------------------------------------- numbers
-// Frame ids drawn by Mirage's probe camera (18 cells of 24 px in 9 columns, on a
-// 512 px frame): when both videos carry them, the page measures the true round trip.
-function readId(video, canvas) {
-  const w = video.videoWidth, h = video.videoHeight;
-  if (!w || !h) return null;
-  const side = Math.min(w, h), scale = side / 512;
-  const ox = (w - side) / 2, oy = (h - side) / 2;
-  canvas.width = 216; canvas.height = 48;
-  const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(video, ox, oy, 216 * scale, 48 * scale, 0, 0, 216, 48);
-  const px = ctx.getImageData(0, 0, 216, 48).data;
-  const level = (i) => {
-    const r = Math.floor(i / 9) * 24 + 12, c = (i % 9) * 24 + 12, k = (r * 216 + c) * 4;
-    return (px[k] + px[k + 1] + px[k + 2]) / 3;
-  };
-  const white = level(0), black = level(1);
-  if (Math.abs(white - black) < 80) return null;
-  let id = 0;
-  for (let bit = 0; bit < 16; bit++) {
-    const v = level(bit + 2);
-    if (Math.abs(v - white) < Math.abs(v - black)) id |= 1 << bit;
-  }
-  return id;
-}
+// The page times its own round trip by cross-correlating what it sends with what
+// comes back: the motion of the self view against the avatar's (each frame's change
+// from the one before, at its requestVideoFrameCallback capture / display time), and the loudness of the microphone against the returned voice (128-sample
+// blocks of one AudioContext, so both sides share a sample clock). Any camera and
+// any backend will do: a face that moves makes the avatar move, speech stays speech.
+// Still or silent input gives no figure rather than a wrong one.
+const TRACE_MS = 8000, MAX_LAG_MS = 1000;
+const trace = {
+  self: [], avatar: [],                                   // [display time, change] per frame
+  mic: null, back: null, head: 0, filled: 0, blockMs: 0,  // loudness rings, one slot a block
+  ctx: null, node: null, quality: 0, window: null, audioWindow: null,
+};
 
-function watchIds(video, onId) {
-  if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) return;
+// The self view's frames are stamped with their camera capture time where the browser
+// gives one (the start of the round trip), the avatar's with their display time (its end).
+function watchMotion(video, out, atCapture) {
   const canvas = document.createElement("canvas");
-  const step = (now) => {
-    const id = readId(video, canvas);
-    if (id !== null) onId(id, now);
+  canvas.width = 32; canvas.height = 24;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  let prev = null;
+  const step = (now, meta) => {
     video.requestVideoFrameCallback(step);
+    if (!video.videoWidth) { prev = null; return; }
+    ctx.drawImage(video, 0, 0, 32, 24);
+    const px = ctx.getImageData(0, 0, 32, 24).data, y = new Float32Array(768);
+    let change = 0;
+    for (let i = 0; i < 768; i++) {
+      y[i] = px[4 * i] + px[4 * i + 1] + px[4 * i + 2];
+      if (prev) change += Math.abs(y[i] - prev[i]);
+    }
+    const t = (atCapture && meta.captureTime) || meta.expectedDisplayTime;
+    if (prev) out.push([t, change / 2304]);
+    prev = y;
+    while (out.length && out[0][0] < t - TRACE_MS) out.shift();
   };
-  video.requestVideoFrameCallback(step);
+  if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) video.requestVideoFrameCallback(step);
+}
+watchMotion($("self"), trace.self, true);
+watchMotion($("avatar"), trace.avatar, false);
+
+const LOUDNESS_WORKLET = `registerProcessor("loudness", class extends AudioWorkletProcessor {
+  process(inputs) {
+    const a = inputs[0][0], b = inputs[1][0];
+    const rms = (ch) => { if (!ch) return 0; let s = 0; for (const v of ch) s += v * v; return Math.sqrt(s / ch.length); };
+    this.port.postMessage([rms(a), rms(b)]);
+    return true;
+  }
+});`;
+
+// One worklet with two inputs (mic, returned audio): every message is one block of both.
+async function watchLoudness(mic, back) {
+  try {
+    if (!trace.ctx) {
+      trace.ctx = new AudioContext();
+      await trace.ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([LOUDNESS_WORKLET], { type: "text/javascript" })));
+    }
+    const ctx = trace.ctx;
+    if (trace.node) trace.node.disconnect();
+    const node = new AudioWorkletNode(ctx, "loudness", { numberOfInputs: 2, numberOfOutputs: 1 });
+    const blocks = Math.ceil(TRACE_MS / (128000 / ctx.sampleRate));
+    trace.mic = new Float32Array(blocks); trace.back = new Float32Array(blocks);
+    trace.head = 0; trace.filled = 0; trace.blockMs = 128000 / ctx.sampleRate;
+    node.port.onmessage = (e) => {
+      trace.mic[trace.head] = e.data[0]; trace.back[trace.head] = e.data[1];
+      trace.head = (trace.head + 1) % blocks; trace.filled = Math.min(blocks, trace.filled + 1);
+    };
+    ctx.createMediaStreamSource(mic).connect(node, 0, 0);
+    ctx.createMediaStreamSource(back).connect(node, 0, 1);
+    const mute = ctx.createGain();
+    mute.gain.value = 0;
+    node.connect(mute).connect(ctx.destination);  // pulled by the graph, heard nowhere
+    trace.node = node;
+    await ctx.resume();
+  } catch (err) { trace.mic = null; }  // no audio figure; the video one still works
 }
 
-watchIds($("avatar"), (id, now) => {
-  const shown = state.ids.shown.get(id);
-  if (shown === undefined) return;
-  state.ids.shown.delete(id);
-  state.ids.rtts.push(now - shown);
-  if (state.ids.rtts.length > 50) state.ids.rtts.shift();
-  const sorted = [...state.ids.rtts].sort((a, b) => a - b);
-  state.numbers.roundTripMs = Math.round(sorted[Math.floor(sorted.length / 2)]);
-  if (state.ids.shown.size > 500) state.ids.shown.clear();
-});
+// The lag (ms) by which `later` follows `early`, from the cross-correlation of the two
+// mean-removed impulse trains (display time, change), a triangle kernel of ±`width` ms.
+function lagOf(early, later, width = 20, step = 2) {
+  if (early.length < 30 || later.length < 30) return null;
+  const t0 = Math.max(early[0][0], later[0][0]), t1 = later[later.length - 1][0] - MAX_LAG_MS;
+  const a = early.filter(([t]) => t >= t0 && t <= t1), b = later.filter(([t]) => t >= t0);
+  if (a.length < 30 || t1 - t0 < 2000) return null;
+  trace.window = [t0, t1];
+  const mean = (xs) => xs.reduce((s, [, v]) => s + v, 0) / xs.length;
+  const ma = mean(a), mb = mean(b);
+  const bins = new Float64Array(Math.floor(MAX_LAG_MS / step) + 1);
+  let j0 = 0;
+  for (const [ta, va] of a) {
+    while (j0 < b.length && b[j0][0] < ta - width) j0++;
+    for (let j = j0; j < b.length && b[j][0] <= ta + MAX_LAG_MS + width; j++) {
+      const d = b[j][0] - ta, w = (va - ma) * (b[j][1] - mb);
+      const lo = Math.max(0, Math.ceil((d - width) / step)), hi = Math.min(bins.length - 1, Math.floor((d + width) / step));
+      for (let k = lo; k <= hi; k++) bins[k] += w * (1 - Math.abs(d - k * step) / width);
+    }
+  }
+  // Spikes (cuts, quick moves): how far the peak stands above the mean |correlation|.
+  const peak = Math.max(...bins), spread = bins.reduce((s, v) => s + Math.abs(v), 0) / bins.length;
+  return peakOf(bins, step, spread > 0 ? peak / spread : 0, 3);
+}
+
+// The audio lag (ms): the same correlation on the two loudness rings, block by block.
+function audioLag() {
+  if (!trace.mic || trace.filled < trace.mic.length) return null;
+  const now = performance.now();
+  trace.audioWindow = [now - TRACE_MS, now - MAX_LAG_MS];  // the mic's span, roughly
+  const n = trace.mic.length, maxLag = Math.floor(MAX_LAG_MS / trace.blockMs), m = n - maxLag;
+  const at = (ring, i) => ring[(trace.head + i) % n];  // oldest first
+  const a = new Float64Array(m), b = new Float64Array(n);
+  for (let i = 0; i < n; i++) { b[i] = at(trace.back, i); if (i < m) a[i] = at(trace.mic, i); }
+  const ma = a.reduce((s, v) => s + v, 0) / m, mb = b.reduce((s, v) => s + v, 0) / n;
+  const bins = new Float64Array(maxLag + 1);
+  for (let k = 0; k <= maxLag; k++) {
+    let s = 0;
+    for (let i = 0; i < m; i++) s += (a[i] - ma) * (b[i + k] - mb);
+    bins[k] = s;
+  }
+  // Envelopes: the correlation coefficient at the peak.
+  let ea = 0, eb = 0;
+  for (let i = 0; i < m; i++) { ea += (a[i] - ma) ** 2; eb += (b[i + maxLag] - mb) ** 2; }
+  const r = Math.max(...bins) / Math.sqrt(ea * eb);
+  return peakOf(bins, trace.blockMs, Number.isFinite(r) ? r : 0, 0.3);
+}
+
+// The lag a correlation points at: the weighted median of its positive mass near the
+// peak (≥ 10 % of it), so that scattered lags give their middle, as a median of
+// per-event lags would. `match` says how clearly the peak stands out; below `needed`
+// (still or silent input) there is no figure rather than a wrong one.
+function peakOf(bins, step, match, needed) {
+  trace.quality = match;
+  if (!(match >= needed)) return null;
+  let k = 0, total = 0, run = 0;
+  for (let i = 1; i < bins.length; i++) if (bins[i] > bins[k]) k = i;
+  for (const v of bins) if (v >= 0.1 * bins[k]) total += v;
+  for (let i = 0; i < bins.length; i++) {
+    if (bins[i] < 0.1 * bins[k]) continue;
+    if ((run += bins[i]) >= total / 2) return i * step;
+  }
+  return k * step;
+}
+
+function measureRoundTrip() {
+  trace.quality = 0;
+  const n = state.numbers, video = lagOf(trace.self, trace.avatar);
+  n.videoMatch = trace.quality;
+  trace.quality = 0;
+  const audio = audioLag();
+  n.audioMatch = trace.quality;
+  n.roundTripMs = video === null ? null : Math.round(video);
+  n.audioRoundTripMs = audio === null ? null : Math.round(audio);
+  n.skewMs = video === null || audio === null ? null : Math.round(audio - video);
+}
 
 let previous = null;
 async function refreshNumbers() {
@@ -387,14 +494,17 @@ async function refreshNumbers() {
   const server = state.server;
   n.playoutDelayMs = server ? server.playout_delay_ms : null;
   n.level = server && server.quality ? server.quality.level : null;
-  // Latency: the page's own frame-id round trip when it can see ids, else server + network.
-  n.latencyMs = n.roundTripMs ?? (server && sample.rtt !== null
-    ? Math.round((server.playout_delay_ms || 0) + sample.rtt + (sample.vDelay || 0)) : null);
-  // Skew added by this browser's own buffers (the server sends lips and voice aligned).
-  n.skewMs = sample.aDelay !== null && sample.vDelay !== null ? Math.round(sample.aDelay - sample.vDelay) : null;
+  // Latency: the page's own measured round trip; while it has none (still or silent
+  // input), a lower bound from the server's playout delay, the network and our jitter
+  // buffer (it leaves out capture, encoding and display, so it is shown as "≥").
+  measureRoundTrip();
+  n.estimateMs = server && sample.rtt !== null
+    ? Math.round((server.playout_delay_ms || 0) + sample.rtt + (sample.vDelay || 0)) : null;
+  n.latencyMs = n.roundTripMs;
   $("o-fps-in").textContent = n.fpsOut.toFixed(1);
   $("o-fps-out").textContent = n.fpsIn.toFixed(1);
-  $("o-latency").textContent = n.latencyMs === null ? "–" : `${n.latencyMs} ms`;
+  $("o-latency").textContent = n.latencyMs !== null ? `${n.latencyMs} ms`
+    : n.estimateMs !== null ? `≥ ${n.estimateMs} ms` : "–";
   $("o-skew").textContent = n.skewMs === null ? "–" : `${n.skewMs} ms`;
   $("o-level").textContent = n.level || "–";
 }
@@ -431,6 +541,10 @@ window.mirage = {
     fpsSent: Number(state.numbers.fpsOut.toFixed(2)),
     latencyMs: state.numbers.latencyMs,
     roundTripMs: state.numbers.roundTripMs,
+    audioRoundTripMs: state.numbers.audioRoundTripMs,
+    latencyEstimateMs: state.numbers.estimateMs,
+    match: { video: state.numbers.videoMatch, audio: state.numbers.audioMatch,
+             window: trace.window, audioWindow: trace.audioWindow },
     skewMs: state.numbers.skewMs,
     playoutDelayMs: state.numbers.playoutDelayMs,
     level: state.numbers.level,

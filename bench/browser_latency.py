@@ -1,0 +1,342 @@
+"""Browser round trip: headless Chromium's page against Mirage and a stock aiortc echo.
+
+The fake camera cuts between two face frames every second and the fake mic buzzes
+once a second (tests/flash_probe.py writes both); an in-page script times each cut
+and burst on the local side and on the returned side. Every case uses the same
+page (Mirage's web/app.js; the echo server serves it too), in a private network
+namespace that has only loopback, so ``--loss`` can drop UDP with nftables.
+
+    python bench/browser_latency.py [--seconds 10] [--loss 0,3] [--repeat 2] [--only TEXT]
+
+Needs root (unshare -n), Debian chromium and, for a loss above 0, nftables. Prints
+two Markdown tables: video round trip, voice round trip and added skew (voice −
+video) from the flash/buzz edges, each case relative to the echo in the same run,
+the page's own figures and their error against the edges over the page's own span;
+then the mean time per video frame in each stage the browser and the server report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.flash_probe import PROBE_JS, analyse, write_media  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--allow-loopback-in-peer-connection",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+MIRAGE_PORT, ECHO_PORT = 8790, 8791
+KEYS = (
+    "video",
+    "audio",
+    "skew",
+    "page_latency",
+    "page_audio",
+    "page_skew",
+    "page_error_video",
+    "page_error_audio",
+)
+# (label, server, page query)
+CASES = [
+    ("stock aiortc echo", "echo", "face=passthrough&voice=passthrough"),
+    ("mirage passthrough + passthrough", "mirage", "face=passthrough&voice=passthrough"),
+    ("mirage passthrough + dsp", "mirage", "face=passthrough&voice=dsp:deep"),
+    ("mirage warp + dsp (defaults)", "mirage", "face=warp&voice=dsp:deep"),
+]
+
+
+# Before the page's own script: keep its peer connections, to read their stats.
+KEEP_PCS = """(() => {
+  const Native = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = function (...args) { const pc = new Native(...args); window.__pcs.push(pc); return pc; };
+  window.RTCPeerConnection.prototype = Native.prototype;
+})();"""
+# Per-frame means of the browser's own video stages, from getStats (ms).
+BROWSER_STAGES = """async () => {
+  const pc = window.__pcs[window.__pcs.length - 1], out = {};
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'outbound-rtp' && s.kind === 'video' && s.framesEncoded) {
+      out.encode = 1000 * s.totalEncodeTime / s.framesEncoded;
+      out.pacer = 1000 * s.totalPacketSendDelay / s.packetsSent;
+    }
+    if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded) {
+      out.jitter_buffer = 1000 * s.jitterBufferDelay / s.jitterBufferEmittedCount;
+      out.decode = 1000 * s.totalDecodeTime / s.framesDecoded;
+      out.receive_to_decoded = 1000 * s.totalProcessingDelay / s.framesDecoded;
+    }
+    if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime !== undefined)
+      out.network_rtt = 1000 * s.currentRoundTripTime;
+  });
+  return out;
+}"""
+
+
+def server_stages(port: int) -> dict[str, tuple[float, float]]:
+    """(sum, count) of Mirage's video stage and latency histograms, from /metrics."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    except OSError:
+        return {}
+    out: dict[str, list[float]] = {}
+    for line in text.decode().splitlines():
+        for prefix, key in (
+            ("mirage_stage_seconds", 'stage="'),
+            ("mirage_frame_latency_seconds", None),
+        ):
+            if not line.startswith(prefix) or 'track="video"' not in line:
+                continue
+            name, value = line.rsplit(" ", 1)
+            kind = "sum" if name.startswith(prefix + "_sum") else "count"
+            if not name.startswith((prefix + "_sum", prefix + "_count")):
+                continue
+            stage = name.split(key, 1)[1].split('"', 1)[0] if key else "capture_to_send"
+            out.setdefault(stage, [0.0, 0.0])[0 if kind == "sum" else 1] += float(value)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def stage_means(before: dict, after: dict) -> dict[str, float]:
+    """Mean ms per frame of each server stage between two /metrics reads."""
+    means = {}
+    for stage, (total, count) in after.items():
+        t0, c0 = before.get(stage, (0.0, 0.0))
+        if count > c0:
+            means[f"server_{stage}"] = 1000 * (total - t0) / (count - c0)
+    return means
+
+
+def start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=1).read()
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{cmd} did not start")
+
+
+def servers() -> list[subprocess.Popen[bytes]]:
+    mirage = [sys.executable, "-m", "mirage", "serve", "--port", str(MIRAGE_PORT)]
+    mirage += ["--ice-host", "127.0.0.1", "--log-level", "WARNING"]
+    echo = [sys.executable, str(ROOT / "bench" / "echo_server.py"), "--port", str(ECHO_PORT)]
+    return [start(mirage, MIRAGE_PORT), start(echo, ECHO_PORT)]
+
+
+def set_loss(percent: int) -> None:
+    """Drop ``percent`` % of UDP in this namespace (nftables; none when 0)."""
+    if shutil.which("nft") is None:
+        if percent > 0:
+            raise SystemExit("--loss needs nftables (apt-get install nftables), or use --loss 0")
+        return
+    subprocess.run(["nft", "flush", "ruleset"], check=True)
+    if percent <= 0:
+        return
+    rules = (
+        "add table inet t\n"
+        "add chain inet t out { type filter hook output priority 0; }\n"
+        f"add rule inet t out meta l4proto udp numgen random mod 100 < {percent} drop\n"
+    )
+    subprocess.run(["nft", "-f", "-"], input=rules.encode(), check=True)
+
+
+def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: float) -> dict:
+    """One page session: connect, settle, log for ``seconds``, measure."""
+    video, audio = media
+    browser = pw.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            *FLAGS,
+            f"--use-file-for-fake-video-capture={video}",
+            f"--use-file-for-fake-audio-capture={audio}",
+        ],
+    )
+    try:
+        page = browser.new_page()
+        page.add_init_script(KEEP_PCS)
+        page.goto(f"http://127.0.0.1:{port}/?autostart=1&{query}")
+        page.wait_for_function(
+            "() => window.mirage.stats().framesReceived > 20", timeout=90_000, polling=250
+        )
+        page.evaluate(PROBE_JS)
+        time.sleep(2.0)  # let the jitter buffers and the playout delay settle
+        mark = page.evaluate("() => performance.now()")
+        before = server_stages(port)
+        time.sleep(seconds)
+        log = page.evaluate("() => window.__probe")
+        stats = page.evaluate("() => window.mirage.stats()")
+        stages = {**page.evaluate(BROWSER_STAGES), **stage_means(before, server_stages(port))}
+    finally:
+        browser.close()
+    if os.environ.get("BROWSER_LATENCY_DUMP"):
+        Path(os.environ["BROWSER_LATENCY_DUMP"]).write_text(json.dumps(log))
+    measure = analyse(log, (mark, 1e12), (mark, 1e12))
+    # The independent check of the page: edges over the very span it correlated.
+    match = stats.get("match") or {}
+    same = analyse(log, match.get("window"), match.get("audioWindow"))
+    if stats.get("playoutDelayMs") is not None:
+        stages["playout_delay"] = stats["playoutDelayMs"]
+    shown = [r[0] - r[2] for r in log["avatar"] if r[2] is not None and r[0] >= mark]
+    if shown:
+        stages["receive_to_display"] = statistics.median(shown)
+    return {
+        "video": measure.video,
+        "audio": measure.audio,
+        "skew": measure.skew,
+        "n": (len(measure.video_ms), len(measure.audio_ms)),
+        "page_latency": stats.get("latencyMs"),
+        "page_audio": stats.get("audioRoundTripMs"),
+        "page_skew": stats.get("skewMs"),
+        "page_error_video": _minus(stats.get("roundTripMs"), same.video),
+        "page_error_audio": _minus(stats.get("audioRoundTripMs"), same.audio),
+        "stages": stages,
+    }
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def fmt(value: float | None, unit: str = " ms", digits: int = 0) -> str:
+    return "–" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def ratio(value: float | None, base: float | None) -> str:
+    return "–" if value is None or not base else f"{value / base:.2f}×"
+
+
+def inside(args: argparse.Namespace) -> None:
+    from playwright.sync_api import sync_playwright
+
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    work = Path(tempfile.mkdtemp(prefix="browser-latency-"))
+    media = write_media(work)
+    procs = servers()
+    rows: list[tuple[int, str, dict]] = []
+    try:
+        with sync_playwright() as pw:
+            for loss in args.loss:
+                set_loss(loss)
+                for label, server, query in CASES:
+                    port = MIRAGE_PORT if server == "mirage" else ECHO_PORT
+                    runs = [
+                        run_case(pw, media, port, query, args.seconds) for _ in range(args.repeat)
+                    ]
+                    merged = {k: _median([r[k] for r in runs]) for k in KEYS}
+                    merged["n"] = tuple(sum(r["n"][i] for r in runs) for i in (0, 1))
+                    names = {k for r in runs for k in r["stages"]}
+                    merged["stages"] = {
+                        k: _median([r["stages"].get(k) for r in runs]) for k in sorted(names)
+                    }
+                    rows.append((loss, label, merged))
+                    print(f"# {loss}% {label}: {json.dumps(merged)}", file=sys.stderr, flush=True)
+    finally:
+        set_loss(0)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+    print_table(rows)
+    print_stages(rows)
+
+
+def _median(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def print_table(rows: list[tuple[int, str, dict]]) -> None:
+    print(
+        "| UDP loss | case | video round trip | voice round trip | added skew "
+        "| × echo (video / voice) | page: latency / voice / skew "
+        "| page − edges, same span (video / voice) | edges (video, voice) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    echo: dict[int, dict] = {loss: r for loss, label, r in rows if label.startswith("stock")}
+    for loss, label, r in rows:
+        base = echo.get(loss, {})
+        print(
+            f"| {loss} % | {label} | {fmt(r['video'])} | {fmt(r['audio'])} | {fmt(r['skew'])} "
+            f"| {ratio(r['video'], base.get('video'))} / {ratio(r['audio'], base.get('audio'))} "
+            f"| {fmt(r['page_latency'])} / {fmt(r['page_audio'])} / {fmt(r['page_skew'])} "
+            f"| {fmt(r['page_error_video'])} / {fmt(r['page_error_audio'])} "
+            f"| {r['n'][0]}, {r['n'][1]} |"
+        )
+
+
+STAGES = [
+    ("encode", "browser encode"),
+    ("pacer", "browser pacer"),
+    ("network_rtt", "network RTT"),
+    ("server_decode", "server to_ndarray"),
+    ("server_animate", "server animate"),
+    ("server_convert", "server from_ndarray"),
+    ("server_capture_to_send", "server capture→send"),
+    ("playout_delay", "of which the playout delay (lips held to the voice)"),
+    ("jitter_buffer", "browser jitter buffer"),
+    ("decode", "browser decode"),
+    ("receive_to_display", "browser receive→display"),
+]
+
+
+def print_stages(rows: list[tuple[int, str, dict]]) -> None:
+    """Mean ms per video frame in each stage we can see, one column per case."""
+    print()
+    print(
+        "| video stage (ms per frame) | "
+        + " | ".join(f"{lbl} ({loss} %)" for loss, lbl, _ in rows)
+        + " |"
+    )
+    print("|---|" + "---|" * len(rows))
+    for key, label in STAGES:
+        cells = [fmt(r["stages"].get(key), "", 1) for _, _, r in rows]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="logged seconds per case")
+    parser.add_argument("--loss", default="0,3", help="UDP loss percentages, comma-separated")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per case (median)")
+    parser.add_argument("--only", default="", help="run only cases whose label contains this")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.loss = [int(x) for x in args.loss.split(",") if x.strip()]
+    if args.only:
+        CASES[:] = [c for c in CASES if args.only in c[0]]
+    if args.inside:
+        inside(args)
+        return
+    # A private network namespace: only loopback, and nftables rules of its own.
+    cmd = ["unshare", "-n", sys.executable, __file__, "--inside", *sys.argv[1:]]
+    print(f"<!-- uptime: {os.getloadavg()} -->", flush=True)
+    sys.exit(subprocess.run(cmd).returncode)
+
+
+if __name__ == "__main__":
+    main()
