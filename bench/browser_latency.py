@@ -33,22 +33,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.browser_e2e import launch, start_and_wait  # noqa: E402
 from tests.flash_probe import PROBE_JS, analyse, write_media  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    "--allow-loopback-in-peer-connection",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
 MIRAGE_PORT, ECHO_PORT = 8790, 8791
 KEYS = (
     "video",
@@ -129,23 +116,14 @@ def stage_means(before: dict, after: dict) -> dict[str, float]:
     return means
 
 
-def start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, cwd=ROOT)
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=1).read()
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"{cmd} did not start")
-
-
 def servers() -> list[subprocess.Popen[bytes]]:
     mirage = [sys.executable, "-m", "mirage", "serve", "--port", str(MIRAGE_PORT)]
     mirage += ["--ice-host", "127.0.0.1", "--log-level", "WARNING"]
     echo = [sys.executable, str(ROOT / "bench" / "echo_server.py"), "--port", str(ECHO_PORT)]
-    return [start(mirage, MIRAGE_PORT), start(echo, ECHO_PORT)]
+    return [
+        start_and_wait(mirage, f"http://127.0.0.1:{MIRAGE_PORT}/config", cwd=ROOT),
+        start_and_wait(echo, f"http://127.0.0.1:{ECHO_PORT}/config", cwd=ROOT),
+    ]
 
 
 def set_loss(percent: int) -> None:
@@ -168,15 +146,7 @@ def set_loss(percent: int) -> None:
 def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: float) -> dict:
     """One page session: connect, settle, log for ``seconds``, measure."""
     video, audio = media
-    browser = pw.chromium.launch(
-        executable_path=CHROMIUM,
-        headless=True,
-        args=[
-            *FLAGS,
-            f"--use-file-for-fake-video-capture={video}",
-            f"--use-file-for-fake-audio-capture={audio}",
-        ],
-    )
+    browser = launch(pw, video, audio)
     try:
         page = browser.new_page()
         page.add_init_script(KEEP_PCS)

@@ -43,30 +43,36 @@ GRAB = """() => {
 }"""
 
 
-def start_server(face: str) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "mirage",
-        "serve",
-        "--port",
-        str(PORT),
-        "--ice-host",
-        "127.0.0.1",
-        "--face",
-        face,
-        "--log-level",
-        "WARNING",
-    ]
-    proc = subprocess.Popen(cmd)
+def launch(pw: Any, video: Path, audio: Path) -> Any:
+    """Debian's Chromium, headless, its fake camera and mic playing these files."""
+    return pw.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            *FLAGS,
+            f"--use-file-for-fake-video-capture={video}",
+            f"--use-file-for-fake-audio-capture={audio}",
+        ],
+    )
+
+
+def start_and_wait(cmd: list[str], url: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a server process and wait (up to 60 s) until ``url`` answers."""
+    proc = subprocess.Popen(cmd, cwd=cwd)
     for _ in range(300):
         try:
-            urllib.request.urlopen(f"{URL}/health", timeout=1).read()
+            urllib.request.urlopen(url, timeout=1).read()
             return proc
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("server did not start")
+    raise RuntimeError(f"{cmd} did not start")
+
+
+def start_server(face: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "mirage", "serve", "--port", str(PORT)]
+    cmd += ["--ice-host", "127.0.0.1", "--face", face, "--log-level", "WARNING"]
+    return start_and_wait(cmd, f"{URL}/health")
 
 
 def wait_for(page: Any, condition: str, timeout_s: float) -> Any:
@@ -84,15 +90,7 @@ def wait_for(page: Any, condition: str, timeout_s: float) -> Any:
 
 def run_face_phase(pw: Any, work: Path, out: dict[str, Any]) -> None:
     """Default backends, a real talking face and real speech."""
-    browser = pw.chromium.launch(
-        executable_path=CHROMIUM,
-        headless=True,
-        args=[
-            *FLAGS,
-            f"--use-file-for-fake-video-capture={work / 'face.y4m'}",
-            f"--use-file-for-fake-audio-capture={work / 'speech.wav'}",
-        ],
-    )
+    browser = launch(pw, work / "face.y4m", work / "speech.wav")
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.on("console", lambda m: out["console"].append(m.text))
     page.goto(f"{URL}/?autostart=1")
@@ -132,15 +130,7 @@ def run_round_trip_phase(pw: Any, work: Path, out: dict[str, Any], servers: list
     from tests.flash_probe import PROBE_JS, analyse, write_media
 
     video, audio = write_media(work)
-    browser = pw.chromium.launch(
-        executable_path=CHROMIUM,
-        headless=True,
-        args=[
-            *FLAGS,
-            f"--use-file-for-fake-video-capture={video}",
-            f"--use-file-for-fake-audio-capture={audio}",
-        ],
-    )
+    browser = launch(pw, video, audio)
     page = browser.new_page()
     page.goto(f"{URL}/?autostart=1&face=passthrough&voice=passthrough")
     wait_for(page, "() => window.mirage.stats().framesReceived > 20", 60)
