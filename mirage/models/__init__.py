@@ -1,4 +1,5 @@
-"""Model backends (no WebRTC here): face animators and voice converters."""
+"""Model backends (no WebRTC here): face animators and voice converters, their protocols
+and errors, and the registry that names them with their option schemas."""
 
 from __future__ import annotations
 

@@ -1,1 +1,2 @@
-"""aiortc MediaStreamTrack adapters: inbound track → engine → paced outbound frames."""
+"""The output tracks: an inbound aiortc track → the engine → paced avatar video and
+converted voice, released together by one playout clock per session."""
