@@ -245,7 +245,8 @@ def candidates(clean: np.ndarray, noisy10: dict[str, np.ndarray]) -> list[str]:
 
 # -- the table --------------------------------------------------------------------------
 def fmt(scores: tuple[float, float, float, float]) -> str:
-    return " | ".join(f"{s:.2f}" for s in scores)
+    """One cell: OVRL / SIG / BAK / P.808."""
+    return " / ".join(f"{s:.2f}" for s in scores)
 
 
 def main(argv: list[str] | None = None) -> None:
