@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mirage.engine.guard import close_model
 from mirage.engine.voicechain import split_options, voice_chain
 from mirage.models import registry
 from mirage.models.base import BadInput, FaceAnimator, VoiceConverter
@@ -77,13 +78,6 @@ def build_backends(
             raise BadInput(f"bad backend option: {exc}") from None
         raise
     return Backends(face, voice, animator, converter, make_animator, make_converter, reference)
-
-
-def close_model(model: object) -> None:
-    """Release what a model holds (weights, native graphs, threads) if it can."""
-    close = getattr(model, "close", None)
-    if callable(close):
-        close()
 
 
 def face_check(face: str, models_dir: str | None, image: np.ndarray) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from mirage.engine.denoise import FRAME, NS_DELAY, RATE, FrameSuppressor, parse_denoise
 from mirage.engine.gate import VoiceGate
+from mirage.engine.guard import close_model
 from mirage.engine.resample import FirResampler
 from mirage.models import registry
 from mirage.models.base import BadInput, VoiceConverter
@@ -73,9 +74,7 @@ def voice_chain(converter: VoiceConverter, level: int | None) -> VoiceConverter:
     try:
         return CleanVoice(converter, level)
     except BaseException:
-        close = getattr(converter, "close", None)
-        if callable(close):  # it may hold weights
-            close()
+        close_model(converter)  # it may hold weights
         raise
 
 
