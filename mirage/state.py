@@ -14,12 +14,13 @@ import numpy as np
 from aiohttp import web
 
 from mirage.config import Settings
-from mirage.engine.backends import Backends, build_backends, close_model, with_models
-from mirage.engine.voicechain import split_options, validate_voice, voice_chain
+from mirage.engine.backends import Backends, build_backends, resolve, voice_timing
+from mirage.engine.voicechain import validate_voice
 from mirage.metrics import Metrics
 from mirage.models import registry
 from mirage.models.avatar.reference import default_reference
 from mirage.models.base import MirageError
+from mirage.models.registry import BuildContext
 
 if TYPE_CHECKING:
     from mirage.webrtc.session import Session
@@ -71,43 +72,27 @@ class MirageServer:
 
     def _usable_default(self, kind: registry.Kind, name: str) -> str:
         """The configured default backend, or passthrough (logged) when it cannot run here."""
+        choice = resolve(kind, name, self.settings.models_dir, testing=self.settings.test_backends)
         if name == "auto":
-            chosen, passed = registry.resolve_auto(kind, self.settings.models_dir)
             log.info(
                 "%s backend auto → %s%s",
                 kind,
-                chosen,
-                "".join(f"\n  passed over {p}" for p in passed),
+                choice.name,
+                "".join(f"\n  passed over {p}" for p in choice.passed),
             )
-            return chosen
-        backend = registry.find(kind, name, testing=self.settings.test_backends)
-        reason = registry.unavailable_reason(backend, self.settings.models_dir)
-        if reason is None:
-            return name
-        log.warning("%s backend %r unavailable (%s); using passthrough", kind, name, reason)
-        return "passthrough"
+        elif choice.unavailable is not None:
+            log.warning(
+                "%s backend %r unavailable (%s); using passthrough", kind, name, choice.unavailable
+            )
+        return choice.usable()
 
     async def voice_timing(self) -> dict[str, float]:
         """Block length and algorithmic latency of the default voice backend (cached)."""
         if self._voice_timing is None:
-            name = self.defaults["voice"]
-            md = self.settings.models_dir
-            loop = asyncio.get_running_loop()
-            _, denoise = split_options(name, {})  # the default chain: its delay counts too
-            converter = await loop.run_in_executor(
-                None,
-                lambda: voice_chain(
-                    registry.create_converter(name, **with_models(name, md, {})), denoise
-                ),
+            s, name = self.settings, self.defaults["voice"]
+            self._voice_timing = await asyncio.get_running_loop().run_in_executor(
+                None, voice_timing, name, BuildContext(s.models_dir), s.voice_preset
             )
-            await loop.run_in_executor(None, close_model, converter)  # only its timing is kept
-            block_s = converter.block_size / converter.sample_rate
-            self._voice_timing = {
-                "sample_rate": converter.sample_rate,
-                "block_ms": round(block_s * 1000, 1),
-                "latency_s": round(converter.latency_s, 4),
-                "total_delay_ms": round((block_s + converter.latency_s) * 1000, 1),
-            }
         return self._voice_timing
 
     def backends_report(self) -> dict[str, dict[str, str | None]]:
@@ -133,7 +118,7 @@ class MirageServer:
                 face_options,
                 voice_options,
                 reference,
-                s.models_dir,
+                BuildContext(s.models_dir),
                 s.voice_preset,
             ),
         )

@@ -22,7 +22,7 @@ import pytest
 from mirage.client.probe import Probe, draw_id, read_id
 from mirage.engine.guard import ModelBusy, ModelGuard, ModelTimeout
 from mirage.engine.supervised import SupervisedAnimator, SupervisedConverter
-from mirage.models.base import NoFaceError
+from mirage.models.base import BadInput, NoFaceError
 from mirage.models.cuda import release_cached_memory
 from mirage.models.testing import HangAnimator
 from mirage.models.voice.passthrough import PassthroughConverter
@@ -366,7 +366,9 @@ def test_a_remade_converter_gets_the_live_voice_settings() -> None:
     plain = SupervisedConverter(
         PassthroughConverter(), None, name="p", timeout_s=1, restart_after=1
     )
-    assert getattr(plain, "update", None) is None  # no live settings: the session says so
+    assert sup.live_settings and not plain.live_settings  # the session reads this first
+    with pytest.raises(BadInput, match="no live settings"):
+        plain.update(semitones=3)
     sup.close()
     plain.close()
 

@@ -21,8 +21,6 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
 from mirage.engine.audio import OUTPUT_RATE, Chunk, VoicePipeline
-from mirage.engine.supervised import SupervisedConverter
-from mirage.engine.voicechain import CleanVoice
 from mirage.metrics import Metrics
 from mirage.models.base import VoiceConverter
 from mirage.tracks.base import TransformTrack
@@ -133,14 +131,8 @@ class VoiceAudioTrack(TransformTrack):
         histogram = self._metrics.stage_seconds
         histogram.labels("audio", stage).observe(seconds)
         if stage == "convert":  # the chain's own stages, as "convert.<stage>"
-            for name, inner in (self._converter_stages() or {}).items():
+            for name, inner in self.pipeline.converter.stage_seconds.items():
                 histogram.labels("audio", f"convert.{name}").observe(inner)
-
-    def _converter_stages(self) -> dict[str, float] | None:
-        converter = self.pipeline.converter
-        if isinstance(converter, (CleanVoice, SupervisedConverter)):
-            return converter.stage_seconds
-        return None
 
     # -- stage 1: mono float chunks into a bounded inbox ---------------------------------
     def _accept(self, frame: AudioFrame | VideoFrame, capture: float, arrival: float) -> None:

@@ -142,9 +142,7 @@ class AvatarVideoTrack(TransformTrack):
 
     # -- quality levels ------------------------------------------------------------
     def _apply_quality(self, quality: str) -> None:
-        set_quality = getattr(self._animator, "set_quality", None)
-        if callable(set_quality):
-            set_quality(quality)
+        self._animator.set_quality(quality)
 
     def _apply_level(self, move: Move | None) -> None:
         level = self.controller.level
@@ -189,10 +187,8 @@ class AvatarVideoTrack(TransformTrack):
         stage.labels("video", "animate").observe(t2 - t1)
         # Backends that time their own stages (face tracking, warp, generate...) say so
         # in ``stage_seconds``; those land in the same histogram as "animate.<stage>".
-        inner = getattr(self._animator, "stage_seconds", None)
-        if isinstance(inner, dict):
-            for name, seconds in inner.items():
-                stage.labels("video", f"animate.{name}").observe(seconds)
+        for name, seconds in self._animator.stage_seconds.items():
+            stage.labels("video", f"animate.{name}").observe(seconds)
         stage.labels("video", "convert").observe(t3 - t2)
         self._next_start = t0 + 0.95 * self._interval
         move = self.controller.record(t3 - t0, time.monotonic())

@@ -20,12 +20,18 @@ from aiortc import RTCPeerConnection
 
 from mirage.config import Settings
 from mirage.engine.adapt import find_level
-from mirage.engine.backends import Backends
+from mirage.engine.backends import (
+    Backends,
+    GuardPolicy,
+    close_backends,
+    supervise,
+    wait_backends_closed,
+)
 from mirage.engine.supervised import SupervisedAnimator, SupervisedConverter
 from mirage.engine.voicechain import validate_voice
 from mirage.metrics import Metrics
 from mirage.models import registry
-from mirage.models.base import BadInput
+from mirage.models.base import BadInput, FaceAnimator, VoiceConverter
 from mirage.tracks.audio import VoiceAudioTrack
 from mirage.tracks.factory import avatar_track, playout_clock, voice_track
 from mirage.tracks.sync import PlayoutClock
@@ -63,23 +69,7 @@ class Session:
 
     def _supervise(self) -> None:
         """Put each backend behind a guard (deadline, fallback, restart; engine/guard.py)."""
-        b, s, m = self.backends, self.settings, self.metrics
-        if isinstance(b.animator, SupervisedAnimator):
-            return
-
-        def guard(track: str, backend: str) -> dict[str, Any]:
-            return {
-                "name": f"{track}-{self.id[-8:]}",
-                "timeout_s": s.model_timeout_s,
-                "restart_after": s.model_restart_after,
-                "on_timeout": m.model_timeouts.labels(track, backend).inc,
-                "on_restart": m.backend_restarts.labels(track, backend).inc,
-            }
-
-        b.animator = SupervisedAnimator(
-            b.animator, b.make_animator, b.reference, **guard("video", b.face)
-        )
-        b.converter = SupervisedConverter(b.converter, b.make_converter, **guard("audio", b.voice))
+        supervise(self.backends, GuardPolicy.of(self.settings), self.id[-8:], self.metrics)
 
     # -- wiring ----------------------------------------------------------------
     def attach(self) -> None:
@@ -207,39 +197,31 @@ class Session:
 
     def _release_models(self) -> None:
         """Non-blocking: each guard closes its model on the model's own thread."""
-        for model in (self.backends.animator, self.backends.converter):
-            close = getattr(model, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:  # pragma: no cover - best effort on the way out
-                    log.exception("closing a model failed")
+        close_backends((self.backends.animator, self.backends.converter))
 
     def _wait_models_closed(self, timeout: float = 5.0) -> None:
         """The models' own threads finish closing them (bounded: a hung one is left)."""
-        deadline = time.monotonic() + timeout
-        for model in (self.backends.animator, self.backends.converter):
-            wait = getattr(model, "wait_closed", None)
-            if callable(wait) and not wait(max(0.0, deadline - time.monotonic())):
-                log.warning("session %s: a model is still busy after close", self.id[:8])
+        models = (self.backends.animator, self.backends.converter)
+        if not wait_backends_closed(models, timeout):
+            log.warning("session %s: a model is still busy after close", self.id[:8])
 
     def configure(self, quality: str | None, voice_options: dict[str, Any]) -> None:
         """Live changes without reconnecting: pin/unpin quality, new voice settings.
         Everything is checked first: a bad voice option changes nothing."""
         checked: dict[str, Any] = {}
-        update = getattr(self.backends.converter, "update", None)
+        converter = self.backends.converter
         if voice_options:
             voice = self.backends.voice
             own_keys = set(voice_options) - {"denoise"}  # the chain's own, live on any voice
             own_live = any(o.live for o in registry.schema("voice", voice))
-            if not callable(update) or (own_keys and not own_live):
+            if not converter.live_settings or (own_keys and not own_live):
                 raise BadInput(f"voice backend {voice} has no live settings")
             testing = self.settings.test_backends
             checked = validate_voice(voice, voice_options, testing=testing, live=True)
         if quality is not None and self.video is not None:
             self.video.pin_level(None if quality == "auto" else find_level(quality))
-        if checked and callable(update):
-            update(**checked)
+        if checked:
+            converter.update(**checked)
 
     async def set_reference(self, image: Any) -> None:
         """A new portrait for this session (applied between two frames)."""
@@ -300,8 +282,7 @@ class Session:
         return out
 
 
-def _guard_stats(model: object) -> dict[str, int]:
-    guard = getattr(model, "guard", None)
-    if guard is None:
+def _guard_stats(model: FaceAnimator | VoiceConverter) -> dict[str, int]:
+    if not isinstance(model, (SupervisedAnimator, SupervisedConverter)):
         return {}
-    return {"timeouts": guard.timeouts, "restarts": guard.restarts}
+    return {"timeouts": model.guard.timeouts, "restarts": model.guard.restarts}
