@@ -4,8 +4,9 @@ Every caller goes through it: the server's sessions, the in-process relay for
 bots (``LocalRelay``), ``mirage render``, the portrait upload check and the
 voice-timing probe.
 
-- ``resolve``: a backend name (or ``auto``) → what is made here, with the reasons
-  better ones were passed over and why an explicit one cannot run.
+- ``resolve`` (``mirage.models.registry``, re-exported here; light, for ``mirage
+  doctor`` too): a backend name (or ``auto``) → a ``Choice``: what is made here, with
+  the reasons better ones were passed over and why an explicit one cannot run.
 - ``make_face`` / ``make_voice`` / ``build_backends``: the models, from checked
   options and the process's ``BuildContext`` (weights folder, clock), the voice
   behind its noise suppressor and gate, each with the factory that remakes it.
@@ -32,49 +33,14 @@ from mirage.engine.supervised import SupervisedAnimator, SupervisedConverter
 from mirage.engine.voicechain import split_options, voice_chain
 from mirage.metrics import Metrics
 from mirage.models import registry
-from mirage.models.base import BackendUnavailable, BadInput, FaceAnimator, VoiceConverter
-from mirage.models.registry import BuildContext
+from mirage.models.base import BadInput, FaceAnimator, VoiceConverter
+from mirage.models.registry import BuildContext, Choice, resolve
+
+__all__ = ["BuildContext", "Choice", "resolve"]  # resolve lives by the registry it reads
 
 log = logging.getLogger(__name__)
 
 Model = FaceAnimator | VoiceConverter
-
-
-# -- resolve ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Choice:
-    """What ``resolve`` found for one asked-for backend."""
-
-    kind: registry.Kind
-    asked: str
-    name: str  # what to make (for ``auto``: the best one that runs here)
-    passed: tuple[str, ...] = ()  # ``auto``: why each better one was passed over
-    unavailable: str | None = None  # an explicit backend that cannot run here: why
-
-    def usable(self) -> str:
-        """The server's rule for its defaults: an unusable backend becomes passthrough."""
-        return "passthrough" if self.unavailable is not None else self.name
-
-    def required(self) -> str:
-        """The offline rule: an explicit backend that cannot run is an error."""
-        if self.unavailable is not None:
-            raise BackendUnavailable(
-                f"{self.kind} backend {self.asked!r} cannot run here: {self.unavailable}"
-            )
-        return self.name
-
-
-def resolve(
-    kind: registry.Kind, name: str, models_dir: str | None = None, *, testing: bool = False
-) -> Choice:
-    """``name`` checked against this machine; ``auto`` → the registry's order."""
-    if name == "auto":
-        chosen, passed = registry.resolve_auto(kind, models_dir)
-        return Choice(kind, name, chosen, tuple(passed))
-    backend = registry.find(kind, name, testing=testing)
-    return Choice(kind, name, name, (), registry.unavailable_reason(backend, models_dir))
 
 
 # -- make ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mirage.models.base import (
+    BackendUnavailable,
     BadInput,
     FaceAnimator,
     MirageError,
@@ -345,6 +346,40 @@ def resolve_auto(kind: Kind, models_dir: str | None = None) -> tuple[str, list[s
             return name, passed
         passed.append(f"{name}: {reason}")
     return "passthrough", passed
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What ``resolve`` found for one asked-for backend."""
+
+    kind: Kind
+    asked: str
+    name: str  # what to make (for ``auto``: the best one that runs here)
+    passed: tuple[str, ...] = ()  # ``auto``: why each better one was passed over
+    unavailable: str | None = None  # an explicit backend that cannot run here: why
+
+    def usable(self) -> str:
+        """The server's rule for its defaults: an unusable backend becomes passthrough."""
+        return "passthrough" if self.unavailable is not None else self.name
+
+    def required(self) -> str:
+        """The offline rule: an explicit backend that cannot run is an error."""
+        if self.unavailable is not None:
+            raise BackendUnavailable(
+                f"{self.kind} backend {self.asked!r} cannot run here: {self.unavailable}"
+            )
+        return self.name
+
+
+def resolve(
+    kind: Kind, name: str, models_dir: str | None = None, *, testing: bool = False
+) -> Choice:
+    """``name`` checked against this machine; ``auto`` → the registry's order."""
+    if name == "auto":
+        chosen, passed = resolve_auto(kind, models_dir)
+        return Choice(kind, name, chosen, tuple(passed))
+    backend = find(kind, name, testing=testing)
+    return Choice(kind, name, name, (), unavailable_reason(backend, models_dir))
 
 
 def create(
