@@ -18,7 +18,10 @@ import pytest
 from mirage.client.probe import BeepMicrophone, SyntheticCamera, draw_id, read_id
 from mirage.client.relay import LocalRelay
 from mirage.engine.backends import GuardPolicy, resolve
-from mirage.models.base import BackendUnavailable
+from mirage.images import ImageLimits, decode_image
+from mirage.models import registry
+from mirage.models.base import BackendUnavailable, WeightsMissing
+from mirage.models.registry import BuildContext
 from mirage.offline.render import RenderJob, render
 from tests.conftest import MEDIA
 from tests.server_fixtures import LOOPBACK
@@ -152,3 +155,27 @@ def test_resolve_gives_auto_its_reasons_and_each_caller_its_rule(tmp_path: Path)
     assert rvc.usable() == "passthrough"  # the server's defaults
     with pytest.raises(BackendUnavailable, match="voice backend 'rvc' cannot run here"):
         rvc.required()  # mirage render
+
+
+def test_the_build_context_reaches_exactly_the_factories_that_declare_it(tmp_path: Path) -> None:
+    """Declared in the registry entry (``weights``, ``clock``), never read off a signature."""
+    calls: list[float] = []
+
+    def clock() -> float:
+        calls.append(0.0)
+        return 0.0
+
+    context = BuildContext(str(tmp_path), clock)
+    # passthrough declares neither: given either, its constructor would refuse it
+    registry.create_animator("passthrough", context).close()
+    registry.create_converter("passthrough", context).close()
+    with pytest.raises(WeightsMissing, match=str(tmp_path / "rvc" / "model.pth")):
+        registry.create_converter("rvc", context)  # weights=True: the folder reached it
+    warp = registry.create_animator("warp", context)  # clock=True
+    try:
+        portrait = decode_image((MEDIA / "s0.jpg").read_bytes(), ImageLimits())
+        warp.set_reference(portrait)
+        warp.animate(portrait, 64)
+    finally:
+        warp.close()
+    assert calls, "warp timed its smoothing by its own clock, not the context's"
