@@ -110,7 +110,7 @@ class _Reference:
 
 
 class LivePortraitAnimator(FaceAnimator):
-    """LivePortrait behind the ``FaceAnimator`` protocol (one per session; not thread-safe).
+    """LivePortrait as a ``FaceAnimator`` (one per session; not thread-safe).
 
     ``device``: auto | cuda | cpu. On CUDA it runs under fp16 autocast with channels_last
     (``half`` / ``channels_last`` override); ``compile`` wraps W and G in torch.compile,
