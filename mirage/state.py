@@ -14,7 +14,7 @@ import numpy as np
 from aiohttp import web
 
 from mirage.config import Settings
-from mirage.engine.backends import Backends, build_backends, resolve, voice_timing
+from mirage.engine.backends import Backends, build_backends, voice_timing
 from mirage.engine.voicechain import validate_voice
 from mirage.metrics import Metrics
 from mirage.models import registry
@@ -72,7 +72,9 @@ class MirageServer:
 
     def _usable_default(self, kind: registry.Kind, name: str) -> str:
         """The configured default backend, or passthrough (logged) when it cannot run here."""
-        choice = resolve(kind, name, self.settings.models_dir, testing=self.settings.test_backends)
+        choice = registry.resolve(
+            kind, name, self.settings.models_dir, testing=self.settings.test_backends
+        )
         if name == "auto":
             log.info(
                 "%s backend auto → %s%s",

@@ -24,11 +24,15 @@ INTERFACE: dict[str, type] = {"face": FaceAnimator, "voice": VoiceConverter}
 
 
 def capabilities(base: type) -> list[str]:
-    """The public methods and properties ``base`` declares."""
+    """The public methods and properties ``base`` and its own bases declare."""
     return sorted(
-        name
-        for name, value in vars(base).items()
-        if not name.startswith("_") and (callable(value) or isinstance(value, property))
+        {
+            name
+            for cls in base.__mro__
+            if cls.__module__ == "mirage.models.base"
+            for name, value in vars(cls).items()
+            if not name.startswith("_") and (callable(value) or isinstance(value, property))
+        }
     )
 
 

@@ -15,9 +15,9 @@ import av
 import numpy as np
 import pytest
 
-from mirage.client.probe import BeepMicrophone, SyntheticCamera, draw_id, read_id
+from mirage.client.probe import BeepMicrophone, SyntheticCamera, draw_id
 from mirage.client.relay import LocalRelay
-from mirage.engine.backends import GuardPolicy, resolve
+from mirage.engine.backends import GuardPolicy
 from mirage.images import ImageLimits, decode_image
 from mirage.models import registry
 from mirage.models.base import BackendUnavailable, WeightsMissing
@@ -25,7 +25,7 @@ from mirage.models.registry import BuildContext
 from mirage.offline.render import RenderJob, render
 from tests.conftest import MEDIA
 from tests.server_fixtures import LOOPBACK
-from tests.test_faults import classify, is_red
+from tests.test_faults import Seen, is_red
 from tests.test_loopback import metric, mirage_threads
 
 HANG_S = 2.0
@@ -41,8 +41,7 @@ async def test_local_relay_falls_back_and_remakes_a_hung_model_as_a_session_does
         voice_options={"after": 40, "hang_s": HANG_S},
         settings=settings,
     )
-    kinds: list[str] = []
-    red = 0
+    seen = Seen()
     loudest = 0.0
 
     async def listen(track: Any) -> None:
@@ -57,22 +56,14 @@ async def test_local_relay_falls_back_and_remakes_a_hung_model_as_a_session_does
         listener = asyncio.create_task(listen(audio))
         start = time.monotonic()
         # Until the face came back from its restart: inverted, camera (fallback), inverted.
-        while time.monotonic() - start < 20.0:
-            img = (await asyncio.wait_for(video.recv(), 5.0)).to_ndarray(format="rgb24")
-            frame_id = read_id(img)
-            if is_red(img):
-                red += 1
-            elif frame_id is not None:
-                kinds.append(classify(img, frame_id))
-            text = " ".join(kinds)
-            if "inverted camera" in text and "camera inverted" in text:
-                break
+        while time.monotonic() - start < 20.0 and not seen.fell_back_and_recovered():
+            seen.add((await asyncio.wait_for(video.recv(), 5.0)).to_ndarray(format="rgb24"))
         listener.cancel()
-        text = " ".join(kinds)
         counters = relay.metrics.render().decode()
-    assert red == 0, "a frame from an abandoned model call was sent"
-    assert "inverted camera" in text, "no camera fallback during the hang"
-    assert "camera inverted" in text, "the face never came back from its restart"
+    assert seen.red == 0, "a frame from an abandoned model call was sent"
+    assert "other" not in seen.kinds, seen.kinds
+    assert "inverted camera" in seen.text, "no camera fallback during the hang"
+    assert "camera inverted" in seen.text, "the face never came back from its restart"
     for track in ("video", "audio"):
         assert metric(counters, "mirage_model_timeouts_total", backend="hang", track=track) >= 1
     assert metric(counters, "mirage_backend_restarts_total", backend="hang", track="video") >= 1
@@ -147,10 +138,10 @@ def test_render_falls_back_on_a_hung_model_and_drops_nothing(tmp_path: Path) -> 
 
 def test_resolve_gives_auto_its_reasons_and_each_caller_its_rule(tmp_path: Path) -> None:
     empty = str(tmp_path)
-    auto = resolve("voice", "auto", empty)
+    auto = registry.resolve("voice", "auto", empty)
     assert auto.name in ("dsp", "passthrough") and auto.unavailable is None
     assert any(p.startswith("rvc: ") for p in auto.passed), auto.passed
-    rvc = resolve("voice", "rvc", empty)
+    rvc = registry.resolve("voice", "rvc", empty)
     assert rvc.unavailable is not None and "missing weight file" in rvc.unavailable
     assert rvc.usable() == "passthrough"  # the server's defaults
     with pytest.raises(BackendUnavailable, match="voice backend 'rvc' cannot run here"):

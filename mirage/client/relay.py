@@ -35,7 +35,6 @@ from mirage.engine.adapt import find_level
 from mirage.engine.backends import (
     Backends,
     GuardPolicy,
-    Model,
     build_backends,
     close_backends,
     supervise,
@@ -44,6 +43,7 @@ from mirage.engine.backends import (
 from mirage.engine.voicechain import validate_voice
 from mirage.metrics import Metrics
 from mirage.models import registry
+from mirage.models.base import Model
 from mirage.models.registry import BuildContext
 from mirage.tracks.audio import VoiceAudioTrack
 from mirage.tracks.factory import avatar_track, playout_clock, voice_track

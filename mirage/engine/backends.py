@@ -4,8 +4,8 @@ Every caller goes through it: the server's sessions, the in-process relay for
 bots (``LocalRelay``), ``mirage render``, the portrait upload check and the
 voice-timing probe.
 
-- ``resolve`` (``mirage.models.registry``, re-exported here; light, for ``mirage
-  doctor`` too): a backend name (or ``auto``) → a ``Choice``: what is made here, with
+- ``registry.resolve`` (by the table it reads; light, for ``mirage doctor`` too):
+  a backend name (or ``auto``) → a ``Choice``: what is made here, with
   the reasons better ones were passed over and why an explicit one cannot run.
 - ``make_face`` / ``make_voice`` / ``build_backends``: the models, from checked
   options and the process's ``BuildContext`` (weights folder, clock), the voice
@@ -33,14 +33,10 @@ from mirage.engine.supervised import SupervisedAnimator, SupervisedConverter
 from mirage.engine.voicechain import split_options, voice_chain
 from mirage.metrics import Metrics
 from mirage.models import registry
-from mirage.models.base import BadInput, FaceAnimator, VoiceConverter
-from mirage.models.registry import BuildContext, Choice, resolve
-
-__all__ = ["BuildContext", "Choice", "resolve"]  # resolve lives by the registry it reads
+from mirage.models.base import BadInput, FaceAnimator, Model, VoiceConverter
+from mirage.models.registry import BuildContext
 
 log = logging.getLogger(__name__)
-
-Model = FaceAnimator | VoiceConverter
 
 
 # -- make ------------------------------------------------------------------------------

@@ -25,13 +25,11 @@ import numpy as np
 
 from mirage.engine.backends import (
     GuardPolicy,
-    Model,
     close_backends,
     guard_animator,
     guard_converter,
     make_face,
     make_voice,
-    resolve,
     wait_backends_closed,
     with_preset,
 )
@@ -39,7 +37,7 @@ from mirage.engine.voicechain import validate_voice
 from mirage.images import ImageLimits, decode_image
 from mirage.models import registry
 from mirage.models.avatar.passthrough import fit_square
-from mirage.models.base import BadInput, FaceAnimator
+from mirage.models.base import BadInput, FaceAnimator, Model
 from mirage.models.registry import BuildContext
 from mirage.models.voice.presets import presets as voice_presets
 from mirage.offline.audio import AlignedVoice
@@ -92,7 +90,7 @@ class RenderResult:
 def _usable(kind: registry.Kind, name: str, job: RenderJob) -> str:
     """``name`` (or what ``auto`` means here, as the server chooses); an explicit
     backend that cannot run here is an error, not a silent pass-through."""
-    choice = resolve(kind, name, job.models_dir, testing=job.test_backends)
+    choice = registry.resolve(kind, name, job.models_dir, testing=job.test_backends)
     for why in choice.passed:
         log.info("%s auto: passed over %s", kind, why)
     return choice.required()
