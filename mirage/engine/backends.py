@@ -163,17 +163,19 @@ class GuardPolicy:
     def options(
         self, track: str, backend: str, tag: str, metrics: Metrics | None
     ) -> dict[str, Any]:
-        """The ``ModelGuard`` keyword arguments; ``metrics`` counts timeouts and restarts."""
+        """The ``ModelGuard`` keyword arguments (its thread is ``mirage-model-{track}-{tag}``);
+        ``metrics`` counts the timeouts and restarts under the track and backend."""
+        on_timeout: Callable[[], None] | None = None
+        on_restart: Callable[[], None] | None = None
+        if metrics is not None:
+            on_timeout = metrics.model_timeouts.labels(track, backend).inc
+            on_restart = metrics.backend_restarts.labels(track, backend).inc
         return {
             "name": f"{track}-{tag}",
             "timeout_s": self.timeout_s,
             "restart_after": self.restart_after,
-            "on_timeout": None
-            if metrics is None
-            else metrics.model_timeouts.labels(track, backend).inc,
-            "on_restart": None
-            if metrics is None
-            else metrics.backend_restarts.labels(track, backend).inc,
+            "on_timeout": on_timeout,
+            "on_restart": on_restart,
         }
 
 
@@ -186,6 +188,8 @@ def guard_animator(
     tag: str,
     metrics: Metrics | None = None,
 ) -> SupervisedAnimator:
+    """``animator`` behind a guard that remakes it with ``make`` (and re-applies
+    ``reference``) when it keeps failing; one already guarded is returned as is."""
     if isinstance(animator, SupervisedAnimator):
         return animator
     return SupervisedAnimator(
@@ -201,6 +205,8 @@ def guard_converter(
     tag: str,
     metrics: Metrics | None = None,
 ) -> SupervisedConverter:
+    """``converter`` behind a guard that remakes it with ``make`` (and re-applies its
+    live settings); one already guarded is returned as is."""
     if isinstance(converter, SupervisedConverter):
         return converter
     return SupervisedConverter(converter, make, **policy.options("audio", voice, tag, metrics))
