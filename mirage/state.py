@@ -14,7 +14,7 @@ import numpy as np
 from aiohttp import web
 
 from mirage.config import Settings
-from mirage.engine.backends import Backends, build_backends, voice_timing
+from mirage.engine.backends import Backends, build_backends, probe_voice_timing
 from mirage.engine.voicechain import validate_voice
 from mirage.metrics import Metrics
 from mirage.models import registry
@@ -93,7 +93,7 @@ class MirageServer:
         if self._voice_timing is None:
             s, name = self.settings, self.defaults["voice"]
             self._voice_timing = await asyncio.get_running_loop().run_in_executor(
-                None, voice_timing, name, BuildContext(s.models_dir), s.voice_preset
+                None, probe_voice_timing, name, BuildContext(s.models_dir), s.voice_preset
             )
         return self._voice_timing
 

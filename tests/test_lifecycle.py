@@ -17,11 +17,13 @@ import pytest
 
 from mirage.client.probe import BeepMicrophone, SyntheticCamera, draw_id
 from mirage.client.relay import LocalRelay
-from mirage.engine.backends import GuardPolicy
+from mirage.engine.backends import GuardPolicy, face_check, probe_voice_timing
 from mirage.images import ImageLimits, decode_image
 from mirage.models import registry
+from mirage.models.avatar.passthrough import PassthroughAnimator
 from mirage.models.base import BackendUnavailable, WeightsMissing
 from mirage.models.registry import BuildContext
+from mirage.models.voice.passthrough import PassthroughConverter
 from mirage.offline.render import RenderJob, render
 from tests.conftest import MEDIA
 from tests.server_fixtures import LOOPBACK
@@ -170,3 +172,20 @@ def test_the_build_context_reaches_exactly_the_factories_that_declare_it(tmp_pat
     finally:
         warp.close()
     assert calls, "warp timed its smoothing by its own clock, not the context's"
+
+
+def test_the_portrait_check_and_the_voice_probe_close_what_they_make(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[str] = []
+    monkeypatch.setattr(PassthroughAnimator, "close", lambda self: closed.append("face"))
+    monkeypatch.setattr(PassthroughConverter, "close", lambda self: closed.append("voice"))
+    face_check("passthrough", None, np.zeros((64, 64, 3), np.uint8))
+    timing = probe_voice_timing("passthrough", BuildContext(), "bright")
+    assert timing == {
+        "sample_rate": 48000,
+        "block_ms": 20.0,
+        "latency_s": 0.0,
+        "total_delay_ms": 20.0,
+    }
+    assert closed == ["face", "voice"]

@@ -132,7 +132,7 @@ def face_check(face: str, models_dir: str | None, image: np.ndarray) -> None:
     close_model(animator)
 
 
-def voice_timing(voice: str, context: BuildContext, preset: str) -> dict[str, float]:
+def probe_voice_timing(voice: str, context: BuildContext, preset: str) -> dict[str, float]:
     """Block length and algorithmic latency of ``voice`` as a session gets it (its
     chain's delay included), from a converter made for this and closed."""
     converter, _ = make_voice(voice, {}, context, preset)
