@@ -17,7 +17,7 @@ import pytest
 from mirage.engine.supervised import SupervisedAnimator, SupervisedConverter
 from mirage.engine.voicechain import CleanVoice
 from mirage.models import registry
-from mirage.models.base import BadInput, FaceAnimator, VoiceConverter
+from mirage.models.base import BadInput, FaceAnimator, MirageError, VoiceConverter
 from mirage.models.voice.passthrough import PassthroughConverter
 
 INTERFACE: dict[str, type] = {"face": FaceAnimator, "voice": VoiceConverter}
@@ -146,3 +146,10 @@ def test_a_converter_without_live_settings_says_so_in_its_type() -> None:
     assert chain.live_settings  # denoise is live on any voice
     with pytest.raises(BadInput, match="no live settings"):
         chain.update(semitones=1)
+
+
+def test_a_factory_that_makes_no_backend_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    bogus = registry.Backend("bogus", "face", "builtins:dict", "not a backend", testing=True)
+    monkeypatch.setattr(registry, "BACKENDS", (*registry.BACKENDS, bogus))
+    with pytest.raises(MirageError, match="builtins:dict made a dict, not a FaceAnimator"):
+        registry.create_animator("bogus")
