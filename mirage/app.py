@@ -18,7 +18,7 @@ from mirage.models.base import MirageError
 from mirage.models.voice.presets import presets as voice_presets
 from mirage.ops.gpu import handle_gpu
 from mirage.state import SERVER, MirageServer
-from mirage.webrtc import aiortc_compat, reference, signalling, whip
+from mirage.webrtc import aiortc_compat, ice_servers, reference, signalling, whip
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.router.add_patch("/sessions/{session_id}", signalling.handle_session_patch)
     whip.add_routes(app)  # POST /whip, /whep/{session_id} and their resources
     app.router.add_post("/reference", reference.handle_post_reference)
-    security.add_routes(app)
+    app.router.add_get("/ice-servers", ice_servers.handle_ice_servers)
     app.router.add_get("/reference", reference.handle_get_reference)
     if WEB_DIR.is_dir():
         app.router.add_static("/web/", WEB_DIR)

@@ -214,9 +214,10 @@ class LocalRelay(_Relay):
         return self.video, self.audio
 
     async def close(self) -> None:
-        for track in (self.video, self.audio):
-            if track is not None:
-                track.stop()
+        tracks = [t for t in (self.video, self.audio) if t is not None]
+        for track in tracks:
+            track.stop()
+        await asyncio.gather(*(t.wait_stopped() for t in tracks))  # off the loop
         models, self._models = self._models, []
         await asyncio.get_running_loop().run_in_executor(None, _release, models)
 

@@ -18,7 +18,8 @@ from aiohttp import web
 
 from mirage.state import SERVER
 from mirage.webrtc import httpsdp, whep
-from mirage.webrtc.signalling import BadOffer, Offer, counted, open_session, parse_quality
+from mirage.webrtc.offer import BadOffer, Offer, parse_quality
+from mirage.webrtc.signalling import counted, open_session
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ async def handle_post(request: web.Request) -> web.Response:
     """``POST /whip``: 201 + the SDP answer + ``Location: /whip/{session_id}``."""
     server = request.app[SERVER]
     with counted(server):
-        sdp = await httpsdp.read_sdp(request, server.settings.max_offer_bytes)
+        sdp = await httpsdp.read_sdp(request)
         session = await open_session(server, offer_from_query(sdp, request.query))
     log.info("WHIP session %s: watch it at /whep/%s", session.id, session.id)
     answer = str(session.pc.localDescription.sdp)
