@@ -9,6 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from mirage.state import MirageServer
+from tests.server_fixtures import LOOPBACK
+
 PACKAGE = Path(__file__).resolve().parents[1] / "mirage"
 #: What ``mirage.security`` must never import, at any level (even for types).
 NOT_IN_SECURITY = ("mirage.state", "mirage.webrtc", "mirage.app")
@@ -104,3 +110,20 @@ def test_security_imports_alone_in_a_fresh_interpreter() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_server_state_changes_only_through_its_methods() -> None:
+    """Handlers read the registry and the default portrait; they cannot write them."""
+    server = MirageServer(LOOPBACK)
+    with pytest.raises(TypeError):
+        server.sessions["x"] = None  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        server.reference = np.zeros((4, 4, 3), np.uint8)  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        server.draining = True  # type: ignore[misc]
+    portrait = np.zeros((8, 8, 3), np.uint8)
+    server.set_default_reference(portrait)
+    assert server.reference is portrait
+    with server.admit():  # holds a place: a burst cannot overshoot max_sessions
+        assert server._admitting == 1
+    assert server._admitting == 0
