@@ -1,4 +1,5 @@
-"""Closing a session never blocks the event loop: its worker threads are joined off it."""
+"""Closing a session never blocks the event loop (its worker threads are joined off it),
+and the rules that end a session or a WHEP viewer (``PeerLifetime``)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import asyncio
 import threading
 import time
 
+from pyee.asyncio import AsyncIOEventEmitter
+
 from mirage.client.probe import Probe
 from mirage.state import SERVER
+from mirage.webrtc.lifetime import PeerLifetime
 from tests.server_fixtures import StartServer, base_url
 from tests.test_loopback import until
 
@@ -68,3 +72,49 @@ async def test_close_with_a_slow_worker_keeps_the_loop_responsive(
         assert probe.session_id not in state.sessions
     finally:
         await probe.close(delete=False)
+
+
+class StatePeer(AsyncIOEventEmitter):
+    """Only what PeerLifetime reads of an RTCPeerConnection: its state and the event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connectionState = "new"
+
+    def move(self, state: str) -> None:
+        self.connectionState = state
+        self.emit("connectionstatechange")
+
+
+async def test_peer_lifetime_closes_once_on_each_ending_rule() -> None:
+    """The rules a Session and a WHEP viewer share: failed/closed at once, disconnected
+    only past the grace (a recovery keeps it), never connected past its timeout."""
+    closed: list[tuple[str, str]] = []
+
+    def owner(name: str, connect_timeout_s: float | None = None) -> StatePeer:
+        pc = StatePeer()
+
+        async def close(reason: str) -> None:
+            if life.begin_close(reason):
+                closed.append((name, reason))
+
+        life = PeerLifetime(pc, lambda: name, 0.2, close)  # type: ignore[arg-type]
+        life.watch(connect_timeout_s)
+        return pc
+
+    failing, recovering, vanishing = owner("failing"), owner("recovering"), owner("vanishing")
+    owner("never", connect_timeout_s=0.3)
+    for pc in (failing, recovering, vanishing):
+        pc.move("connected")
+    failing.move("failed")
+    failing.move("closed")  # a second ending changes nothing
+    recovering.move("disconnected")
+    vanishing.move("disconnected")
+    await asyncio.sleep(0.05)
+    recovering.move("connected")
+    await asyncio.sleep(0.5)
+    assert sorted(closed) == [
+        ("failing", "connection failed"),
+        ("never", "never connected"),
+        ("vanishing", "disconnected past grace"),
+    ]
