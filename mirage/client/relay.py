@@ -228,9 +228,10 @@ class LocalRelay(_Relay):
         models, self._models = self._models, []
         # First the models (wakes a worker waiting on a hung call), as a session does.
         close_backends(models)
-        for track in (self.video, self.audio):
-            if track is not None:
-                track.stop()
+        tracks = [t for t in (self.video, self.audio) if t is not None]
+        for track in tracks:
+            track.stop()
+        await asyncio.gather(*(t.wait_stopped() for t in tracks))  # off the loop
         await asyncio.get_running_loop().run_in_executor(None, wait_backends_closed, models)
 
 

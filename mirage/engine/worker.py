@@ -33,9 +33,19 @@ class Worker:
                 log.exception("worker %s step failed", self._thread.name)
 
     def stop(self, timeout: float = 2.0) -> None:
+        """Stop and wait for the thread (blocking: not for the event loop)."""
+        self.request_stop()
+        self.join(timeout)
+
+    def request_stop(self) -> None:
+        """Ask the loop to end after its current step; returns at once."""
         self._stop.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait (blocking) at most ``timeout`` for the thread; True when it has ended."""
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     @property
     def alive(self) -> bool:
