@@ -56,9 +56,11 @@ def launch(pw: Any, video: Path, audio: Path) -> Any:
     )
 
 
-def start_and_wait(cmd: list[str], url: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def start_and_wait(
+    cmd: list[str], url: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start a server process and wait (up to 60 s) until ``url`` answers."""
-    proc = subprocess.Popen(cmd, cwd=cwd)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env)
     for _ in range(300):
         try:
             urllib.request.urlopen(url, timeout=1).read()

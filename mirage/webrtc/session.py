@@ -27,12 +27,14 @@ from mirage.metrics import Metrics
 from mirage.models import registry
 from mirage.models.base import BadInput
 from mirage.tracks.audio import VoiceAudioTrack
-from mirage.tracks.factory import avatar_track, playout_clock, voice_track
+from mirage.tracks.factory import avatar_track, playout_clock, video_codec_lead_s, voice_track
 from mirage.tracks.sync import PlayoutClock
 from mirage.tracks.video import AvatarVideoTrack
 from mirage.webrtc.fanout import Fanout
 
 log = logging.getLogger(__name__)
+
+MAX_RECEIVER_DELAY_MS = 400.0  # a viewer's reported receive→display; beyond it, a bad report
 
 
 @dataclass
@@ -152,12 +154,25 @@ class Session:
                 return
 
     def av_skew(self) -> float | None:
-        """Audio output age − video output age (s): what the server adds to lip sync."""
+        """Audio output age − video output age (s), beyond the video's intended lead:
+        what the server adds to lip sync."""
         if self.video is None or self.audio is None:
             return None
         if self.video.output_age is None or self.audio.output_age is None:
             return None
-        return self.audio.output_age - self.video.output_age
+        lead = self.clock.lead("video") - self.clock.lead("audio")
+        return self.audio.output_age - self.video.output_age - lead
+
+    def report_receiver(self, video_ms: float, audio_ms: float) -> None:
+        """The viewer's own delays after it receives each track (video: receive →
+        display; audio: its jitter buffer), so that lips meet on its screen."""
+        for name, ms in (("video", video_ms), ("audio", audio_ms)):
+            if not 0.0 <= ms <= MAX_RECEIVER_DELAY_MS:
+                raise BadInput(f"receiver_delay_ms.{name} must be 0..{MAX_RECEIVER_DELAY_MS:.0f}")
+        clock = self.clock
+        video_s = video_codec_lead_s(self.settings) + video_ms / 1000
+        clock.set_downstream("video", min(clock.max_delay_s, video_s))
+        clock.set_downstream("audio", min(clock.max_delay_s, audio_ms / 1000))
 
     def _publish_gauges(self) -> None:
         self.metrics.playout_delay.labels(self.id).set(self.clock.delay_s)
@@ -259,6 +274,8 @@ class Session:
             "age_s": round(time.monotonic() - self.created, 3),
             "viewers": len(self.outputs.viewers),
             "playout_delay_ms": round(self.clock.delay_s * 1000, 1),
+            # How much earlier than the voice the video leaves (its longer way to the viewer).
+            "video_lead_ms": round((self.clock.lead("video") - self.clock.lead("audio")) * 1000, 1),
             "av_skew_ms": None if (skew := self.av_skew()) is None else round(skew * 1000, 1),
             "latency_p95_ms": {
                 track: round(p95 * 1000, 1)
