@@ -147,7 +147,15 @@ def run_round_trip_phase(pw: Any, work: Path, out: dict[str, Any], servers: list
     measure = analyse(log, match.get("window"), match.get("audioWindow"))
     out["round_trip"] = {
         "page": {
-            k: stats.get(k) for k in ("roundTripMs", "audioRoundTripMs", "skewMs", "latencyMs")
+            k: stats.get(k)
+            for k in (
+                "roundTripMs",
+                "audioRoundTripMs",
+                "skewMs",
+                "latencyMs",
+                "receiverDelayMs",
+                "videoLeadMs",
+            )
         },
         "edges": {"video_ms": measure.video_ms, "audio_ms": measure.audio_ms},
         "self_frame_ms": [b[0] - a[0] for a, b in zip(log["self"], log["self"][1:], strict=False)],

@@ -10,6 +10,7 @@ const state = {
   retries: 0, retryTimer: null,
   connection: "idle",
   server: null,           // last GET /sessions/{id}
+  reported: null,         // the last receiver_delay_ms the server accepted
   numbers: { fpsIn: 0, fpsOut: 0, framesReceived: 0, latencyMs: null, roundTripMs: null,
              audioRoundTripMs: null, estimateMs: null, skewMs: null, playoutDelayMs: null,
              level: null, audioPlaying: false, receiverDelayMs: null },
@@ -230,6 +231,7 @@ function teardownPeer() {
   state.pc = null;
   state.sessionId = null;
   state.server = null;
+  state.reported = null;
 }
 
 function stop() {
@@ -524,7 +526,10 @@ async function refreshNumbers() {
           body: JSON.stringify({ receiver_delay_ms: report }),
         })
         : await fetch(`/sessions/${state.sessionId}`, { headers: authHeaders() });
-      if (res.ok) state.server = await res.json();
+      if (res.ok) {
+        state.server = await res.json();
+        if (report) state.reported = report;  // the report the server's answer reflects
+      }
     } catch (err) { /* the overlay keeps the last numbers */ }
   }
   const server = state.server;
@@ -585,7 +590,8 @@ window.mirage = {
     playoutDelayMs: state.numbers.playoutDelayMs,
     level: state.numbers.level,
     audioPlaying: state.numbers.audioPlaying,
-    receiverDelayMs: state.numbers.receiverDelayMs,
+    receiverDelayMs: state.reported,
+    videoLeadMs: state.server ? state.server.video_lead_ms : null,
   }),
 };
 
