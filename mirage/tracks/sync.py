@@ -41,7 +41,7 @@ class PlayoutClock:
     max_delay_s: float = 0.5
     margin_s: float = 0.005
     fall_per_s: float = 0.05  # how fast the delay may shrink when latency drops
-    max_lead_s: float = 0.12
+    max_lead_s: float = 0.1
     epoch: float = field(default_factory=time.monotonic)
     delay_s: float = 0.0
     _own: dict[str, collections.deque[float]] = field(default_factory=dict)
