@@ -17,9 +17,11 @@ After us a video frame still spends longer than its audio (a slower codec, the
 receiver's video jitter buffer, decoder and compositor against its audio jitter
 buffer), so each track has a *downstream* delay and the video leaves early by how
 much longer its downstream is than the voice's: ``due(capture, track) = capture +
-delay_s - lead(track)``. The delay then covers each track's need plus its lead
-(``max(need + lead)``): the voice trails a slow face by the video's lead rather
-than arriving with it at our output and ahead of it on the screen. The video's
+delay_s - lead(track)``, never before it is ready. The delay itself stays the
+slower track's need: when the face is the slower path the voice is not held a
+further lead for it (that would cost the voice the lead; a browser's own lip sync,
+which runs on our output since both tracks share one stream id, evens out
+differences above its 30 ms dead band). The video's
 downstream is a codec constant (``video_lead_ms``) plus, when the receiver reports
 them (the page does: ``PATCH /sessions/{id} {"receiver_delay_ms": ...}``), its own
 video receive→display and audio jitter-buffer times.
@@ -99,8 +101,7 @@ class PlayoutClock:
             inbound = self._inbound.setdefault(track, collections.deque(maxlen=5 * window))
             own.append(latency_s - inbound_s)
             inbound.append(inbound_s)
-            target = max(self._need(name) + self.lead(name) for name in self._own)
-            target += self.margin_s
+            target = max(self._need(name) for name in self._own) + self.margin_s
             target = min(self.max_delay_s, target)
             now = self.clock()
             if target >= self.delay_s:
