@@ -449,7 +449,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="logged seconds per case")
     parser.add_argument("--loss", default="0,3", help="UDP loss percentages, comma-separated")
     parser.add_argument("--repeat", type=int, default=1, help="runs per case (median)")
-    parser.add_argument("--only", default="", help="run only cases whose label contains this")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="run only cases whose label contains one of these (comma-separated)",
+    )
     parser.add_argument(
         "--variant",
         default="",
@@ -465,7 +469,8 @@ def main() -> None:
     args = parser.parse_args()
     args.loss = [int(x) for x in args.loss.split(",") if x.strip()]
     if args.only:
-        CASES[:] = [c for c in CASES if args.only in c[0]]
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        CASES[:] = [c for c in CASES if any(w in c[0] for w in wanted)]
     if args.inside:
         inside(args)
         return
