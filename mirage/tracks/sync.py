@@ -81,8 +81,8 @@ class PlayoutClock:
         return min(self.max_lead_s, max(0.0, ahead))
 
     def set_downstream(self, track: str, seconds: float) -> None:
-        """Set ``track``'s time from our output to the viewer (any thread); the delay
-        follows at the next ``observe``."""
+        """Set ``track``'s time from our output to the viewer (any thread); the next
+        ``due`` follows it."""
         if not 0.0 <= seconds <= self.max_delay_s:
             raise ValueError(f"downstream delay {seconds} s outside 0..{self.max_delay_s} s")
         with self._lock:
