@@ -172,7 +172,7 @@ class VoiceAudioTrack(TransformTrack):
         head = ring.peek_capture()
         if head is None:
             return
-        late = self._clock.due(head) - now
+        late = self._clock.due(head, "audio") - now
         if late < -SYNC_TOLERANCE_S:
             dropped = ring.drop(min(len(ring), int(-late * OUTPUT_RATE)))
             self._metrics.frames_dropped.labels("audio", "late").inc(dropped / FRAME_SAMPLES)
@@ -188,7 +188,7 @@ class VoiceAudioTrack(TransformTrack):
             have = await self._wait_for_audio(grid + LATE_S)
             head = ring.peek_capture()
             if have and head is not None:
-                due = self._clock.due(head)
+                due = self._clock.due(head, "audio")
                 if due - time.monotonic() > MAX_EARLY_S:
                     have = False  # the shared delay grew: silence until the audio is due
                 else:

@@ -72,7 +72,6 @@ class AvatarVideoTrack(TransformTrack):
         *,
         controller: QualityController,
         clock: PlayoutClock,
-        lead_s: float = 0.0,
         metrics: Metrics,
         on_source_ended: Callable[[], None] | None = None,
     ) -> None:
@@ -87,7 +86,6 @@ class AvatarVideoTrack(TransformTrack):
         self._next_start = 0.0
         self._apply_quality(level.quality)
         max_fps = max(lv.fps for lv in controller.levels)
-        self._lead_s = lead_s
         self._inbox: LatestSlot[Captured] = LatestSlot()
         # Room for the playout delay's worth of frames at the highest frame rate.
         capacity = max(4, int(clock.max_delay_s * max_fps) + 2)
@@ -213,9 +211,9 @@ class AvatarVideoTrack(TransformTrack):
         return item.arrival - item.capture > STALE_S and self._due(item.capture) < now - STALE_S
 
     def _due(self, capture: float) -> float:
-        """Playout time of a video frame: a little ahead of the shared clock, since
-        video spends longer than audio in the encoder, packetizer and decoder."""
-        return self._clock.due(capture) - self._lead_s
+        """Playout time of a video frame: ahead of the voice by the video's longer way
+        to the viewer (codecs, the receiver's jitter buffer and compositor)."""
+        return self._clock.due(capture, "video")
 
     # -- stage 3: paced output -----------------------------------------------------
     async def recv(self) -> VideoFrame:

@@ -38,7 +38,7 @@ from mirage.metrics import Metrics
 from mirage.models import registry
 from mirage.models.base import BadInput
 from mirage.tracks.audio import VoiceAudioTrack
-from mirage.tracks.factory import playout_clock
+from mirage.tracks.factory import playout_clock, video_codec_lead_s
 from mirage.tracks.sync import PlayoutClock
 from mirage.tracks.video import AvatarVideoTrack
 from mirage.webrtc import aiortc_compat, stats
@@ -49,6 +49,8 @@ from mirage.webrtc.peer import PeerTracks
 from mirage.webrtc.watchdog import watch_media
 
 log = logging.getLogger(__name__)
+
+MAX_RECEIVER_DELAY_MS = 400.0  # a viewer's reported receive→display; beyond it, a bad report
 
 
 @dataclass
@@ -171,6 +173,17 @@ class Session:
         return len(self.outputs.viewers)
 
     # -- ending ------------------------------------------------------------------
+    def report_receiver(self, video_ms: float, audio_ms: float) -> None:
+        """The viewer's own delays after it receives each track (video: receive →
+        display; audio: its jitter buffer), so that lips meet on its screen."""
+        for name, ms in (("video", video_ms), ("audio", audio_ms)):
+            if not 0.0 <= ms <= MAX_RECEIVER_DELAY_MS:
+                raise BadInput(f"receiver_delay_ms.{name} must be 0..{MAX_RECEIVER_DELAY_MS:.0f}")
+        clock = self.clock
+        video_s = video_codec_lead_s(self.settings) + video_ms / 1000
+        clock.set_downstream("video", min(clock.max_delay_s, video_s))
+        clock.set_downstream("audio", min(clock.max_delay_s, audio_ms / 1000))
+
     def close_soon(self, reason: str) -> None:
         """Close from a callback that cannot await (never from inside close itself)."""
         self._life.close_soon(reason)
@@ -229,8 +242,9 @@ class Session:
 
     # -- reporting -------------------------------------------------------------------
     def av_skew(self) -> float | None:
-        """Audio output age − video output age (s): what the server adds to lip sync."""
-        return stats.av_skew(self.video, self.audio)
+        """Audio output age − video output age (s), beyond the video's intended lead:
+        what the server adds to lip sync."""
+        return stats.av_skew(self.video, self.audio, self.clock)
 
     def stats(self) -> dict[str, Any]:
         return stats.session_stats(self)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,7 +19,7 @@ from mirage.models.base import BadInput, MirageError
 from mirage.security import turn
 from mirage.state import SERVER, MirageServer, ServerFull, ShuttingDown
 from mirage.webrtc.offer import BadOffer, Offer, parse_offer, parse_quality
-from mirage.webrtc.session import Session
+from mirage.webrtc.session import MAX_RECEIVER_DELAY_MS, Session
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,9 @@ async def handle_delete(request: web.Request) -> web.Response:
 
 
 async def handle_session_patch(request: web.Request) -> web.Response:
-    """Live changes to a session: ``{"quality": "auto"|level, "voice_options": {...}}``."""
+    """Live changes to a session: ``{"quality": "auto"|level, "voice_options": {...},
+    "receiver_delay_ms": {"video": ms, "audio": ms}}`` (the last: the viewer's own
+    receive→display delays, which the playout clock leads the video by)."""
     session = request.app[SERVER].session(request.match_info["session_id"])
     try:
         body = json.loads(await request.read())
@@ -90,8 +93,27 @@ async def handle_session_patch(request: web.Request) -> web.Response:
     voice_options = body.get("voice_options") or {}
     if not isinstance(voice_options, dict):
         raise BadInput("voice_options must be an object")
+    receiver = body.get("receiver_delay_ms")
+    if receiver is not None:
+        video_ms, audio_ms = _receiver_delays(receiver)
     session.configure(quality, voice_options)
+    if receiver is not None:
+        session.report_receiver(video_ms, audio_ms)
     return web.json_response(session.stats())
+
+
+def _receiver_delays(value: object) -> tuple[float, float]:
+    if not isinstance(value, dict) or set(value) != {"video", "audio"}:
+        raise BadInput('receiver_delay_ms must be {"video": ms, "audio": ms}')
+    out = []
+    for name in ("video", "audio"):
+        ms = value[name]
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not math.isfinite(ms):
+            raise BadInput(f"receiver_delay_ms.{name} must be a number")
+        if not 0.0 <= ms <= MAX_RECEIVER_DELAY_MS:
+            raise BadInput(f"receiver_delay_ms.{name} must be 0..{MAX_RECEIVER_DELAY_MS:.0f}")
+        out.append(float(ms))
+    return out[0], out[1]
 
 
 async def handle_session_stats(request: web.Request) -> web.Response:

@@ -41,19 +41,27 @@ class Reported(Protocol):
     def viewer_count(self) -> int: ...
 
 
-def av_skew(video: AvatarVideoTrack | None, audio: VoiceAudioTrack | None) -> float | None:
-    """Audio output age − video output age (s): what the server adds to lip sync."""
+def video_lead_s(clock: PlayoutClock) -> float:
+    """How much earlier than the voice the video leaves (its longer way to the viewer)."""
+    return clock.lead("video") - clock.lead("audio")
+
+
+def av_skew(
+    video: AvatarVideoTrack | None, audio: VoiceAudioTrack | None, clock: PlayoutClock
+) -> float | None:
+    """Audio output age − video output age (s), beyond the video's intended lead:
+    what the server adds to lip sync."""
     if video is None or audio is None:
         return None
     if video.output_age is None or audio.output_age is None:
         return None
-    return audio.output_age - video.output_age
+    return audio.output_age - video.output_age - video_lead_s(clock)
 
 
 def publish_gauges(session: Reported) -> None:
     metrics, sid = session.metrics, session.id
     metrics.playout_delay.labels(sid).set(session.clock.delay_s)
-    skew = av_skew(session.video, session.audio)
+    skew = av_skew(session.video, session.audio, session.clock)
     if skew is not None:
         metrics.av_skew.labels(sid).set(skew)
     if session.video is not None:
@@ -85,7 +93,10 @@ def session_stats(session: Reported) -> dict[str, Any]:
         "age_s": round(time.monotonic() - session.created, 3),
         "viewers": session.viewer_count,
         "playout_delay_ms": round(clock.delay_s * 1000, 1),
-        "av_skew_ms": None if (skew := av_skew(video, audio)) is None else round(skew * 1000, 1),
+        "video_lead_ms": round(video_lead_s(clock) * 1000, 1),
+        "av_skew_ms": (
+            None if (skew := av_skew(video, audio, clock)) is None else round(skew * 1000, 1)
+        ),
         "latency_p95_ms": {
             track: round(p95 * 1000, 1)
             for track in ("video", "audio")
@@ -132,4 +143,11 @@ def _guard_stats(model: FaceAnimator | VoiceConverter) -> dict[str, int]:
     return {"timeouts": model.guard.timeouts, "restarts": model.guard.restarts}
 
 
-__all__ = ["Reported", "av_skew", "publish_gauges", "remove_gauges", "session_stats"]
+__all__ = [
+    "Reported",
+    "av_skew",
+    "publish_gauges",
+    "remove_gauges",
+    "session_stats",
+    "video_lead_s",
+]
