@@ -22,11 +22,11 @@ from skimage import data
 from mirage.models import create_animator
 from mirage.models.avatar.reference import default_reference
 from mirage.models.avatar.warp import WarpAnimator, unavailable_reason
-from mirage.models.avatar.warp.features import eye_openings
+from mirage.models.avatar.warp.features import _eye_frame, eye_openings, gaze
 from mirage.models.avatar.warp.meshwarp import WarpGrid, backward_map, triangle_affines, warp
 from mirage.models.avatar.warp.pose import euler_degrees, face_width, fit_similarity, pivot
 from mirage.models.avatar.warp.smoothing import OneEuroConfig, OneEuroFilter
-from mirage.models.avatar.warp.topology import RIGID
+from mirage.models.avatar.warp.topology import EYES, IRIS_CENTRES, RIGID
 from mirage.models.base import BadInput, FaceAnimator, NoFaceError
 from mirage.models.face.mesh import FaceLandmarks, FaceMesh
 from mirage.models.registry import available
@@ -389,6 +389,77 @@ def test_eyes_widen_beyond_the_portraits_own(d0: list[np.ndarray], dlib_face: Dl
     avatar = _dlib(dlib_face, run.outputs[len(frames) - 1]).eyes / _dlib(dlib_face, run.rest).eyes
     assert driver > 1.3
     assert avatar > 1.12
+
+
+def _iris_gaze(animator: WarpAnimator) -> np.ndarray:
+    """The avatar's irises between their eye corners (eye widths), both eyes averaged."""
+    assert animator._target is not None
+    target = animator._target[:478]
+    return (gaze(target, 0) + gaze(target, 1)) / 2
+
+
+def _held(
+    animator: WarpAnimator, frame: np.ndarray, points: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = (0.0, 0.0, float(frame.shape[1]), float(frame.shape[0]))
+    monkeypatch.setattr(animator, "_landmarks", lambda driver: FaceLandmarks(points, box, 1.0))
+    animator.animate(frame, 128)
+
+
+def test_iris_ignores_landmark_tremble_but_follows_a_look(
+    d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Irises that wobble by landmark noise (0.012 eye widths) leave the avatar's still;
+    a look aside (0.15) moves them nearly as far."""
+    real = _face(detector, d0[0]).points
+    animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s0.jpg"), idle=0)
+    assert isinstance(animator, WarpAnimator)
+    for _ in NEUTRAL:
+        _held(animator, d0[0], real, monkeypatch)
+    rest = _iris_gaze(animator)
+
+    def looking(along: float) -> np.ndarray:
+        moved = real.copy()
+        for eye, centre in enumerate(IRIS_CENTRES):
+            _, direction, _, width = _eye_frame(real, eye)
+            moved[centre : centre + 5, :2] += along * width * direction
+        return moved
+
+    wobble = []
+    for i in range(20):
+        _held(animator, d0[0], looking(0.012 if i % 2 else -0.012), monkeypatch)
+        wobble.append(_iris_gaze(animator)[0] - rest[0])
+    assert np.ptp(wobble) < 0.003
+    for _ in range(4):
+        _held(animator, d0[0], looking(0.15), monkeypatch)
+    assert _iris_gaze(animator)[0] - rest[0] > 0.12
+
+
+def test_iris_stays_put_in_a_squint(
+    d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mediapipe's iris drops by about half of what the upper lid comes down; the
+    avatar's iris must not sink with it (it would read as a narrower eye)."""
+    real = _face(detector, d0[0]).points
+    animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s0.jpg"), idle=0)
+    assert isinstance(animator, WarpAnimator)
+    for _ in NEUTRAL:
+        _held(animator, d0[0], real, monkeypatch)
+    rest = _iris_gaze(animator)
+    squint = real.copy()
+    for eye, (upper, lower) in enumerate(EYES):
+        lost = 0.35 * (squint[upper[1:-1]] - squint[lower[1:-1]])  # lid gap to 0.65
+        down = _eye_frame(real, eye)[2]
+        drop = 0.5 * float(np.mean(-lost[:, :2] @ down))
+        squint[upper[1:-1]] -= lost
+        centre = IRIS_CENTRES[eye]
+        squint[centre : centre + 5, :2] += drop * down
+    for _ in range(6):
+        _held(animator, d0[0], squint, monkeypatch)
+    assert np.mean(eye_openings(animator._target[:478])) < 0.8 * np.mean(
+        eye_openings(animator.portrait.points)
+    )  # the lids did close
+    assert abs(_iris_gaze(animator)[1] - rest[1]) < 0.006
 
 
 # -- stability ---------------------------------------------------------------------------
