@@ -6,8 +6,8 @@
 For each portrait/driver pair the animator is driven by every frame of the
 video (at the video's own clock, output 512) and dlib's 68-point landmarks are
 read on the driver frame and on the avatar frame (tests/dlib_face.py): mouth
-opening, eye openness, gaze (dark-pupil centroid inside dlib's eye contour,
-horizontal and vertical), brow height, head roll and yaw. The first table is the
+opening, mouth width and corner height, eye openness, gaze (dark-pupil centroid
+inside dlib's eye contour, horizontal and vertical), brow height, head roll and yaw. The first table is the
 Pearson correlation of each signal between driver and avatar over the frames
 where dlib finds both faces (the first ``--skip`` frames, where the animator
 takes the driver's neutral pose, are left out), with the identity distance of
@@ -16,7 +16,10 @@ person by dlib's own threshold). The last column checks the gaze reading with
 a second, independent model: the Pearson r between dlib's pupil centroid and
 mediapipe's iris landmark (both in eye widths between the corners) over the
 same avatar frames. The second table is the gain: the avatar's standard
-deviation of each signal over the driver's (1 = as much motion).
+deviation of each signal over the driver's (1 = as much motion); its last column
+is the mouth gain read by mediapipe instead (inner-lip gap over the eye-corner
+distance, driver and avatar), which tells a mouth that opens too little from one
+that dlib reads too little (a moustache over the lips, say).
 The last rows show how much each driver moves (standard deviation): a
 correlation over a signal that hardly moves is mostly landmark noise.
 """
@@ -38,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mirage.models import create_animator
 from mirage.models.avatar.reference import default_reference
-from mirage.models.avatar.warp import features
+from mirage.models.avatar.warp import features, pose
 from mirage.models.avatar.warp.animator import WarpAnimator
 from mirage.models.face.mesh import FaceMesh
 from tests.dlib_face import SIGNALS, DlibFace, Signals
@@ -113,12 +116,28 @@ class PairResult:
     identity: tuple[float, float]  # mean, max descriptor distance to the reference
     frames: int  # frames where dlib read both faces
     cross: float  # r of dlib's and mediapipe's horizontal gaze on the avatar frames
+    mouth_mp: float  # mediapipe's mouth gain (avatar std / driver std), a second reading
     seconds: float
 
 
 def _mediapipe_gaze(points: np.ndarray) -> float:
     """mediapipe's iris centre between the eye corners (eye widths), both eyes averaged."""
     return float((features.gaze(points, 0)[0] + features.gaze(points, 1)[0]) / 2)
+
+
+def _mediapipe_mouth(points: np.ndarray) -> float:
+    """mediapipe's inner-lip gap over its eye-corner distance (as dlib's ``mouth``)."""
+    return float(np.linalg.norm(points[13, :2] - points[14, :2]) / pose.face_width(points))
+
+
+def mediapipe_mouths(frames: list[np.ndarray], skip: int) -> list[float]:
+    """mediapipe's mouth opening of each frame (NaN where it finds no face or in ``skip``)."""
+    mesh = FaceMesh(static=True)
+    try:
+        found = [mesh.detect(f) if i >= skip else None for i, f in enumerate(frames)]
+    finally:
+        mesh.close()
+    return [math.nan if f is None else _mediapipe_mouth(f.points) for f in found]
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -141,6 +160,7 @@ def run_pair(
     frames: list[np.ndarray],
     fps: float,
     driver: list[Signals | None],
+    driver_mouths: list[float],
     skip: int,
     identity_every: int,
     options: dict[str, float],
@@ -152,12 +172,16 @@ def run_pair(
     distances = []
     mesh = FaceMesh(static=True)
     pairs: list[tuple[float, float]] = []
+    mouths = [math.nan] * len(frames)
     t0 = time.perf_counter()
     try:
         for i, frame in enumerate(frames):
             out = animator.animate(frame, 512)
             avatar.append(dlib_face.measure(out) if i >= skip else None)
-            if avatar[-1] is not None and (found := mesh.detect(out)) is not None:
+            found = mesh.detect(out) if i >= skip else None
+            if found is not None:
+                mouths[i] = _mediapipe_mouth(found.points)
+            if avatar[-1] is not None and found is not None:
                 pairs.append((avatar[-1].gaze_x, float(_mediapipe_gaze(found.points))))
             if i >= skip and ref_desc is not None and (i - skip) % identity_every == 0:
                 desc = dlib_face.descriptor(out)
@@ -180,7 +204,12 @@ def run_pair(
     ident = (float(np.mean(distances)), float(np.max(distances))) if distances else (math.nan,) * 2
     both_gaze = np.array(pairs).reshape(-1, 2)
     cross = pearson(both_gaze[:, 0], both_gaze[:, 1])
-    return PairResult(portrait_name, driver_name, corr, gain, ident, sum(both), cross, seconds)
+    a, d = np.array(mouths), np.array(driver_mouths)
+    ok = np.isfinite(a) & np.isfinite(d)
+    mouth_mp = float(a[ok].std() / d[ok].std()) if ok.sum() > 4 and d[ok].std() > 0 else math.nan
+    return PairResult(
+        portrait_name, driver_name, corr, gain, ident, sum(both), cross, mouth_mp, seconds
+    )
 
 
 def _f(x: float, digits: int = 2) -> str:
@@ -200,17 +229,16 @@ def table(results: list[PairResult], drivers: dict[str, list[Signals | None]], s
         lines.append(
             f"| {r.portrait} x {r.driver} | {cells} | {ident} | {r.frames} | {_f(r.cross)} |"
         )
-    lines += ["", f"| gain: avatar std / driver std | {head} |", f"|{rule[:-12]}|"]
+    lines += ["", f"| gain: avatar std / driver std | {head} | mouth (mp) |", f"|{rule[:-8]}|"]
     for r in results:
-        lines.append(
-            f"| {r.portrait} x {r.driver} | " + " | ".join(_f(r.gain[s]) for s in SIGNALS) + " |"
-        )
+        cells = " | ".join(_f(r.gain[s]) for s in SIGNALS)
+        lines.append(f"| {r.portrait} x {r.driver} | {cells} | {_f(r.mouth_mp)} |")
     for name, measured in drivers.items():
         spread = []
         for s in SIGNALS:
             v = series(measured, s)[skip:]
             spread.append(_f(float(np.nanstd(v)), 3) if np.isfinite(v).any() else "n/a")
-        lines.append(f"| driver {name}: std | " + " | ".join(spread) + " |")
+        lines.append(f"| driver {name}: std | " + " | ".join(spread) + " | |")
     return "\n".join(lines)
 
 
@@ -236,10 +264,11 @@ def main() -> None:
         frames = frames[: args.frames or None]
         driver = [dlib_face.measure(f) if i >= args.skip else None for i, f in enumerate(frames)]
         measured[driver_name] = driver
+        driver_mouths = mediapipe_mouths(frames, args.skip)
         for portrait_name in args.portraits:
             r = run_pair(
                 dlib_face, args.backend, portrait_name, driver_name, frames, fps, driver,
-                args.skip, args.identity_every, options,
+                driver_mouths, args.skip, args.identity_every, options,
             )  # fmt: skip
             print(f"{portrait_name} x {driver_name}: {r.seconds:.1f} s", file=sys.stderr)
             results.append(r)

@@ -9,7 +9,10 @@ people, so where they agree with the driver the face really moved.
 Each signal is a plain number per face, normalised by the distance between the
 outer eye corners so that faces of any size compare:
 
-- ``mouth``: inner-lip gap; ``eyes``: eye aspect ratio (lid gap over eye width);
+- ``mouth``: inner-lip gap; ``width``: distance between the mouth corners (a smile
+  widens it, a pucker narrows it); ``corners``: the corners' height above the mouth's
+  centre (up when smiling, down when frowning);
+- ``eyes``: eye aspect ratio (lid gap over eye width);
 - ``gaze_x`` / ``gaze_y``: the dark-pupil centroid inside dlib's eye contour,
   along / across the line between the eye corners (0.5 = centred; image left → right);
 - ``brow``: brow height above the line through the eye centres;
@@ -26,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-SIGNALS = ("mouth", "eyes", "gaze_x", "gaze_y", "brow", "roll", "yaw")
+SIGNALS = ("mouth", "width", "corners", "eyes", "gaze_x", "gaze_y", "brow", "roll", "yaw")
 
 #: dlib's 68-point indices (0-based).
 RIGHT_EYE = np.arange(36, 42)  # image left
@@ -34,6 +37,7 @@ LEFT_EYE = np.arange(42, 48)
 BROWS = np.arange(17, 27)
 INNER_TOP = (61, 62, 63)
 INNER_BOTTOM = (67, 66, 65)
+MOUTH_CORNERS = (48, 54)
 #: Eye aspect ratio below which an eye counts as shut and its pupil is not looked for.
 SHUT = 0.15
 
@@ -43,6 +47,8 @@ class Signals:
     """What dlib reads on one face (see the module docstring for each field)."""
 
     mouth: float
+    width: float
+    corners: float
     eyes: float
     gaze_x: float
     gaze_y: float
@@ -168,10 +174,15 @@ def signals(rgb: np.ndarray, p: np.ndarray) -> Signals:
     up = np.array([along[1], -along[0]])
     brow = float(np.mean((p[BROWS] - (c_r + c_l) / 2) @ up) / iod)
     roll = math.degrees(math.atan2(along[1], along[0]))
+    left, right = p[MOUTH_CORNERS[0]], p[MOUTH_CORNERS[1]]
+    centre = (p[62] + p[66]) / 2  # between the inner lips: not moved by the opening
+    corners = float(((left + right) / 2 - centre) @ up)
     jaw = (p[16] - p[0]) @ along
     yaw = float((p[30] - p[0]) @ along / jaw - 0.5) if abs(jaw) > 1e-6 else 0.0
     return Signals(
         mouth=mouth / iod,
+        width=float(np.linalg.norm(right - left)) / iod,
+        corners=corners / iod,
         eyes=float(np.mean(ears)),
         gaze_x=float(gaze[0]),
         gaze_y=float(gaze[1]),
