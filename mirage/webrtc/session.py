@@ -113,7 +113,7 @@ class Session:
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             state = pc.connectionState
-            log.info("session %s: connection %s", self.id[:8], state)
+            log.info("session %s: connection %s", self.id, state)
             if state in ("failed", "closed"):
                 self.close_soon(f"connection {state}")
             elif state == "disconnected":
@@ -180,7 +180,7 @@ class Session:
         if self.closed_reason is not None:
             return
         self.closed_reason = reason
-        log.info("session %s closing: %s", self.id[:8], reason)
+        log.info("session %s closing: %s", self.id, reason)
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -221,7 +221,7 @@ class Session:
         for model in (self.backends.animator, self.backends.converter):
             wait = getattr(model, "wait_closed", None)
             if callable(wait) and not wait(max(0.0, deadline - time.monotonic())):
-                log.warning("session %s: a model is still busy after close", self.id[:8])
+                log.warning("session %s: a model is still busy after close", self.id)
 
     def configure(self, quality: str | None, voice_options: dict[str, Any]) -> None:
         """Live changes without reconnecting: pin/unpin quality, new voice settings.

@@ -86,7 +86,7 @@ class WhepViewer:
         @pc.on("connectionstatechange")
         def on_state() -> None:
             state = pc.connectionState
-            log.info("viewer %s of %s: %s", self.id[:8], self.session.id[:8], state)
+            log.info("viewer %s of %s: %s", self.id, self.session.id, state)
             if state in ("failed", "closed"):
                 self._spawn(self.close(f"connection {state}"))
             elif state == "disconnected":
@@ -111,7 +111,7 @@ class WhepViewer:
         if self.closed_reason is not None:
             return
         self.closed_reason = reason
-        log.info("viewer %s of %s closing: %s", self.id[:8], self.session.id[:8], reason)
+        log.info("viewer %s of %s closing: %s", self.id, self.session.id, reason)
         self.session.outputs.viewers.pop(self.id, None)
         current = asyncio.current_task()
         for task in list(self._tasks):
