@@ -584,3 +584,40 @@ async def test_client_takes_the_servers_ice_servers_with_turn_credentials(
         assert [s.urls for s in refused] == ["stun:x:1"]
         gone = await fetch_ice_servers(http, loopback("http://127.0.0.1:9", ice_servers=()))
         assert gone == []
+
+
+async def test_probe_makes_its_connection_as_the_client_does(aiohttp_server: Any) -> None:
+    """The measuring probe shares the client's exchange (mirage/client/connect.py): it
+    asks for the server's ICE list with its token, skips entries it cannot use, and a
+    refusal is a ``Refused`` with the server's reason, not a bare error."""
+    from mirage.client.connect import Refused, fetch_ice_servers
+    from mirage.client.probe import Probe
+    from mirage.ice import rtc_ice_servers
+
+    seen: list[tuple[str, str | None]] = []
+    junk = [{"urls": []}, "stun:bare-string", {"username": "u"}, None]
+
+    async def ice(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("Authorization")))
+        return web.json_response({"iceServers": junk})
+
+    async def offer(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("Authorization")))
+        return web.json_response({"error": "bad token"}, status=401)
+
+    app = web.Application()
+    app.router.add_get("/ice-servers", ice)
+    app.router.add_post("/offer", offer)
+    gate = await aiohttp_server(app, host="127.0.0.1")
+    probe = Probe(base_url(gate), size=128, token="t0ken")
+    try:
+        with pytest.raises(Refused, match=r"offer refused: bad token \(HTTP 401\)") as err:
+            await probe.connect()
+        assert err.value.permanent
+    finally:
+        await probe.close()
+    assert seen == [("/ice-servers", "Bearer t0ken"), ("/offer", "Bearer t0ken")]
+    async with aiohttp.ClientSession() as http:
+        assert await fetch_ice_servers(http, loopback(base_url(gate))) == []
+    (entry,) = rtc_ice_servers([*junk, {"urls": "turn:h:3478", "username": "u", "credential": "c"}])
+    assert (entry.urls, entry.username, entry.credential) == ("turn:h:3478", "u", "c")

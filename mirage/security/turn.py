@@ -22,6 +22,7 @@ from aiohttp import web
 from aiortc import RTCIceServer
 
 from mirage.config import Settings
+from mirage.ice import rtc_ice_servers as to_rtc
 from mirage.state import SERVER
 
 
@@ -51,12 +52,7 @@ def ice_servers(settings: Settings, label: str, now: float | None = None) -> lis
 
 def rtc_ice_servers(settings: Settings) -> list[RTCIceServer]:
     """The same list for the server's own RTCPeerConnection."""
-    return [
-        RTCIceServer(
-            urls=entry["urls"], username=entry.get("username"), credential=entry.get("credential")
-        )
-        for entry in ice_servers(settings, "mirage-server")
-    ]
+    return to_rtc(ice_servers(settings, "mirage-server"))
 
 
 async def handle_ice_servers(request: web.Request) -> web.Response:
