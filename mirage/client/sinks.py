@@ -21,6 +21,7 @@ import numpy as np
 from av import AudioFrame, VideoFrame
 
 from mirage.client.hub import AUDIO_RATE, Frame
+from mirage.engine.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,9 @@ def mic_help(sink: str) -> str:
 
 
 class ThreadSink:
-    """A writer thread fed through a buffer of at most ``capacity`` frames (the
-    oldest is dropped and counted when it is full)."""
+    """A writer (the engine's ``Worker``) fed through a buffer of at most ``capacity``
+    frames (the oldest is dropped and counted when it is full). A write that raises
+    stops the sink: the device is gone, and ``error`` says why."""
 
     name = "sink"
 
@@ -67,14 +69,13 @@ class ThreadSink:
         self._capacity = capacity
         self._cond = threading.Condition()
         self._closing = False
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
+        self._worker = Worker(f"mirage-{self.name}", self._step, on_exit=self._finish)
+        self.error: Exception | None = None
         self.dropped = 0
         self.written = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"mirage-{self.name}", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def put(self, frame: Frame) -> None:
         """Hand over a frame (on the event loop; never blocks)."""
@@ -87,30 +88,31 @@ class ThreadSink:
                 self.dropped += 1
             self._cond.notify()
 
-    def _run(self) -> None:
+    def _step(self) -> None:
+        with self._cond:
+            if not self._items and not self._closing:
+                self._cond.wait(0.2)
+            if not self._items:
+                if self._closing:  # everything buffered is written: release the device
+                    self._worker.stop()
+                return
+            frame = self._items.popleft()
         try:
-            while True:
-                with self._cond:
-                    while not self._items and not self._closing:
-                        self._cond.wait()
-                    if not self._items:
-                        return
-                    frame = self._items.popleft()
-                self._write(frame)
-                self.written += 1
-        except BaseException as exc:
+            self._write(frame)
+        except Exception as exc:
             self.error = exc
             log.error("%s stopped: %s", self.name, exc)
-        finally:
-            self._finish()
+            self._worker.stop()
+            return
+        self.written += 1
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is buffered, then release the device (blocking: call in a thread)."""
         with self._cond:
             self._closing = True
             self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._worker.started:
+            self._worker.join(timeout)
         else:
             self._finish()
 
