@@ -23,8 +23,9 @@ import aiohttp
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from mirage.client.hub import Hub, Timeline, pump
+from mirage.client.hub import Hub, Timeline
 from mirage.ice import rtc_ice_servers
+from mirage.tracks.fanout import pump
 from mirage.webrtc import aiortc_compat
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ class Connection:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             hub = self._outputs[0] if track.kind == "video" else self._outputs[1]
-            self._tasks.append(asyncio.create_task(pump(track, hub, end_hub=False)))
+            self._tasks.append(asyncio.create_task(pump(track, hub, end=False)))
 
         @pc.on("connectionstatechange")
         def on_state() -> None:

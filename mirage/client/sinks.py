@@ -20,8 +20,9 @@ from typing import Any, Protocol
 import numpy as np
 from av import AudioFrame, VideoFrame
 
-from mirage.client.hub import AUDIO_RATE, Frame
+from mirage.client.hub import AUDIO_RATE
 from mirage.engine.worker import Worker
+from mirage.tracks.fanout import Frame
 
 log = logging.getLogger(__name__)
 
