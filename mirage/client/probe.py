@@ -21,6 +21,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
 from mirage.client.connect import ClientOptions, peer_connection, post_offer, say_goodbye
+from mirage.tracks.pcm import to_mono_float
 from mirage.webrtc import aiortc_compat
 
 ID_BITS = 16
@@ -323,9 +324,8 @@ class Probe:
             while True:
                 frame = await track.recv()
                 now = time.monotonic()
-                pcm = frame.to_ndarray().astype(np.float32) / 32768.0  # type: ignore[union-attr]
-                channels = len(frame.layout.channels)  # type: ignore[union-attr]
-                mono = pcm.reshape(-1, channels).mean(axis=1)
+                assert isinstance(frame, AudioFrame)
+                mono = to_mono_float(frame)
                 got.audio_tail.append(mono)
                 rms = float(np.sqrt(np.mean(mono**2)))
                 got.audio_frames += 1
@@ -335,7 +335,7 @@ class Probe:
                     above = np.flatnonzero(np.abs(mono) > 0.1)
                     if len(above) and rms > 0.02:
                         # A frame starts playing as it arrives: sample i plays i/rate later.
-                        onset = now + above[0] / frame.sample_rate  # type: ignore[union-attr]
+                        onset = now + above[0] / frame.sample_rate
                         got.audio_onsets.append(onset)
                         self._match_onset(onset)
                         was_loud = True

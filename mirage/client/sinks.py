@@ -8,7 +8,6 @@ The device boundary is one factory per sink (``camera_factory``,
 
 from __future__ import annotations
 
-import collections
 import logging
 import platform
 import shutil
@@ -17,12 +16,13 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import numpy as np
 from av import AudioFrame, VideoFrame
 
 from mirage.client.hub import AUDIO_RATE
+from mirage.engine.dropoldest import DropOldest
 from mirage.engine.worker import Worker
 from mirage.tracks.fanout import Frame
+from mirage.tracks.pcm import to_s16_mono
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ class ThreadSink:
     name = "sink"
 
     def __init__(self, capacity: int) -> None:
-        self._items: collections.deque[Frame] = collections.deque()
-        self._capacity = capacity
+        self._items: DropOldest[Frame] = DropOldest(max_items=capacity)
         self._cond = threading.Condition()
         self._closing = False
         self._worker = Worker(f"mirage-{self.name}", self._step, on_exit=self._finish)
@@ -83,10 +82,7 @@ class ThreadSink:
         with self._cond:
             if self._closing or self.error is not None:
                 return
-            self._items.append(frame)
-            while len(self._items) > self._capacity:
-                self._items.popleft()
-                self.dropped += 1
+            self.dropped += self._items.append(frame)
             self._cond.notify()
 
     def _step(self) -> None:
@@ -268,14 +264,6 @@ def default_stream(device: str | None) -> OutputStream:
     if platform.system() == "Linux" and shutil.which("pacat"):
         return PacatStream(device)
     return SoundDeviceStream(device)
-
-
-def to_s16_mono(frame: AudioFrame) -> np.ndarray:
-    """Any audio frame → int16 mono samples."""
-    from mirage.tracks.audio import to_mono_float
-
-    mono = to_mono_float(frame)
-    return (np.clip(mono, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
 class VirtualMic(ThreadSink):

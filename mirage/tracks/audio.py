@@ -27,6 +27,7 @@ from mirage.engine.voicechain import CleanVoice
 from mirage.metrics import Metrics
 from mirage.models.base import VoiceConverter
 from mirage.tracks.base import TransformTrack
+from mirage.tracks.pcm import to_mono_float
 from mirage.tracks.sync import PlayoutClock
 
 log = logging.getLogger(__name__)
@@ -37,20 +38,6 @@ INBOX_MS = 400.0  # input waiting for the worker beyond this is stale
 LATE_S = 0.015  # how long past its slot a frame may wait for converted audio
 SYNC_TOLERANCE_S = 0.03  # audio this far past its playout time is dropped
 MAX_EARLY_S = 0.04  # audio due later than this waits behind silence
-
-
-def to_mono_float(frame: AudioFrame) -> np.ndarray:
-    """Any aiortc/PyAV audio frame → mono float32 in [-1, 1] at the frame's rate."""
-    data = frame.to_ndarray()
-    channels = len(frame.layout.channels)
-    planar = frame.format.is_planar
-    samples = data.reshape(channels, -1).T if planar else data.reshape(-1, channels)
-    mono = samples.astype(np.float32).mean(axis=1)
-    if data.dtype == np.int16:
-        mono /= 32768.0
-    elif data.dtype == np.int32:
-        mono /= 2147483648.0
-    return mono
 
 
 class _Inbox:
