@@ -1,10 +1,10 @@
 """Bounded fan-out of one media stream: the client's joint between sources, peer
 connections and sinks.
 
-A ``Hub`` is the server's fan-out (``tracks/fanout.py``) fed frames by a file
-reader, a drained device track or a drained remote track (``pump``), handing each
-to every subscriber: taps that a peer connection or the user reads, and listeners
-(sinks). Nothing in it grows: a video tap keeps only the newest frame, an audio one
+A ``Hub`` is the fan-out the server's outputs use too (``tracks/fanout.py``), fed
+frames by a file reader, a drained device track or a drained remote track
+(``pump``), handing each to every subscriber: taps that a peer connection or the user
+reads, and listeners (sinks). Nothing in it grows: a video tap keeps only the newest frame, an audio one
 at most ``max_audio_ms`` (oldest dropped, counted). Audio is resampled to 48 kHz if
 need be. The hub restamps every frame on one ``Timeline`` shared by a client's audio
 and video, so timestamps stay monotonic and in step across reconnections, file
