@@ -82,7 +82,7 @@ def measure(animator: Any, frames: list[np.ndarray], size: int, count: int) -> R
         t0 = time.perf_counter()
         animator.animate(frames[(10 + i) % len(frames)], size)
         stages["total"].append(time.perf_counter() - t0)
-        for stage, seconds in getattr(animator, "stage_seconds", {}).items():
+        for stage, seconds in animator.stage_seconds.items():
             stages.setdefault(stage, []).append(seconds)
     cpu = (time.process_time() - cpu0) / count
     ms = {k: 1000 * float(np.median(v)) for k, v in stages.items() if v}

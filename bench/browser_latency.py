@@ -18,6 +18,7 @@ then the mean time per video frame in each stage the browser and the server repo
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -30,13 +31,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.browser_e2e import launch, start_and_wait  # noqa: E402
-from tests.flash_probe import PROBE_JS, analyse, write_media  # noqa: E402
+from tests.flash_probe import PROBE_JS, _audio_onsets, analyse, write_media  # noqa: E402
 
-MIRAGE_PORT, ECHO_PORT = 8790, 8791
+MIRAGE_PORT, ECHO_PORT, VARIANT_PORT = 8790, 8791, 8792
 KEYS = (
     "video",
     "audio",
@@ -76,8 +79,29 @@ BROWSER_STAGES = """async () => {
       out.decode = 1000 * s.totalDecodeTime / s.framesDecoded;
       out.receive_to_decoded = 1000 * s.totalProcessingDelay / s.framesDecoded;
     }
+    if (s.type === 'inbound-rtp' && s.kind === 'audio' && s.jitterBufferEmittedCount)
+      out.audio_jitter_buffer = 1000 * s.jitterBufferDelay / s.jitterBufferEmittedCount;
     if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime !== undefined)
       out.network_rtt = 1000 * s.currentRoundTripTime;
+  });
+  return out;
+}"""
+# Loss-recovery counters of the avatar's inbound video (what the browser asked of the
+# server and got back) and of the camera's outbound video (what the server asked of it).
+RECOVERY = """async () => {
+  const pc = window.__pcs[window.__pcs.length - 1], out = {};
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') {
+      for (const k of ['freezeCount', 'totalFreezesDuration', 'nackCount', 'pliCount', 'firCount',
+                       'packetsLost', 'packetsReceived', 'retransmittedPacketsReceived',
+                       'keyFramesDecoded', 'framesDropped', 'framesDecoded'])
+        out['in_' + k] = s[k] ?? null;
+    }
+    if (s.type === 'outbound-rtp' && s.kind === 'video') {
+      for (const k of ['nackCount', 'pliCount', 'firCount', 'retransmittedPacketsSent', 'keyFramesEncoded'])
+        out['out_' + k] = s[k] ?? null;
+      out.out_bitrate_target = s.targetBitrate ?? null;
+    }
   });
   return out;
 }"""
@@ -95,13 +119,17 @@ def server_stages(port: int) -> dict[str, tuple[float, float]]:
             ("mirage_stage_seconds", 'stage="'),
             ("mirage_frame_latency_seconds", None),
         ):
-            if not line.startswith(prefix) or 'track="video"' not in line:
+            audio = 'track="audio"' in line
+            if not line.startswith(prefix) or not ('track="video"' in line or audio):
+                continue
+            if audio and key:  # of the audio only its capture→send
                 continue
             name, value = line.rsplit(" ", 1)
             kind = "sum" if name.startswith(prefix + "_sum") else "count"
             if not name.startswith((prefix + "_sum", prefix + "_count")):
                 continue
             stage = name.split(key, 1)[1].split('"', 1)[0] if key else "capture_to_send"
+            stage = f"audio_{stage}" if audio else stage
             out.setdefault(stage, [0.0, 0.0])[0 if kind == "sum" else 1] += float(value)
     return {k: (v[0], v[1]) for k, v in out.items()}
 
@@ -116,14 +144,34 @@ def stage_means(before: dict, after: dict) -> dict[str, float]:
     return means
 
 
-def servers() -> list[subprocess.Popen[bytes]]:
-    mirage = [sys.executable, "-m", "mirage", "serve", "--port", str(MIRAGE_PORT)]
-    mirage += ["--ice-host", "127.0.0.1", "--log-level", "WARNING"]
+def servers(variant: dict[str, str], root: Path | None) -> list[subprocess.Popen[bytes]]:
+    def mirage(port: int) -> list[str]:
+        cmd = [sys.executable, "-m", "mirage", "serve", "--port", str(port)]
+        return [*cmd, "--ice-host", "127.0.0.1", "--log-level", "WARNING"]
+
     echo = [sys.executable, str(ROOT / "bench" / "echo_server.py"), "--port", str(ECHO_PORT)]
-    return [
-        start_and_wait(mirage, f"http://127.0.0.1:{MIRAGE_PORT}/config", cwd=ROOT),
+    procs = [
+        start_and_wait(mirage(MIRAGE_PORT), f"http://127.0.0.1:{MIRAGE_PORT}/config", cwd=ROOT),
         start_and_wait(echo, f"http://127.0.0.1:{ECHO_PORT}/config", cwd=ROOT),
     ]
+    if variant or root is not None:
+        env = {**os.environ, **variant}
+        if root is not None:  # another checkout's code and page (e.g. `git archive` of main)
+            env["PYTHONPATH"] = str(root)
+        url = f"http://127.0.0.1:{VARIANT_PORT}/config"
+        procs.append(start_and_wait(mirage(VARIANT_PORT), url, cwd=root or ROOT, env=env))
+    return procs
+
+
+def parse_variant(text: str) -> dict[str, str]:
+    """``MIRAGE_X=1,MIRAGE_Y=2`` → environment overrides for a second Mirage server."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.startswith("MIRAGE_"):
+            raise SystemExit(f"--variant wants MIRAGE_NAME=value pairs, got {part!r}")
+        out[key] = value
+    return out
 
 
 def set_loss(percent: int) -> None:
@@ -143,6 +191,39 @@ def set_loss(percent: int) -> None:
     subprocess.run(["nft", "-f", "-"], input=rules.encode(), check=True)
 
 
+def stalls(log: dict, mark: float) -> dict[str, float]:
+    """Stalled seconds of the logged span, from the probe's log (independent of getStats).
+
+    Video: a whole second (bins from ``mark``) in which the self view shows new frames
+    and the avatar none, and the longest gap between two avatar frames. Voice: a mic
+    burst after which the returned audio stays below a tenth of its usual peak for the
+    next 900 ms (the returned stream silent while the input is not)."""
+    avatar = sorted(r[0] for r in log["avatar"] if r[0] >= mark)
+    own = sorted(r[0] for r in log["self"] if r[0] >= mark)
+    end = max(avatar[-1] if avatar else mark, own[-1] if own else mark)
+    video = 0
+    for k in range(int((end - mark) // 1000)):
+        lo, hi = mark + 1000 * k, mark + 1000 * (k + 1)
+        if any(lo <= t < hi for t in own) and not any(lo <= t < hi for t in avatar):
+            video += 1
+    gaps = [b - a for a, b in itertools.pairwise(avatar)]
+    rate = log["rate"] or 48000.0
+    back = [(1000.0 * b[0] / rate, b[1]) for b in log["remote"]]
+    peak = float(np.percentile([lv for _, lv in back], 99)) if back else 0.0
+    voice = 0
+    for onset, at in _audio_onsets(log["mic"], rate):
+        if at < mark:
+            continue
+        heard = [lv for t, lv in back if onset <= t < onset + 900.0]
+        if not heard or max(heard) < 0.1 * peak:
+            voice += 1
+    return {
+        "stalled_video_s": float(video),
+        "stalled_voice_s": float(voice),
+        "max_frame_gap_ms": max(gaps) if gaps else float("nan"),
+    }
+
+
 def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: float) -> dict:
     """One page session: connect, settle, log for ``seconds``, measure."""
     video, audio = media
@@ -158,10 +239,12 @@ def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: 
         time.sleep(2.0)  # let the jitter buffers and the playout delay settle
         mark = page.evaluate("() => performance.now()")
         before = server_stages(port)
+        counters = page.evaluate(RECOVERY)
         time.sleep(seconds)
         log = page.evaluate("() => window.__probe")
         stats = page.evaluate("() => window.mirage.stats()")
         stages = {**page.evaluate(BROWSER_STAGES), **stage_means(before, server_stages(port))}
+        after = page.evaluate(RECOVERY)
     finally:
         browser.close()
     if os.environ.get("BROWSER_LATENCY_DUMP"):
@@ -172,6 +255,16 @@ def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: 
     same = analyse(log, match.get("window"), match.get("audioWindow"))
     if stats.get("playoutDelayMs") is not None:
         stages["playout_delay"] = stats["playoutDelayMs"]
+    report = stats.get("receiverDelayMs") or {}
+    for track in ("video", "audio"):
+        if report.get(track) is not None:
+            stages[f"reported_{track}"] = report[track]
+    recovery = {
+        k: after[k] - counters[k]
+        for k in after
+        if isinstance(after.get(k), (int, float)) and isinstance(counters.get(k), (int, float))
+    }
+    recovery.update(stalls(log, mark))
     shown = [r[0] - r[2] for r in log["avatar"] if r[2] is not None and r[0] >= mark]
     if shown:
         stages["receive_to_display"] = statistics.median(shown)
@@ -186,6 +279,7 @@ def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: 
         "page_error_video": _minus(stats.get("roundTripMs"), same.video),
         "page_error_audio": _minus(stats.get("audioRoundTripMs"), same.audio),
         "stages": stages,
+        "recovery": recovery,
     }
 
 
@@ -207,14 +301,27 @@ def inside(args: argparse.Namespace) -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     work = Path(tempfile.mkdtemp(prefix="browser-latency-"))
     media = write_media(work)
-    procs = servers()
+    variant = parse_variant(args.variant)
+    root = Path(args.variant_root).resolve() if args.variant_root else None
+    procs = servers(variant, root)
+    cases = [
+        (label, ECHO_PORT if server == "echo" else MIRAGE_PORT, q) for label, server, q in CASES
+    ]
+    if variant or root is not None:  # each Mirage case again on the variant, right after
+        named = " ".join(f"{k.removeprefix('MIRAGE_').lower()}={v}" for k, v in variant.items())
+        named = " ".join(filter(None, [named, args.variant_label]))
+        cases = [
+            c
+            for label, port, q in cases
+            for c in [(label, port, q)]
+            + ([(f"{label} [{named}]", VARIANT_PORT, q)] if port == MIRAGE_PORT else [])
+        ]
     rows: list[tuple[int, str, dict]] = []
     try:
         with sync_playwright() as pw:
             for loss in args.loss:
                 set_loss(loss)
-                for label, server, query in CASES:
-                    port = MIRAGE_PORT if server == "mirage" else ECHO_PORT
+                for label, port, query in cases:
                     runs = [
                         run_case(pw, media, port, query, args.seconds) for _ in range(args.repeat)
                     ]
@@ -223,6 +330,11 @@ def inside(args: argparse.Namespace) -> None:
                     names = {k for r in runs for k in r["stages"]}
                     merged["stages"] = {
                         k: _median([r["stages"].get(k) for r in runs]) for k in sorted(names)
+                    }
+                    # Stalls and recovery counters add up over the runs (median of the gap).
+                    keys = {k for r in runs for k in r["recovery"]}
+                    merged["recovery"] = {
+                        k: _total(k, [r["recovery"].get(k) for r in runs]) for k in sorted(keys)
                     }
                     rows.append((loss, label, merged))
                     print(f"# {loss}% {label}: {json.dumps(merged)}", file=sys.stderr, flush=True)
@@ -233,6 +345,14 @@ def inside(args: argparse.Namespace) -> None:
             proc.wait(10)
     print_table(rows)
     print_stages(rows)
+    print_recovery(rows)
+
+
+def _total(key: str, values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None and v == v]
+    if not present:
+        return None
+    return max(present) if key == "max_frame_gap_ms" else sum(present)
 
 
 def _median(values: list[Any]) -> float | None:
@@ -268,9 +388,13 @@ STAGES = [
     ("server_convert", "server from_ndarray"),
     ("server_capture_to_send", "server capture→send"),
     ("playout_delay", "of which the playout delay (lips held to the voice)"),
+    ("server_audio_capture_to_send", "server capture→send, voice"),
+    ("reported_video", "page's report: its video receive→display (ms)"),
+    ("reported_audio", "page's report: its audio jitter buffer + output (ms)"),
     ("jitter_buffer", "browser jitter buffer"),
     ("decode", "browser decode"),
     ("receive_to_display", "browser receive→display"),
+    ("audio_jitter_buffer", "browser audio jitter buffer (per sample)"),
 ]
 
 
@@ -288,17 +412,65 @@ def print_stages(rows: list[tuple[int, str, dict]]) -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
+RECOVERY_ROWS = [
+    ("stalled_video_s", "stalled seconds, video (no new avatar frame; probe log)", 0),
+    ("stalled_voice_s", "stalled seconds, voice (a burst sent, none back; probe log)", 0),
+    ("max_frame_gap_ms", "longest gap between avatar frames (ms; probe log)", 0),
+    ("in_freezeCount", "avatar freezes (getStats freezeCount)", 0),
+    ("in_totalFreezesDuration", "avatar frozen (s; getStats totalFreezesDuration)", 2),
+    ("in_packetsLost", "avatar packets lost", 0),
+    ("in_nackCount", "NACKs the browser sent for the avatar", 0),
+    ("in_retransmittedPacketsReceived", "retransmissions received (RTX)", 0),
+    ("in_pliCount", "PLIs the browser sent for the avatar", 0),
+    ("in_keyFramesDecoded", "avatar key frames decoded", 0),
+    ("in_framesDropped", "avatar frames dropped by the browser", 0),
+    ("out_nackCount", "NACKs the server sent for the camera", 0),
+    ("out_pliCount", "PLIs the server sent for the camera", 0),
+    ("out_retransmittedPacketsSent", "camera retransmissions sent", 0),
+]
+
+
+def print_recovery(rows: list[tuple[int, str, dict]]) -> None:
+    """Stalls and loss recovery over the logged span (sums over the repeats)."""
+    print()
+    print(
+        "| over the logged span (all runs) | "
+        + " | ".join(f"{lbl} ({loss} %)" for loss, lbl, _ in rows)
+        + " |"
+    )
+    print("|---|" + "---|" * len(rows))
+    for key, label, digits in RECOVERY_ROWS:
+        cells = [fmt(r["recovery"].get(key), "", digits) for _, _, r in rows]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="logged seconds per case")
     parser.add_argument("--loss", default="0,3", help="UDP loss percentages, comma-separated")
     parser.add_argument("--repeat", type=int, default=1, help="runs per case (median)")
-    parser.add_argument("--only", default="", help="run only cases whose label contains this")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="run only cases whose label contains one of these (comma-separated)",
+    )
+    parser.add_argument(
+        "--variant",
+        default="",
+        help="MIRAGE_X=v,...: run each Mirage case again on a second server with these settings",
+    )
+    parser.add_argument(
+        "--variant-root",
+        default="",
+        help="the second server's code and page from this checkout (e.g. `git archive` of main)",
+    )
+    parser.add_argument("--variant-label", default="", help="how the tables name the variant")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.loss = [int(x) for x in args.loss.split(",") if x.strip()]
     if args.only:
-        CASES[:] = [c for c in CASES if args.only in c[0]]
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        CASES[:] = [c for c in CASES if any(w in c[0] for w in wanted)]
     if args.inside:
         inside(args)
         return

@@ -17,8 +17,10 @@ from mirage.models import registry
 from mirage.models.base import MirageError
 from mirage.models.voice.presets import presets as voice_presets
 from mirage.ops.gpu import handle_gpu
+from mirage.security.policy import COSTLY, OPEN, PROTECTED, UPLOAD, add_static
+from mirage.security.policy import add_route as route
 from mirage.state import SERVER, MirageServer
-from mirage.webrtc import aiortc_compat, reference, signalling, whip
+from mirage.webrtc import aiortc_compat, ice_servers, reference, signalling, whip
 
 log = logging.getLogger(__name__)
 
@@ -118,23 +120,25 @@ def create_app(settings: Settings | None = None) -> web.Application:
             errors_as_json,
             *security.inner_middlewares(settings),
         ],
-        client_max_size=16 * 1024 * 1024,  # per-route limits: mirage/security/limits.py
+        client_max_size=16 * 1024 * 1024,  # per-route caps: RoutePolicy.body below
     )
     app[SERVER] = MirageServer(settings)
     app.cleanup_ctx.append(_watch_loop_lag)
-    app.router.add_get("/", index)
-    app.router.add_get("/health", health)
-    app.router.add_get("/config", config)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/gpu", handle_gpu)
-    app.router.add_post("/offer", signalling.handle_offer)
-    app.router.add_get("/sessions/{session_id}", signalling.handle_session_stats)
-    app.router.add_delete("/sessions/{session_id}", signalling.handle_delete)
-    app.router.add_patch("/sessions/{session_id}", signalling.handle_session_patch)
+    # The route table, each route with its policy (auth, rate limit, body cap):
+    # mirage/security/policy.py; the middlewares read it from the matched route.
+    route(app, "GET", "/", index, OPEN)
+    route(app, "GET", "/health", health, OPEN)
+    route(app, "GET", "/config", config, OPEN)  # tells the page whether a token is needed
+    route(app, "GET", "/metrics", metrics, OPEN)
+    route(app, "GET", "/gpu", handle_gpu, OPEN)
+    route(app, "POST", "/offer", signalling.handle_offer, COSTLY)
+    route(app, "GET", "/sessions/{session_id}", signalling.handle_session_stats, PROTECTED)
+    route(app, "DELETE", "/sessions/{session_id}", signalling.handle_delete, PROTECTED)
+    route(app, "PATCH", "/sessions/{session_id}", signalling.handle_session_patch, PROTECTED)
     whip.add_routes(app)  # POST /whip, /whep/{session_id} and their resources
-    app.router.add_post("/reference", reference.handle_post_reference)
-    security.add_routes(app)
-    app.router.add_get("/reference", reference.handle_get_reference)
+    route(app, "POST", "/reference", reference.handle_post_reference, UPLOAD)
+    route(app, "GET", "/reference", reference.handle_get_reference, PROTECTED)
+    route(app, "GET", "/ice-servers", ice_servers.handle_ice_servers, PROTECTED)  # TURN secrets
     if WEB_DIR.is_dir():
-        app.router.add_static("/web/", WEB_DIR)
+        add_static(app, "/web/", str(WEB_DIR))
     return app

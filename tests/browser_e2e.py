@@ -56,9 +56,11 @@ def launch(pw: Any, video: Path, audio: Path) -> Any:
     )
 
 
-def start_and_wait(cmd: list[str], url: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def start_and_wait(
+    cmd: list[str], url: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start a server process and wait (up to 60 s) until ``url`` answers."""
-    proc = subprocess.Popen(cmd, cwd=cwd)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env)
     for _ in range(300):
         try:
             urllib.request.urlopen(url, timeout=1).read()
@@ -145,7 +147,15 @@ def run_round_trip_phase(pw: Any, work: Path, out: dict[str, Any], servers: list
     measure = analyse(log, match.get("window"), match.get("audioWindow"))
     out["round_trip"] = {
         "page": {
-            k: stats.get(k) for k in ("roundTripMs", "audioRoundTripMs", "skewMs", "latencyMs")
+            k: stats.get(k)
+            for k in (
+                "roundTripMs",
+                "audioRoundTripMs",
+                "skewMs",
+                "latencyMs",
+                "receiverDelayMs",
+                "videoLeadMs",
+            )
         },
         "edges": {"video_ms": measure.video_ms, "audio_ms": measure.audio_ms},
         "self_frame_ms": [b[0] - a[0] for a, b in zip(log["self"], log["self"][1:], strict=False)],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fractions
+
 import aioice.ice
+import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RtpPacket
 
@@ -147,3 +150,45 @@ def test_port_range_setting_is_parsed_and_checked() -> None:
     for bad in ("abc", "50100-50000", "80-90"):
         with pytest.raises(ValueError, match="range"):
             parse_port_range(bad)
+
+
+def test_vp8_encoder_keeps_its_codec_through_a_bitrate_wobble() -> None:
+    """A REMB change re-opens aiortc's libvpx codec (a key frame): ours follows at most
+    one change per hold, except a cut below half, which it follows at once."""
+    import aiortc.rtcrtpsender
+    from aiortc import RTCRtpCodecParameters
+    from av import VideoFrame
+
+    now = [0.0]
+    encoder = aiortc_compat.SteadyVp8Encoder(hold_s=5.0, clock=lambda: now[0])
+    image = np.zeros((96, 128, 3), np.uint8)
+
+    def encode() -> object:
+        frame = VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts, frame.time_base = 0, fractions.Fraction(1, 90000)
+        encoder.encode(frame)
+        return encoder.codec
+
+    first = encode()
+    encoder.target_bitrate = 1_000_000  # the first change: followed (a new codec)
+    assert encoder.target_bitrate == 1_000_000
+    second = encode()
+    assert second is not first
+    now[0] = 2.0
+    encoder.target_bitrate = 1_400_000  # within the hold: kept
+    encoder.target_bitrate = 800_000
+    assert encoder.target_bitrate == 1_000_000 and encode() is second
+    encoder.target_bitrate = 400_000  # a cut below half: at once
+    assert encoder.target_bitrate == 400_000 and encode() is not second
+    now[0] = 20.0
+    encoder.target_bitrate = 600_000  # after the hold: followed
+    assert encoder.target_bitrate == 600_000
+    # install() routes aiortc's senders here for VP8, and only for VP8.
+    aiortc_compat.install()
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    opus = RTCRtpCodecParameters(
+        mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111
+    )
+    get_encoder = aiortc.rtcrtpsender.get_encoder  # type: ignore[attr-defined]
+    assert isinstance(get_encoder(vp8), aiortc_compat.SteadyVp8Encoder)
+    assert not isinstance(get_encoder(opus), aiortc_compat.SteadyVp8Encoder)

@@ -22,7 +22,7 @@ import pytest
 from mirage.client.probe import Probe, draw_id, read_id
 from mirage.engine.guard import ModelBusy, ModelGuard, ModelTimeout
 from mirage.engine.supervised import SupervisedAnimator, SupervisedConverter
-from mirage.models.base import NoFaceError
+from mirage.models.base import BadInput, NoFaceError
 from mirage.models.cuda import release_cached_memory
 from mirage.models.testing import HangAnimator
 from mirage.models.voice.passthrough import PassthroughConverter
@@ -366,7 +366,9 @@ def test_a_remade_converter_gets_the_live_voice_settings() -> None:
     plain = SupervisedConverter(
         PassthroughConverter(), None, name="p", timeout_s=1, restart_after=1
     )
-    assert getattr(plain, "update", None) is None  # no live settings: the session says so
+    assert sup.live_settings and not plain.live_settings  # the session reads this first
+    with pytest.raises(BadInput, match="no live settings"):
+        plain.update(semitones=3)
     sup.close()
     plain.close()
 
@@ -406,6 +408,29 @@ def is_red(img: np.ndarray) -> bool:
     return bool(img[..., 0].mean() > 200 and img[..., 1:].mean() < 60)
 
 
+class Seen:
+    """Output frames of a hang test in order: the model's, the fallback, or red (a
+    frame from an abandoned call, which must never be sent)."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+        self.red = 0
+
+    def add(self, img: np.ndarray) -> None:
+        frame_id = read_id(img)
+        if is_red(img):
+            self.red += 1
+        elif frame_id is not None:
+            self.kinds.append(classify(img, frame_id))
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.kinds)
+
+    def fell_back_and_recovered(self) -> bool:
+        return "inverted camera" in self.text and "camera inverted" in self.text
+
+
 async def test_hanging_backends_keep_media_flowing_and_are_remade(
     start_server: StartServer,
 ) -> None:
@@ -423,8 +448,7 @@ async def test_hanging_backends_keep_media_flowing_and_are_remade(
             "voice_options": {"after": 40, "hang_s": hang_s},
         },
     )
-    kinds: list[str] = []  # each new output frame sampled, in order
-    red = 0
+    seen = Seen()  # each new output frame sampled, in order
     video_gap = audio_gap = 0.0
     try:
         await probe.connect()
@@ -449,22 +473,15 @@ async def test_hanging_backends_keep_media_flowing_and_are_remade(
             if video._last is last_frame:
                 continue
             last_frame = video._last
-            img = last_frame.frame.to_ndarray(format="rgb24")
-            frame_id = read_id(img)
-            if is_red(img):
-                red += 1
-            elif frame_id is not None:
-                kinds.append(classify(img, frame_id))
-            text = " ".join(kinds)
+            seen.add(last_frame.frame.to_ndarray(format="rgb24"))
             stats = session.stats()
             remade = stats["video"]["restarts"] >= 1 and stats["audio"]["restarts"] >= 1
-            if "inverted camera" in text and "camera inverted" in text and remade:
+            if seen.fell_back_and_recovered() and remade:
                 break
-        assert red == 0, "a frame from an abandoned model call was sent"
-        assert "other" not in kinds, kinds
-        text = " ".join(kinds)
-        assert "inverted camera" in text, "no camera fallback during the hang"
-        assert "camera inverted" in text, "the face never came back from its restart"
+        assert seen.red == 0, "a frame from an abandoned model call was sent"
+        assert "other" not in seen.kinds, seen.kinds
+        assert "inverted camera" in seen.text, "no camera fallback during the hang"
+        assert "camera inverted" in seen.text, "the face never came back from its restart"
         assert probe.session_id in state.sessions, "the session did not survive"
         stats = session.stats()
         assert stats["video"]["timeouts"] >= 1 and stats["video"]["restarts"] >= 1

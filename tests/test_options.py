@@ -25,9 +25,12 @@ from aiortc import RTCPeerConnection
 
 from mirage.client.probe import Probe
 from mirage.config import from_env
+from mirage.engine.supervised import SupervisedConverter
+from mirage.engine.voicechain import CleanVoice
 from mirage.models import registry
 from mirage.models.base import BadInput, UnknownBackend
 from mirage.models.options import Option
+from mirage.models.voice.dsp import DspConverter
 from mirage.state import SERVER
 from mirage.webrtc import aiortc_compat
 from tests.conftest import MEDIA
@@ -264,7 +267,11 @@ async def test_live_changes_are_checked_before_anything_changes(
     await probe.connect()
     try:
         session = server.app[SERVER].sessions[probe.session_id]
-        dsp = session.backends.converter.inner  # type: ignore[attr-defined]  # behind the voice chain
+        supervised = session.backends.converter
+        assert isinstance(supervised, SupervisedConverter)
+        chain = supervised.guard.model  # the voice chain, the dsp behind it
+        assert isinstance(chain, CleanVoice) and isinstance(chain.inner, DspConverter)
+        dsp = chain.inner
         before = dsp.params
         patch = f"{url}/sessions/{probe.session_id}"
         async with aiohttp.ClientSession() as http:

@@ -34,6 +34,7 @@ from mirage.client.probe import Probe
 from mirage.images import _upright, decode_image
 from mirage.security.auth import Verifier, issue_jwt, verify_jwt
 from mirage.security.cors import same_origin
+from mirage.security.policy import OPEN, ROUTE_POLICIES, SAFE_METHODS, RoutePolicy, add_route
 from mirage.security.ratelimit import RateLimiter, client_address, parse_networks
 from mirage.security.turn import rtc_ice_servers, turn_credentials
 from mirage.state import SERVER
@@ -134,6 +135,32 @@ async def test_auth_guards_every_mutating_and_session_route(aiohttp_client: Any)
     for path in ("/", "/web/app.js", "/health", "/metrics"):
         assert (await client.get(path)).status == 200, path
     assert (await (await client.get("/config")).json())["auth"] is True
+
+
+def test_every_route_declares_its_policy_where_it_is_added() -> None:
+    """The route table is the one place a route's rules live: each route has a
+    declared policy, the mutating ones need auth, the costly ones are rate-limited,
+    only the upload gets the image-sized body cap."""
+    app = create_app(LOOPBACK)
+    policies = app[ROUTE_POLICIES]
+    table: dict[tuple[str, str], RoutePolicy] = {}
+    for resource in app.router.resources():
+        for route in resource:
+            assert route in policies, f"{route.method} {resource.canonical} has no RoutePolicy"
+            table[(route.method, resource.canonical)] = policies[route]
+    assert all(p.auth for (method, _), p in table.items() if method not in SAFE_METHODS)
+    assert {key for key, p in table.items() if p.rate_limited} == {
+        ("POST", "/offer"),
+        ("POST", "/whip"),
+        ("POST", "/reference"),
+    }
+    assert {key for key, p in table.items() if p.body == "image"} == {("POST", "/reference")}
+    for read in ("/sessions/{session_id}", "/reference", "/ice-servers"):
+        assert table[("GET", read)].auth and table[("HEAD", read)].auth, read
+    for page in ("/", "/health", "/config", "/metrics"):
+        assert not table[("GET", page)].auth, page
+    with pytest.raises(ValueError, match="cannot be open"):
+        add_route(app, "POST", "/open-door", create_app, OPEN)  # type: ignore[arg-type]
 
 
 async def test_auth_is_off_by_default(aiohttp_client: Any) -> None:
@@ -320,6 +347,20 @@ async def test_oversized_bodies_get_413_before_they_are_read(aiohttp_client: Any
     form.add_field("image", b"\xff\xd8\xff" + b"\0" * 80_000, filename="p.jpg")
     resp = await client.post("/reference", data=form)
     assert resp.status == 413
+    # A chunked multipart body is capped by the same one check (no Content-Length to refuse).
+    envelope = b'--b\r\nContent-Disposition: form-data; name="image"\r\n\r\n'
+
+    async def chunked_form() -> Any:
+        yield envelope
+        for _ in range(40):
+            yield b"\0" * 5000
+
+    resp = await client.post(
+        "/reference",
+        data=chunked_form(),
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert resp.status == 413 and (await resp.json())["kind"] == "TooLarge"
     assert (await client.get("/health")).status == 200
 
 

@@ -45,7 +45,78 @@ def test_playout_delay_follows_the_slower_track_rises_fast_falls_slowly() -> Non
     # 0.02 s per second of the injected clock, down to the video's 0.04 s and no lower.
     want = [0.17, 0.15, 0.13, 0.11, 0.09, 0.07, 0.05, 0.04, 0.04]
     assert falls == pytest.approx(want, abs=1e-9), falls
-    assert PlayoutClock(enabled=False).due(1.0) == 1.0
+    assert PlayoutClock(enabled=False).due(1.0, "audio") == 1.0
+
+
+def test_video_leaves_early_by_its_longer_way_to_the_viewer() -> None:
+    clock = PlayoutClock(margin_s=0.0)
+    clock.set_downstream("video", 0.02)  # the codec lead alone
+    for _ in range(30):
+        clock.observe("video", 0.01)
+        clock.observe("audio", 0.05)
+    assert clock.delay_s == pytest.approx(0.05)
+    assert clock.due(1.0, "audio") == pytest.approx(1.05)
+    assert clock.due(1.0, "video") == pytest.approx(1.03)
+    # The viewer reports 40 ms more after receipt for video and 10 ms for audio: the
+    # video leads by 20 + 40 - 10 = 50 ms; the voice keeps its own delay.
+    clock.set_downstream("video", 0.06)
+    clock.set_downstream("audio", 0.01)
+    clock.observe("audio", 0.05)
+    assert clock.lead("video") == pytest.approx(0.05) and clock.lead("audio") == 0.0
+    assert clock.delay_s == pytest.approx(0.05)
+    assert clock.due(1.0, "audio") == pytest.approx(1.05)
+    assert clock.due(1.0, "video") == pytest.approx(1.0)  # at once: it is ready by then
+    # A slow face sets the delay; the voice is not held a further lead for it.
+    for _ in range(30):
+        clock.observe("video", 0.1)
+    assert clock.delay_s == pytest.approx(0.1)
+    assert clock.due(1.0, "audio") == pytest.approx(1.1)
+    # Never the other way round (a voice late on the viewer's side is the benign
+    # direction), and never more than max_lead_s (a viewer that stalls is no codec).
+    clock.set_downstream("audio", 0.2)
+    assert clock.lead("video") == 0.0 and clock.lead("audio") == 0.0
+    clock.set_downstream("audio", 0.0)
+    clock.set_downstream("video", 0.4)
+    assert clock.lead("video") == pytest.approx(clock.max_lead_s)
+    with pytest.raises(ValueError, match="outside"):
+        clock.set_downstream("video", -0.01)
+    with pytest.raises(ValueError, match="outside"):
+        clock.set_downstream("video", clock.max_delay_s + 0.1)
+    off = PlayoutClock(enabled=False)
+    off.set_downstream("video", 0.05)
+    assert off.due(1.0, "video") == off.due(1.0, "audio") == 1.0
+
+
+async def test_the_viewer_reports_its_delays(start_server: StartServer) -> None:
+    """PATCH receiver_delay_ms sets the video's lead; a bad report is refused and
+    changes nothing."""
+    import aiohttp
+
+    server = await start_server()
+    probe = Probe(base_url(server), options={"face": "passthrough", "voice": "passthrough"})
+    try:
+        await probe.connect()
+        session = server.app[SERVER].sessions[probe.session_id]
+        assert session.stats()["video_lead_ms"] == pytest.approx(20.0)  # the codec lead
+        url = f"{base_url(server)}/sessions/{probe.session_id}"
+        async with aiohttp.ClientSession() as http:
+            report = {"receiver_delay_ms": {"video": 35, "audio": 12.5}}
+            async with http.patch(url, json=report) as resp:
+                assert resp.status == 200, await resp.text()
+                assert (await resp.json())["video_lead_ms"] == pytest.approx(20 + 35 - 12.5)
+            for bad, error in [
+                ({"video": -1, "audio": 0}, "receiver_delay_ms.video must be 0..400"),
+                ({"video": 10, "audio": 401}, "receiver_delay_ms.audio must be 0..400"),
+                ({"video": "10", "audio": 0}, "receiver_delay_ms.video must be a number"),
+                ({"video": 10}, "receiver_delay_ms must be"),
+                ([10, 0], "receiver_delay_ms must be"),
+            ]:
+                async with http.patch(url, json={"receiver_delay_ms": bad}) as resp:
+                    assert resp.status == 400, bad
+                    assert error in (await resp.json())["error"], bad
+            assert session.stats()["video_lead_ms"] == pytest.approx(42.5)
+    finally:
+        await probe.close()
 
 
 @pytest.mark.parametrize(

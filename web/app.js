@@ -10,9 +10,10 @@ const state = {
   retries: 0, retryTimer: null,
   connection: "idle",
   server: null,           // last GET /sessions/{id}
+  reported: null,         // the last receiver_delay_ms the server accepted
   numbers: { fpsIn: 0, fpsOut: 0, framesReceived: 0, latencyMs: null, roundTripMs: null,
              audioRoundTripMs: null, estimateMs: null, skewMs: null, playoutDelayMs: null,
-             level: null, audioPlaying: false },
+             level: null, audioPlaying: false, receiverDelayMs: null },
 };
 
 function say(text, isError = false) {
@@ -230,6 +231,7 @@ function teardownPeer() {
   state.pc = null;
   state.sessionId = null;
   state.server = null;
+  state.reported = null;
 }
 
 function stop() {
@@ -310,16 +312,17 @@ async function uploadReference(file) {
 // blocks of one AudioContext, so both sides share a sample clock). Any camera and
 // any backend will do: a face that moves makes the avatar move, speech stays speech.
 // Still or silent input gives no figure rather than a wrong one.
-const TRACE_MS = 8000, MAX_LAG_MS = 1000;
+const TRACE_MS = 8000, MAX_LAG_MS = 1000, PATH_MS = 3000;
 const trace = {
   self: [], avatar: [],                                   // [display time, change] per frame
+  avatarPath: [],                                         // [display time, receive→display] per frame
   mic: null, back: null, head: 0, filled: 0, blockMs: 0,  // loudness rings, one slot a block
   ctx: null, node: null, quality: 0, window: null, audioWindow: null,
 };
 
 // The self view's frames are stamped with their camera capture time where the browser
 // gives one (the start of the round trip), the avatar's with their display time (its end).
-function watchMotion(video, out, atCapture) {
+function watchMotion(video, out, atCapture, path = null) {
   const canvas = document.createElement("canvas");
   canvas.width = 32; canvas.height = 24;
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
@@ -336,13 +339,17 @@ function watchMotion(video, out, atCapture) {
     }
     const t = (atCapture && meta.captureTime) || meta.expectedDisplayTime;
     if (prev) out.push([t, change / 2304]);
+    if (path && meta.receiveTime) {
+      path.push([t, meta.expectedDisplayTime - meta.receiveTime]);
+      while (path.length && path[0][0] < t - PATH_MS) path.shift();
+    }
     prev = y;
     while (out.length && out[0][0] < t - TRACE_MS) out.shift();
   };
   if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) video.requestVideoFrameCallback(step);
 }
 watchMotion($("self"), trace.self, true);
-watchMotion($("avatar"), trace.avatar, false);
+watchMotion($("avatar"), trace.avatar, false, trace.avatarPath);
 
 const LOUDNESS_WORKLET = `registerProcessor("loudness", class extends AudioWorkletProcessor {
   process(inputs) {
@@ -457,13 +464,29 @@ function measureRoundTrip() {
   n.skewMs = video === null || audio === null ? null : Math.round(audio - video);
 }
 
+// This page's own delays after a packet arrives, per track: the avatar's median
+// receive→display over the last 3 s (requestVideoFrameCallback), and the voice's wait
+// in the audio jitter buffer (+ the output device's, where the browser reports it) over
+// the last second. Null until both are known.
+function receiverDelays(sample, before) {
+  const path = trace.avatarPath.map((p) => p[1]).sort((a, b) => a - b);
+  const emitted = sample.aEmitted - before.aEmitted;
+  if (path.length < 10 || emitted <= 0) return null;
+  let audio = 1000 * (sample.aWait - before.aWait) / emitted;
+  const played = sample.aPlayed - before.aPlayed;
+  if (played > 0) audio += 1000 * (sample.aPlayout - before.aPlayout) / played;
+  const clamp = (ms) => Math.round(Math.min(400, Math.max(0, ms)));
+  return { video: clamp(path[path.length >> 1]), audio: clamp(audio) };
+}
+
 let previous = null;
 async function refreshNumbers() {
   const pc = state.pc;
   if (!pc) return;
   const now = performance.now();
   const stats = await pc.getStats();
-  const sample = { t: now, framesDecoded: 0, framesSent: 0, rtt: null, vDelay: null, aDelay: null, audioSamples: 0 };
+  const sample = { t: now, framesDecoded: 0, framesSent: 0, rtt: null, vDelay: null, aDelay: null, audioSamples: 0,
+                   aWait: 0, aEmitted: 0, aPlayout: 0, aPlayed: 0 };
   stats.forEach((s) => {
     if (s.type === "inbound-rtp" && s.kind === "video") {
       sample.framesDecoded = s.framesDecoded || 0;
@@ -472,6 +495,12 @@ async function refreshNumbers() {
     if (s.type === "inbound-rtp" && s.kind === "audio") {
       sample.audioSamples = s.totalSamplesReceived || 0;
       if (s.jitterBufferEmittedCount) sample.aDelay = 1000 * s.jitterBufferDelay / s.jitterBufferEmittedCount;
+      sample.aWait = s.jitterBufferDelay || 0;
+      sample.aEmitted = s.jitterBufferEmittedCount || 0;
+    }
+    if (s.type === "media-playout" && s.kind === "audio") {  // after the jitter buffer: the output device
+      sample.aPlayout = s.totalPlayoutDelay || 0;
+      sample.aPlayed = s.totalSamplesCount || 0;
     }
     if (s.type === "outbound-rtp" && s.kind === "video") sample.framesSent = s.framesEncoded || s.framesSent || 0;
     if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) sample.rtt = s.currentRoundTripTime * 1000;
@@ -482,13 +511,25 @@ async function refreshNumbers() {
     n.fpsIn = Math.max(0, (sample.framesDecoded - previous.framesDecoded) / dt);
     n.fpsOut = Math.max(0, (sample.framesSent - previous.framesSent) / dt);
     n.audioPlaying = sample.audioSamples > previous.audioSamples;
+    n.receiverDelayMs = receiverDelays(sample, previous);
   }
   n.framesReceived = sample.framesDecoded;
   previous = sample;
   if (state.sessionId) {
     try {
-      const res = await fetch(`/sessions/${state.sessionId}`, { headers: authHeaders() });
-      if (res.ok) state.server = await res.json();
+      // With a reading of our own delays after receipt, the poll reports them (PATCH),
+      // so that the server leads the video by its longer way to this screen.
+      const report = n.receiverDelayMs;
+      const res = report
+        ? await fetch(`/sessions/${state.sessionId}`, {
+          method: "PATCH", headers: authHeaders({ "Content-Type": "application/json" }),
+          body: JSON.stringify({ receiver_delay_ms: report }),
+        })
+        : await fetch(`/sessions/${state.sessionId}`, { headers: authHeaders() });
+      if (res.ok) {
+        state.server = await res.json();
+        if (report) state.reported = report;  // the report the server's answer reflects
+      }
     } catch (err) { /* the overlay keeps the last numbers */ }
   }
   const server = state.server;
@@ -549,6 +590,8 @@ window.mirage = {
     playoutDelayMs: state.numbers.playoutDelayMs,
     level: state.numbers.level,
     audioPlaying: state.numbers.audioPlaying,
+    receiverDelayMs: state.reported,
+    videoLeadMs: state.server ? state.server.video_lead_ms : null,
   }),
 };
 

@@ -78,6 +78,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def job_from_args(args: argparse.Namespace, settings: Settings) -> Any:
+    from mirage.engine.backends import GuardPolicy
     from mirage.offline.render import RenderJob
 
     return RenderJob(
@@ -94,6 +95,7 @@ def job_from_args(args: argparse.Namespace, settings: Settings) -> Any:
         max_seconds=args.max_seconds,
         models_dir=args.models_dir or settings.models_dir,
         test_backends=settings.test_backends,
+        guard=GuardPolicy.of(settings),  # MIRAGE_MODEL_TIMEOUT_S etc., as the server
     )
 
 

@@ -32,10 +32,19 @@ from mirage.client.connect import Backoff, ClientOptions, Link, Refused
 from mirage.client.hub import Hub, Timeline
 from mirage.config import Settings
 from mirage.engine.adapt import find_level
-from mirage.engine.backends import Backends, build_backends
+from mirage.engine.backends import (
+    Backends,
+    GuardPolicy,
+    build_backends,
+    close_backends,
+    supervise,
+    wait_backends_closed,
+)
 from mirage.engine.voicechain import validate_voice
 from mirage.metrics import Metrics
 from mirage.models import registry
+from mirage.models.base import Model
+from mirage.models.registry import BuildContext
 from mirage.tracks.audio import VoiceAudioTrack
 from mirage.tracks.factory import avatar_track, playout_clock, voice_track
 from mirage.tracks.fanout import pump
@@ -176,7 +185,7 @@ class LocalRelay(_Relay):
         self.metrics = Metrics()  # this relay's own registry: nothing global
         self.video: AvatarVideoTrack | None = None
         self.audio: VoiceAudioTrack | None = None
-        self._models: list[Any] = []
+        self._models: list[Model] = []
 
     def _build(self) -> Backends:
         s = self.settings
@@ -189,9 +198,11 @@ class LocalRelay(_Relay):
             face_options,
             voice_options,
             _portrait(self.reference),
-            s.models_dir,
+            BuildContext(s.models_dir),
             s.voice_preset,
         )
+        # The server's guard (deadline, fallback, restart): a hung model falls back here too.
+        supervise(backends, GuardPolicy.of(s), "relay", self.metrics)
         self._models += [backends.animator, backends.converter]
         return backends
 
@@ -215,11 +226,14 @@ class LocalRelay(_Relay):
         return self.video, self.audio
 
     async def close(self) -> None:
-        for track in (self.video, self.audio):
-            if track is not None:
-                track.stop()
         models, self._models = self._models, []
-        await asyncio.get_running_loop().run_in_executor(None, _release, models)
+        # First the models (wakes a worker waiting on a hung call), as a session does.
+        close_backends(models)
+        tracks = [t for t in (self.video, self.audio) if t is not None]
+        for track in tracks:
+            track.stop()
+        await asyncio.gather(*(t.wait_stopped() for t in tracks))  # off the loop
+        await asyncio.get_running_loop().run_in_executor(None, wait_backends_closed, models)
 
 
 def _portrait(reference: np.ndarray | str | Path | None) -> np.ndarray:
@@ -232,10 +246,3 @@ def _portrait(reference: np.ndarray | str | Path | None) -> np.ndarray:
     from mirage.images import ImageLimits, decode_image
 
     return decode_image(Path(reference).read_bytes(), ImageLimits())
-
-
-def _release(models: list[Any]) -> None:
-    for model in models:
-        close = getattr(model, "close", None)
-        if callable(close):
-            close()

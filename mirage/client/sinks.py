@@ -91,7 +91,7 @@ class ThreadSink:
                 self._cond.wait(0.2)
             if not self._items:
                 if self._closing:  # everything buffered is written: release the device
-                    self._worker.stop()
+                    self._worker.request_stop()
                 return
             frame = self._items.popleft()
         try:
@@ -99,7 +99,7 @@ class ThreadSink:
         except Exception as exc:
             self.error = exc
             log.error("%s stopped: %s", self.name, exc)
-            self._worker.stop()
+            self._worker.request_stop()
             return
         self.written += 1
 

@@ -22,14 +22,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from mirage.models.base import MirageError
 from mirage.models.cuda import release_cached_memory
 
 log = logging.getLogger(__name__)
 
-M = TypeVar("M")
+
+class Closeable(Protocol):
+    """What the guard needs of a model: a way to release it (backends' base classes
+    declare a no-op one)."""
+
+    def close(self) -> None: ...
+
+
+M = TypeVar("M", bound=Closeable)
 R = TypeVar("R")
 
 MAX_BACKOFF = 64  # the restart threshold grows to at most this many times restart_after
@@ -109,11 +117,9 @@ class _ModelThread:
                     future.set_result(result)
 
 
-def close_model(model: object) -> None:
-    """The backend's optional ``close()``, then the CUDA cache back to the driver."""
-    close = getattr(model, "close", None)
-    if callable(close):
-        close()
+def close_model(model: Closeable) -> None:
+    """The backend's ``close()``, then the CUDA cache back to the driver."""
+    model.close()
     release_cached_memory()
 
 

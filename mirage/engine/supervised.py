@@ -15,11 +15,11 @@ import numpy as np
 
 from mirage.engine.guard import ModelGuard
 from mirage.engine.voicechain import CleanVoice
-from mirage.models.base import FaceAnimator, VoiceConverter
+from mirage.models.base import BadInput, FaceAnimator, VoiceConverter
 
 
-class SupervisedAnimator:
-    """A ``FaceAnimator`` whose calls go through a guard."""
+class SupervisedAnimator(FaceAnimator):
+    """A ``FaceAnimator`` whose calls go through a guard; it forwards every capability."""
 
     def __init__(
         self,
@@ -40,9 +40,8 @@ class SupervisedAnimator:
         animator = self._make()
         if self._reference is not None:
             animator.set_reference(self._reference)
-        set_quality = getattr(animator, "set_quality", None)
-        if self._quality is not None and callable(set_quality):
-            set_quality(self._quality)
+        if self._quality is not None:
+            animator.set_quality(self._quality)
         return animator
 
     def set_reference(self, image: np.ndarray) -> None:
@@ -58,14 +57,14 @@ class SupervisedAnimator:
     def set_quality(self, quality: str) -> None:
         """A cheap setter, applied directly (and again after a restart)."""
         self._quality = quality
-        set_quality = getattr(self.guard.model, "set_quality", None)
-        if callable(set_quality):
-            set_quality(quality)
+        model = self.guard.model
+        if model is not None:
+            model.set_quality(quality)
 
     @property
-    def stage_seconds(self) -> dict[str, float] | None:
-        inner = getattr(self.guard.model, "stage_seconds", None)
-        return inner if isinstance(inner, dict) else None
+    def stage_seconds(self) -> dict[str, float]:
+        model = self.guard.model
+        return {} if model is None else model.stage_seconds
 
     def close(self) -> None:
         self.guard.close()
@@ -74,9 +73,9 @@ class SupervisedAnimator:
         return self.guard.wait_closed(timeout)
 
 
-class SupervisedConverter:
+class SupervisedConverter(VoiceConverter):
     """A ``VoiceConverter`` whose calls go through a guard; a remade converter has the
-    same options, so the same rate, block size and latency."""
+    same options, so the same rate, block size and latency. It forwards every capability."""
 
     def __init__(
         self,
@@ -97,37 +96,38 @@ class SupervisedConverter:
         assert self._make is not None
         converter = self._make()
         if self._updates:
-            converter.update(**self._updates)  # type: ignore[attr-defined]
+            converter.update(**self._updates)
         return converter
 
     def convert(self, block: np.ndarray) -> np.ndarray:
         return self.guard.call(lambda m: m.convert(block))
 
+    def reset(self) -> None:
+        self.guard.call(lambda m: m.reset(), setup=True)
+
     @property
-    def stage_seconds(self) -> dict[str, float] | None:
+    def live_settings(self) -> bool:
+        model = self.guard.model
+        return model is not None and model.live_settings
+
+    def update(self, **options: Any) -> None:
+        """Live voice settings, remembered for a remade converter."""
+        model = self.guard.model
+        if model is None or not model.live_settings:
+            raise BadInput("this voice backend has no live settings")
+        model.update(**options)
+        self._updates.update(options)
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
         """The voice chain's own stages (the suppressor) for the last block."""
         model = self.guard.model
-        return model.stage_seconds if isinstance(model, CleanVoice) else None
+        return {} if model is None else model.stage_seconds
 
     @property
     def gate_open_share(self) -> float | None:
         model = self.guard.model
         return model.gate_open_share if isinstance(model, CleanVoice) else None
-
-    def __getattr__(self, name: str) -> Any:
-        """``update`` (live voice settings) exactly when the backend has it, remembered
-        for a remade converter; anything else is read from the current converter."""
-        if name.startswith("_") or name == "guard":
-            raise AttributeError(name)
-        attr = getattr(self.guard.model, name)
-        if name != "update":
-            return attr
-
-        def update(**options: Any) -> None:
-            attr(**options)
-            self._updates.update(options)
-
-        return update
 
     def close(self) -> None:
         self.guard.close()

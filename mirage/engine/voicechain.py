@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
@@ -30,13 +30,6 @@ from mirage.models.base import BadInput, VoiceConverter
 #: Voices that resynthesise what they hear get the chain unless asked not to; the
 #: others (passthrough, the test backends) only when the session sets ``denoise``.
 CLEANED_BY_DEFAULT = frozenset({"dsp", "rvc"})
-
-
-@runtime_checkable
-class LiveVoice(Protocol):
-    """A converter whose settings change while it streams."""
-
-    def update(self, **options: Any) -> Any: ...
 
 
 def split_options(voice: str, options: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
@@ -144,7 +137,7 @@ class Cleaner:
         return out if gate else plain[: len(x)]
 
 
-class CleanVoice:
+class CleanVoice(VoiceConverter):
     """A ``VoiceConverter``: ``inner`` fed suppressed, gated audio."""
 
     def __init__(self, inner: VoiceConverter, level: int) -> None:
@@ -177,23 +170,26 @@ class CleanVoice:
             )
         return self.inner.convert(self.cleaner(samples))
 
+    @property
+    def live_settings(self) -> bool:
+        return True  # ``denoise`` is, whatever the converter
+
     def update(self, denoise: Any = None, **options: Any) -> None:
         """Live settings: ``denoise`` is the chain's, the rest go to the converter.
         Everything is checked before anything changes."""
         level = None if denoise is None else parse_denoise(denoise)
         if options:
-            if not isinstance(self.inner, LiveVoice):
+            if not self.inner.live_settings:
                 raise BadInput("this voice backend has no live settings")
             self.inner.update(**options)
         if level is not None:
             self.cleaner.suppressor.set_level(level)  # picked up at the next frame
 
     def reset(self) -> None:
-        reset = getattr(self.inner, "reset", None)
-        if callable(reset):
-            reset()
+        self.inner.reset()
 
     def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if callable(close):
-            close()
+        self.inner.close()
+
+    def wait_closed(self, timeout: float) -> bool:
+        return self.inner.wait_closed(timeout)

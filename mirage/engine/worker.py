@@ -46,13 +46,20 @@ class Worker:
                     log.exception("worker %s failed to finish", self._thread.name)
 
     def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
+        """Stop and wait for the thread (blocking: not for the event loop)."""
+        self.request_stop()
         self.join(timeout)
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread to end (after a ``stop``, from here or from a step)."""
+    def request_stop(self) -> None:
+        """Ask the loop to end after its current step; returns at once."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait (blocking) at most ``timeout`` for the thread (after a ``stop`` or a
+        ``request_stop``, from here or from a step); True when it has ended."""
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     @property
     def started(self) -> bool:

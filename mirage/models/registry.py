@@ -12,7 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mirage.models.base import BadInput, FaceAnimator, UnknownBackend, VoiceConverter
+from mirage.models.base import (
+    BackendUnavailable,
+    BadInput,
+    FaceAnimator,
+    MirageError,
+    UnknownBackend,
+    VoiceConverter,
+)
 from mirage.models.options import Option, check_options, describe
 from mirage.models.voice.presets import FLAT_HZ_RANGE, FORMANT_RANGE, PRESETS, SEMITONE_RANGE
 
@@ -28,7 +35,9 @@ class Backend:
     backend cannot run here (missing package, weights or device), or ``None``.
     ``options`` is everything a client may set (mirage/models/options.py); a
     ``testing`` backend (fault injection) exists only where the process turned on
-    the test-only switch (``Settings.test_backends``).
+    the test-only switch (``Settings.test_backends``). ``weights`` and ``clock`` say
+    which parts of the ``BuildContext`` the factory takes (keyword ``models_dir``,
+    ``clock``): declared here, so no caller inspects a factory's signature.
     """
 
     name: str
@@ -38,6 +47,17 @@ class Backend:
     check: str | None = None
     testing: bool = False
     options: tuple[Option, ...] = ()
+    weights: bool = False
+    clock: bool = False
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What the process, not the client, gives a backend it makes: the weights folder
+    and (offline) the clock that times smoothing (None: the backend's own, wall time)."""
+
+    models_dir: str | None = None
+    clock: Callable[[], float] | None = None
 
 
 # -- option schemas: what a client may set (checked by ``validate`` before a backend is made)
@@ -134,6 +154,7 @@ BACKENDS: tuple[Backend, ...] = (
         "landmark-driven mesh warp of the reference; CPU, no weights",
         check="mirage.models.avatar.warp:unavailable_reason",
         options=WARP_OPTIONS,
+        clock=True,
     ),
     Backend(
         "liveportrait",
@@ -142,6 +163,7 @@ BACKENDS: tuple[Backend, ...] = (
         "LivePortrait neural animation; needs its weights, best on a GPU",
         check="mirage.models.avatar.liveportrait.loader:unavailable_reason",
         options=LIVEPORTRAIT_OPTIONS,
+        weights=True,
     ),
     Backend(
         "passthrough",
@@ -165,6 +187,7 @@ BACKENDS: tuple[Backend, ...] = (
         "RVC v1/v2 voice conversion; needs its weights",
         check="mirage.models.voice.rvc.files:unavailable_reason",
         options=RVC_OPTIONS,
+        weights=True,
     ),
     # Test backends: fault injection for the engine's failure contracts.
     Backend(
@@ -325,21 +348,75 @@ def resolve_auto(kind: Kind, models_dir: str | None = None) -> tuple[str, list[s
     return "passthrough", passed
 
 
-def create(kind: Kind, name: str, **options: Any) -> Any:
-    """The Python factory: any backend, test ones included, options unchecked. Every
-    way in for clients (routes, CLIs, the relay) calls ``validate`` first."""
+@dataclass(frozen=True)
+class Choice:
+    """What ``resolve`` found for one asked-for backend."""
+
+    kind: Kind
+    asked: str
+    name: str  # what to make (for ``auto``: the best one that runs here)
+    passed: tuple[str, ...] = ()  # ``auto``: why each better one was passed over
+    unavailable: str | None = None  # an explicit backend that cannot run here: why
+
+    def usable(self) -> str:
+        """The server's rule for its defaults: an unusable backend becomes passthrough."""
+        return "passthrough" if self.unavailable is not None else self.name
+
+    def required(self) -> str:
+        """The offline rule: an explicit backend that cannot run is an error."""
+        if self.unavailable is not None:
+            raise BackendUnavailable(
+                f"{self.kind} backend {self.asked!r} cannot run here: {self.unavailable}"
+            )
+        return self.name
+
+
+def resolve(
+    kind: Kind, name: str, models_dir: str | None = None, *, testing: bool = False
+) -> Choice:
+    """``name`` checked against this machine; ``auto`` → the registry's order."""
+    if name == "auto":
+        chosen, passed = resolve_auto(kind, models_dir)
+        return Choice(kind, name, chosen, tuple(passed))
+    backend = find(kind, name, testing=testing)
+    return Choice(kind, name, name, (), unavailable_reason(backend, models_dir))
+
+
+def create(
+    kind: Kind, name: str, options: dict[str, Any], context: BuildContext | None = None
+) -> FaceAnimator | VoiceConverter:
+    """The Python factory: any backend, test ones included, options unchecked (every
+    way in for clients — routes, CLIs, the relay — calls ``validate`` first), plus
+    what the entry declares it takes from ``context``. A factory that makes something
+    other than its kind's interface is a ``MirageError`` (500)."""
     backend = find(kind, name, testing=True)
     factory = _resolve(backend.factory)
-    return factory(**options)
+    given = dict(options)
+    if context is not None:
+        if backend.weights and context.models_dir is not None:
+            given.setdefault("models_dir", context.models_dir)
+        if backend.clock and context.clock is not None:
+            given.setdefault("clock", context.clock)
+    made = factory(**given)
+    interface = FaceAnimator if kind == "face" else VoiceConverter
+    if not isinstance(made, interface):  # a registration error, not the client's
+        raise MirageError(
+            f"{backend.factory} made a {type(made).__name__}, not a {interface.__name__}"
+        )
+    return made
 
 
-def create_animator(name: str, **options: Any) -> FaceAnimator:
+def create_animator(name: str, context: BuildContext | None = None, **options: Any) -> FaceAnimator:
     """Make the face backend ``name``; options are the backend's keyword arguments."""
-    animator: FaceAnimator = create("face", name, **options)
+    animator = create("face", name, options, context)
+    assert isinstance(animator, FaceAnimator)  # create checked it
     return animator
 
 
-def create_converter(name: str, **options: Any) -> VoiceConverter:
+def create_converter(
+    name: str, context: BuildContext | None = None, **options: Any
+) -> VoiceConverter:
     """Make the voice backend ``name``; options are the backend's keyword arguments."""
-    converter: VoiceConverter = create("voice", name, **options)
+    converter = create("voice", name, options, context)
+    assert isinstance(converter, VoiceConverter)  # create checked it
     return converter

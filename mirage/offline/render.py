@@ -5,13 +5,13 @@ animated by the same face backend the server uses and encoded at its own
 timestamp; the audio goes through the same voice converter in its own block size,
 with the converter's delay taken back out (``AlignedVoice``). Both tracks keep
 the driving file's timeline, starting where its video starts, so A/V alignment
-is the driver's. Nothing is dropped: unlike the live path there is no deadline.
+is the driver's. Nothing is dropped; the models are made, guarded and closed as
+a server session's (``mirage.engine.backends``): a call that hangs past the
+guard's deadline falls back (the driver frame, the input block) and is counted.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
 import math
 import time
@@ -23,11 +23,22 @@ from typing import Any, TextIO
 import av
 import numpy as np
 
-from mirage.engine.voicechain import split_options, validate_voice, voice_chain
+from mirage.engine.backends import (
+    GuardPolicy,
+    close_backends,
+    guard_animator,
+    guard_converter,
+    make_face,
+    make_voice,
+    wait_backends_closed,
+    with_preset,
+)
+from mirage.engine.voicechain import validate_voice
 from mirage.images import ImageLimits, decode_image
 from mirage.models import registry
 from mirage.models.avatar.passthrough import fit_square
-from mirage.models.base import BackendUnavailable, BadInput, FaceAnimator, VoiceConverter
+from mirage.models.base import BadInput, FaceAnimator, Model
+from mirage.models.registry import BuildContext
 from mirage.models.voice.presets import presets as voice_presets
 from mirage.offline.audio import AlignedVoice
 from mirage.offline.mux import AUDIO_RATE, AvatarWriter, container_format
@@ -55,6 +66,7 @@ class RenderJob:
     max_seconds: float | None = None
     models_dir: str | None = None
     test_backends: bool = False  # the test-only switch (Settings.test_backends)
+    guard: GuardPolicy = field(default_factory=GuardPolicy)  # deadline and restarts, as live
 
 
 @dataclass(frozen=True)
@@ -75,31 +87,13 @@ class RenderResult:
 # -- choosing and making the backends ------------------------------------------------
 
 
-def _factory(kind: registry.Kind, name: str) -> Any:
-    module, _, attr = registry.find(kind, name, testing=True).factory.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def _accepts(kind: registry.Kind, name: str, parameter: str) -> bool:
-    try:
-        return parameter in inspect.signature(_factory(kind, name)).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _usable(kind: registry.Kind, name: str, job: RenderJob) -> str:
     """``name`` (or what ``auto`` means here, as the server chooses); an explicit
     backend that cannot run here is an error, not a silent pass-through."""
-    if name == "auto":
-        chosen, passed = registry.resolve_auto(kind, job.models_dir)
-        for why in passed:
-            log.info("%s auto: passed over %s", kind, why)
-        return chosen
-    backend = registry.find(kind, name, testing=job.test_backends)
-    reason = registry.unavailable_reason(backend, job.models_dir)
-    if reason is not None:
-        raise BackendUnavailable(f"{kind} backend {name!r} cannot run here: {reason}")
-    return name
+    choice = registry.resolve(kind, name, job.models_dir, testing=job.test_backends)
+    for why in choice.passed:
+        log.info("%s auto: passed over %s", kind, why)
+    return choice.required()
 
 
 def choose_voice(job: RenderJob) -> tuple[str, dict[str, Any]]:
@@ -122,9 +116,7 @@ def choose_voice(job: RenderJob) -> tuple[str, dict[str, Any]]:
         spec = "dsp"
     name = _usable("voice", spec, job)
     options = validate_voice(name, options, testing=job.test_backends)
-    if name == "dsp" and not options.keys() - {"denoise"}:  # as a live session without options
-        options = {**options, "preset": job.voice_preset}
-    return name, options
+    return name, with_preset(name, options, job.voice_preset)  # as a live session
 
 
 class MediaClock:
@@ -138,24 +130,13 @@ class MediaClock:
         return self.now
 
 
-def _make(kind: registry.Kind, name: str, options: dict[str, Any], job: RenderJob) -> Any:
-    options = dict(options)
-    if job.models_dir is not None and _accepts(kind, name, "models_dir"):
-        options.setdefault("models_dir", job.models_dir)
-    try:
-        return registry.create(kind, name, **options)
-    except TypeError as exc:  # a bad option name or type reaches the constructor
-        raise BadInput(f"bad {kind} backend option: {exc}") from None
-
-
-def make_animator(job: RenderJob, image: np.ndarray, clock: MediaClock) -> tuple[str, Any]:
+def make_animator(job: RenderJob, image: np.ndarray, clock: MediaClock) -> tuple[str, FaceAnimator]:
+    """The face backend holding ``image`` (``NoFaceError`` when it has no face),
+    behind the same guard as a live session's."""
     name = _usable("face", job.face, job)
     options = registry.validate("face", name, job.face_options, testing=job.test_backends)
-    if _accepts("face", name, "clock"):
-        options.setdefault("clock", clock)
-    animator: FaceAnimator = _make("face", name, options, job)
-    animator.set_reference(image)  # NoFaceError when the portrait holds no face
-    return name, animator
+    animator, make = make_face(name, options, image, BuildContext(job.models_dir, clock))
+    return name, guard_animator(animator, make, image, job.guard, name, "render")
 
 
 # -- checking the inputs -------------------------------------------------------------
@@ -305,22 +286,46 @@ def render(job: RenderJob, progress: TextIO | None = None) -> RenderResult:
 def _render(job: RenderJob, source: Any, stream: TextIO | None, started: float) -> RenderResult:
     if not source.streams.video:
         raise BadInput(f"the driving file has no video stream: {job.driving}")
-    video = source.streams.video[0]
-    video.thread_type = "AUTO"
     audio = source.streams.audio[0] if job.audio and source.streams.audio else None
     if job.audio and audio is None:
         log.info("the driving video has no audio: rendering video only")
+    voice_name, voice_options = choose_voice(job) if audio is not None else (None, {})
+    reference = load_reference(job.reference)
+    models: list[Model] = []  # closed whatever happens, as a session's
+    try:
+        return _run(job, source, stream, started, reference, models, voice_name, voice_options)
+    finally:
+        close_backends(models)
+        if not wait_backends_closed(models):
+            log.warning("a model is still busy after the render (a call that hung)")
+
+
+def _run(
+    job: RenderJob,
+    source: Any,
+    stream: TextIO | None,
+    started: float,
+    reference: np.ndarray,
+    models: list[Model],
+    voice_name: str | None,
+    voice_options: dict[str, Any],
+) -> RenderResult:
+    """The render proper; every model it makes goes into ``models`` (closed by the caller)."""
+    video = source.streams.video[0]
+    video.thread_type = "AUTO"
+    audio = source.streams.audio[0] if voice_name is not None else None
     fps = _frame_rate(video)
     t0 = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
-
-    voice_name, voice_options = choose_voice(job) if audio is not None else (None, {})
     clock = MediaClock()
-    face, animator = make_animator(job, load_reference(job.reference), clock)
+    face, animator = make_animator(job, reference, clock)
+    models.append(animator)
     frames = _VideoIn(face, animator, clock, fps, t0)
     sound: _AudioIn | None = None
     if audio is not None and voice_name is not None:
-        own, denoise = split_options(voice_name, voice_options)  # BadInput before any model
-        converter: VoiceConverter = voice_chain(_make("voice", voice_name, own, job), denoise)
+        context = BuildContext(job.models_dir)
+        made, make = make_voice(voice_name, voice_options, context, job.voice_preset)
+        converter = guard_converter(made, make, job.guard, voice_name, "render")
+        models.append(converter)
         rate = int(audio.codec_context.sample_rate or audio.rate)
         aligned = AlignedVoice(converter, rate, AUDIO_RATE, on_error=_voice_failed(voice_name))
         sound = _AudioIn(rate, aligned, t0, job.max_seconds)

@@ -158,20 +158,17 @@ def _choice(
 ) -> dict[str, Any]:
     """What ``configured`` resolves to here, and whether it can run."""
     result: dict[str, Any] = {"configured": configured, "passed_over": [], "warnings": []}
-    if configured == "auto":
-        chosen, passed = registry.resolve_auto(kind, md)
-        result["passed_over"] = passed
-    else:
-        try:
-            backend = registry.find(kind, configured)
-        except UnknownBackend as exc:
-            result.update(chosen=None, ok=False, problem=str(exc))
-            return result
-        chosen = configured
-        reason = registry.unavailable_reason(backend, md)
-        if reason is not None:
-            result.update(chosen=chosen, ok=False, problem=f"{kind} backend {chosen}: {reason}")
-            return result
+    try:
+        choice = registry.resolve(kind, configured, md)
+    except UnknownBackend as exc:
+        result.update(chosen=None, ok=False, problem=str(exc))
+        return result
+    result["passed_over"] = list(choice.passed)
+    chosen = choice.name
+    if choice.unavailable is not None:
+        problem = f"{kind} backend {chosen}: {choice.unavailable}"
+        result.update(chosen=chosen, ok=False, problem=problem)
+        return result
     result["chosen"] = chosen
     corrupt = _corrupt_files(chosen, weights)
     if corrupt:

@@ -1,16 +1,15 @@
 """The server's outer wall: origin checks, auth, rate limits, body-size limits, TURN.
 
-Everything here is an aiohttp middleware (or one small route), so routes added
-anywhere in the app are covered without knowing about it. ``middlewares`` returns
-them in the order they must wrap the app; ``add_routes`` adds ``GET /ice-servers``.
+Everything here is an aiohttp middleware (or pure code such as TURN credentials),
+so routes added anywhere in the app are covered without knowing about it.
+``*_middlewares`` return them in the order they must wrap the app. Nothing here
+imports the server state or ``mirage.webrtc`` (``tests/test_layers.py`` checks).
 """
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from mirage.config import Settings
-from mirage.security import auth, cors, limits, ratelimit, turn
+from mirage.security import auth, cors, limits, ratelimit
 from mirage.security.common import Middleware
 
 
@@ -24,8 +23,4 @@ def inner_middlewares(settings: Settings) -> list[Middleware]:
     return [auth.middleware(settings), ratelimit.middleware(settings), limits.middleware(settings)]
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/ice-servers", turn.handle_ice_servers)
-
-
-__all__ = ["add_routes", "inner_middlewares", "outer_middlewares"]
+__all__ = ["inner_middlewares", "outer_middlewares"]

@@ -1,9 +1,10 @@
 """Bearer auth: a shared token (``MIRAGE_TOKEN``) and/or HS256 JWTs (``MIRAGE_JWT_SECRET``).
 
 When either is configured, every request that creates, changes or reads a session
-(any POST/PATCH/PUT/DELETE, and GET under ``PROTECTED_GET``) needs
-``Authorization: Bearer …``. The page, ``/health``, ``/config`` and ``/metrics``
-stay open so a browser can load and learn that a token is needed. A refusal
+(any POST/PATCH/PUT/DELETE, and each GET whose route is declared with ``auth``:
+``mirage.security.policy``) needs ``Authorization: Bearer …``. The page,
+``/health``, ``/config`` and ``/metrics`` stay open so a browser can load and learn
+that a token is needed. A refusal
 never says why (missing, wrong, expired, bad signature all read the same), so
 it teaches an attacker nothing.
 
@@ -27,11 +28,8 @@ from aiohttp import web
 
 from mirage.config import Settings
 from mirage.security.common import Handler, Middleware, refuse
+from mirage.security.policy import policy_of
 
-#: GET routes that reveal a session, the portrait or TURN credentials.
-PROTECTED_GET = ("/sessions", "/reference", "/ice-servers")
-#: Methods that never change anything (OPTIONS is answered by the CORS layer).
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_TOKEN_CHARS = 4096  # nothing we issue is longer; refuse before hashing junk
 LEEWAY_S = 5.0  # clock skew tolerated on exp/nbf
 
@@ -128,9 +126,8 @@ def issue_jwt(secret: str, ttl_s: float, subject: str = "mirage", now: float | N
 
 
 def needs_auth(request: web.Request) -> bool:
-    if request.method not in SAFE_METHODS:
-        return True
-    return request.method != "OPTIONS" and request.path.startswith(PROTECTED_GET)
+    """The matched route's declared policy (a mutating route always needs auth)."""
+    return policy_of(request).auth
 
 
 def middleware(settings: Settings) -> Middleware:

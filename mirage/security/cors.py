@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from mirage.config import Settings
-from mirage.security.auth import SAFE_METHODS
 from mirage.security.common import Handler, Middleware, refuse
+from mirage.security.policy import SAFE_METHODS
 
 ALLOW_METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
 ALLOW_HEADERS = "Authorization, Content-Type, If-Match"

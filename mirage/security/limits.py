@@ -1,11 +1,13 @@
 """Request body size limits per route, refused with 413 before the body is read.
 
-SDP and JSON bodies (``/offer``, ``/whip``, the session API …) may be at most
-``max_offer_bytes``; a portrait upload (``/reference``) at most
-``max_image_bytes`` plus room for a multipart envelope. A declared
-``Content-Length`` over the limit is refused at once; a chunked body is cut off
-by aiohttp when a handler reads past the same limit, and that refusal is given
-the same JSON shape here.
+The one place a body's size is checked. Each route declares its cap with its
+policy (``mirage.security.policy``): SDP and JSON bodies (``/offer``, ``/whip``,
+the session API …) at most ``max_offer_bytes``, a portrait upload
+(``/reference``) at most ``max_image_bytes`` plus room for a multipart envelope.
+A declared ``Content-Length`` over the cap is refused at once; otherwise the cap
+becomes the request's ``client_max_size``, so aiohttp cuts off a chunked body when
+a handler reads past it (``request.read()``: every handler reads its body that
+way), and that refusal is given the same JSON shape here.
 """
 
 from __future__ import annotations
@@ -14,21 +16,13 @@ from aiohttp import web
 
 from mirage.config import Settings
 from mirage.security.common import Handler, Middleware, refuse
-
-MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around an uploaded image
-UPLOAD_PATHS = ("/reference",)
-
-
-def body_limit(settings: Settings, path: str) -> int:
-    if path in UPLOAD_PATHS:
-        return settings.max_image_bytes + MULTIPART_SLACK
-    return settings.max_offer_bytes
+from mirage.security.policy import policy_of
 
 
 def middleware(settings: Settings) -> Middleware:
     @web.middleware
     async def limit_body(request: web.Request, handler: Handler) -> web.StreamResponse:
-        limit = body_limit(settings, request.path)
+        limit = policy_of(request).body_limit(settings)
         declared = request.content_length
         if declared is not None and declared > limit:
             return _too_large(declared, limit)

@@ -1,6 +1,7 @@
 """Per-client rate limit on the requests that cost the server most.
 
-Each client address gets a token bucket per limited route: ``offer_rate``
+Each client address gets a token bucket per limited route (declared with
+``rate_limited`` where the route is added: ``mirage.security.policy``): ``offer_rate``
 requests per minute on average, with bursts up to that many. An empty bucket
 answers 429 with ``Retry-After`` (seconds until the next token). Memory is
 bounded: at most ``MAX_CLIENTS`` buckets are kept, least recently seen first
@@ -24,9 +25,8 @@ from aiohttp import web
 
 from mirage.config import Settings
 from mirage.security.common import Handler, Middleware, refuse
+from mirage.security.policy import policy_of
 
-#: POST routes that create a session or decode an upload.
-LIMITED_PATHS = ("/offer", "/whip", "/reference")
 MAX_CLIENTS = 10_000
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -111,9 +111,11 @@ def middleware(settings: Settings) -> Middleware:
 
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if limiter is not None and request.method == "POST" and request.path in LIMITED_PATHS:
+        if limiter is not None and policy_of(request).rate_limited:
             client = client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
-            wait = limiter.take(f"{client} {request.path}")
+            route = request.match_info.route
+            where = route.resource.canonical if route.resource is not None else request.path
+            wait = limiter.take(f"{client} {request.method} {where}")
             if wait > 0:
                 retry = max(1, math.ceil(wait))
                 return refuse(

@@ -6,8 +6,9 @@ with ``use-auth-secret`` / ``static-auth-secret``: the username is
 ``base64(HMAC-SHA1(secret, username))``. The TURN server recomputes the HMAC
 and refuses the username once its time has passed, so a credential handed to a
 page stops working after ``turn_ttl_s`` and the shared secret never leaves the
-server. The page gets them from ``GET /ice-servers`` (behind auth when auth is
-on); the server's own peer connection makes its own.
+server. The page gets them from ``GET /ice-servers`` (``mirage.webrtc.ice_servers``,
+behind auth when auth is on); the server's own peer connection makes its own.
+Nothing here knows the server object: ``security/`` imports no ``state``/``webrtc``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ import hmac
 import time
 from typing import Any
 
-from aiohttp import web
 from aiortc import RTCIceServer
 
 from mirage.config import Settings
 from mirage.ice import rtc_ice_servers as to_rtc
-from mirage.state import SERVER
 
 
 def turn_credentials(secret: str, ttl_s: float, label: str, now: float) -> tuple[str, str]:
@@ -55,13 +54,4 @@ def rtc_ice_servers(settings: Settings) -> list[RTCIceServer]:
     return to_rtc(ice_servers(settings, "mirage-server"))
 
 
-async def handle_ice_servers(request: web.Request) -> web.Response:
-    """``GET /ice-servers``: what the page should give its RTCPeerConnection."""
-    settings = request.app[SERVER].settings
-    return web.json_response(
-        {
-            "iceServers": ice_servers(settings, "mirage-page"),
-            "ttl_s": settings.turn_ttl_s if settings.turn_secret else None,
-        },
-        headers={"Cache-Control": "no-store"},
-    )
+__all__ = ["ice_servers", "rtc_ice_servers", "turn_credentials"]

@@ -22,8 +22,6 @@ from av import AudioFrame, VideoFrame
 
 from mirage.engine.audio import OUTPUT_RATE, Chunk, VoicePipeline
 from mirage.engine.dropoldest import DropOldest
-from mirage.engine.supervised import SupervisedConverter
-from mirage.engine.voicechain import CleanVoice
 from mirage.metrics import Metrics
 from mirage.models.base import VoiceConverter
 from mirage.tracks.base import TransformTrack
@@ -114,14 +112,8 @@ class VoiceAudioTrack(TransformTrack):
         histogram = self._metrics.stage_seconds
         histogram.labels("audio", stage).observe(seconds)
         if stage == "convert":  # the chain's own stages, as "convert.<stage>"
-            for name, inner in (self._converter_stages() or {}).items():
+            for name, inner in self.pipeline.converter.stage_seconds.items():
                 histogram.labels("audio", f"convert.{name}").observe(inner)
-
-    def _converter_stages(self) -> dict[str, float] | None:
-        converter = self.pipeline.converter
-        if isinstance(converter, (CleanVoice, SupervisedConverter)):
-            return converter.stage_seconds
-        return None
 
     # -- stage 1: mono float chunks into a bounded inbox ---------------------------------
     def _accept(self, frame: AudioFrame | VideoFrame, capture: float, arrival: float) -> None:
@@ -161,7 +153,7 @@ class VoiceAudioTrack(TransformTrack):
         head = ring.peek_capture()
         if head is None:
             return
-        late = self._clock.due(head) - now
+        late = self._clock.due(head, "audio") - now
         if late < -SYNC_TOLERANCE_S:
             dropped = ring.drop(min(len(ring), int(-late * OUTPUT_RATE)))
             self._metrics.frames_dropped.labels("audio", "late").inc(dropped / FRAME_SAMPLES)
@@ -177,7 +169,7 @@ class VoiceAudioTrack(TransformTrack):
             have = await self._wait_for_audio(grid + LATE_S)
             head = ring.peek_capture()
             if have and head is not None:
-                due = self._clock.due(head)
+                due = self._clock.due(head, "audio")
                 if due - time.monotonic() > MAX_EARLY_S:
                     have = False  # the shared delay grew: silence until the audio is due
                 else:

@@ -62,12 +62,19 @@ class TransformTrack(MediaStreamTrack):
         self._worker.start()
 
     def stop(self) -> None:
+        """End the track at once (non-blocking: safe on the event loop); the worker
+        thread ends after its current step, ``wait_stopped`` waits for that."""
         super().stop()
         self._close_inputs()
         self._ready.set()
         if self._drain_task is not None:
             self._drain_task.cancel()
-        self._worker.stop()
+        self._worker.request_stop()
+
+    async def wait_stopped(self, timeout: float = 2.0) -> bool:
+        """After ``stop``: the worker thread's end, awaited off the loop (bounded);
+        False when it is still in a step after ``timeout``."""
+        return await asyncio.to_thread(self._worker.join, timeout)
 
     @property
     def worker_alive(self) -> bool:

@@ -18,7 +18,14 @@ from mirage.tracks.video import AvatarVideoTrack
 
 
 def playout_clock(settings: Settings) -> PlayoutClock:
-    return PlayoutClock(enabled=settings.sync, max_delay_s=settings.max_playout_delay_ms / 1000)
+    clock = PlayoutClock(enabled=settings.sync, max_delay_s=settings.max_playout_delay_ms / 1000)
+    clock.set_downstream("video", video_codec_lead_s(settings))
+    return clock
+
+
+def video_codec_lead_s(settings: Settings) -> float:
+    """The video's longer way through the codecs than Opus's (before any receiver report)."""
+    return min(settings.max_playout_delay_ms / 1000, max(0.0, settings.video_lead_ms / 1000))
 
 
 def avatar_track(
@@ -36,7 +43,6 @@ def avatar_track(
         backends.face,
         controller=QualityController(pinned=pinned_level),
         clock=clock,
-        lead_s=settings.video_lead_ms / 1000 if settings.sync else 0.0,
         metrics=metrics,
         on_source_ended=on_source_ended,
     )

@@ -11,6 +11,20 @@ Each latency is split into how late the input reached us (inbound) and the rest
 (our own work and algorithmic delay). The delay is p95 of our own part plus the
 *median* inbound delay: a burst after a network stall is late on arrival, and
 letting its tail raise the delay would keep a backlog long after the stall.
+
+Lips are in sync where the viewer sees and hears them, not where they leave us.
+After us a video frame still spends longer than its audio (a slower codec, the
+receiver's video jitter buffer, decoder and compositor against its audio jitter
+buffer), so each track has a *downstream* delay and the video leaves early by how
+much longer its downstream is than the voice's: ``due(capture, track) = capture +
+delay_s - lead(track)``, never before it is ready. The delay itself stays the
+slower track's need: when the face is the slower path the voice is not held a
+further lead for it (that would cost the voice the lead; a browser's own lip sync,
+which runs on our output since both tracks share one stream id, evens out
+differences above its 30 ms dead band). The video's
+downstream is a codec constant (``video_lead_ms``) plus, when the receiver reports
+them (the page does: ``PATCH /sessions/{id} {"receiver_delay_ms": ...}``), its own
+video receive→display and audio jitter-buffer times.
 """
 
 from __future__ import annotations
@@ -29,10 +43,13 @@ class PlayoutClock:
     max_delay_s: float = 0.5
     margin_s: float = 0.005
     fall_per_s: float = 0.05  # how fast the delay may shrink when latency drops
+    max_lead_s: float = 0.1
     epoch: float = field(default_factory=time.monotonic)
     delay_s: float = 0.0
     _own: dict[str, collections.deque[float]] = field(default_factory=dict)
     _inbound: dict[str, collections.deque[float]] = field(default_factory=dict)
+    #: Each track's time from our output to the viewer (only differences matter).
+    downstream_s: dict[str, float] = field(default_factory=dict)
     #: What times the fall (tests step it by hand); capture times stay on time.monotonic.
     clock: Callable[[], float] = time.monotonic
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -42,12 +59,34 @@ class PlayoutClock:
         self._updated = self.clock()
 
     def ticks(self, capture: float, rate: int) -> int:
-        """The timestamp, in 1/``rate`` s, of an output whose input was captured at ``capture``."""
+        """The timestamp, in 1/``rate`` s, of an output whose input was captured at
+        ``capture`` (without the track's lead, so a new receiver report never steps it back)."""
         return round((capture - self.epoch + self.delay_s) * rate)
 
-    def due(self, capture: float) -> float:
-        """When an output whose input was captured at ``capture`` should leave."""
-        return capture + self.delay_s
+    def due(self, capture: float, track: str) -> float:
+        """When a ``track`` output whose input was captured at ``capture`` should leave."""
+        return capture + self.delay_s - self.lead(track)
+
+    def lead(self, track: str) -> float:
+        """How much earlier than the voice ``track`` leaves (0 for the voice itself).
+
+        Only the video leads: where the viewer's audio path is the longer one, the voice
+        reaches it late, the benign direction (lips first), and holding every frame for
+        a transient audio buffer would cost the face that much latency. At most
+        ``max_lead_s``: a receiver report beyond it is a stalled viewer, not a codec."""
+        if not self.enabled or track == "audio":
+            return 0.0
+        down = self.downstream_s
+        ahead = down.get(track, 0.0) - down.get("audio", 0.0)
+        return min(self.max_lead_s, max(0.0, ahead))
+
+    def set_downstream(self, track: str, seconds: float) -> None:
+        """Set ``track``'s time from our output to the viewer (any thread); the next
+        ``due`` follows it."""
+        if not 0.0 <= seconds <= self.max_delay_s:
+            raise ValueError(f"downstream delay {seconds} s outside 0..{self.max_delay_s} s")
+        with self._lock:
+            self.downstream_s = {**self.downstream_s, track: seconds}
 
     def observe(
         self, track: str, latency_s: float, inbound_s: float = 0.0, window: int = 60

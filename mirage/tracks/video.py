@@ -74,7 +74,6 @@ class AvatarVideoTrack(TransformTrack):
         *,
         controller: QualityController,
         clock: PlayoutClock,
-        lead_s: float = 0.0,
         metrics: Metrics,
         on_source_ended: Callable[[], None] | None = None,
     ) -> None:
@@ -89,7 +88,6 @@ class AvatarVideoTrack(TransformTrack):
         self._next_start = 0.0
         self._apply_quality(level.quality)
         max_fps = max(lv.fps for lv in controller.levels)
-        self._lead_s = lead_s
         self._inbox: LatestSlot[Captured] = LatestSlot()
         # Room for the playout delay's worth of frames at the highest frame rate.
         capacity = max(4, int(clock.max_delay_s * max_fps) + 2)
@@ -144,9 +142,7 @@ class AvatarVideoTrack(TransformTrack):
 
     # -- quality levels ------------------------------------------------------------
     def _apply_quality(self, quality: str) -> None:
-        set_quality = getattr(self._animator, "set_quality", None)
-        if callable(set_quality):
-            set_quality(quality)
+        self._animator.set_quality(quality)
 
     def _apply_level(self, move: Move | None) -> None:
         level = self.controller.level
@@ -191,10 +187,8 @@ class AvatarVideoTrack(TransformTrack):
         stage.labels("video", "animate").observe(t2 - t1)
         # Backends that time their own stages (face tracking, warp, generate...) say so
         # in ``stage_seconds``; those land in the same histogram as "animate.<stage>".
-        inner = getattr(self._animator, "stage_seconds", None)
-        if isinstance(inner, dict):
-            for name, seconds in inner.items():
-                stage.labels("video", f"animate.{name}").observe(seconds)
+        for name, seconds in self._animator.stage_seconds.items():
+            stage.labels("video", f"animate.{name}").observe(seconds)
         stage.labels("video", "convert").observe(t3 - t2)
         self._next_start = t0 + 0.95 * self._interval
         move = self.controller.record(t3 - t0, time.monotonic())
@@ -219,9 +213,9 @@ class AvatarVideoTrack(TransformTrack):
         return item.arrival - item.capture > STALE_S and self._due(item.capture) < now - STALE_S
 
     def _due(self, capture: float) -> float:
-        """Playout time of a video frame: a little ahead of the shared clock, since
-        video spends longer than audio in the encoder, packetizer and decoder."""
-        return self._clock.due(capture) - self._lead_s
+        """Playout time of a video frame: ahead of the voice by the video's longer way
+        to the viewer (codecs, the receiver's jitter buffer and compositor)."""
+        return self._clock.due(capture, "video")
 
     # -- stage 3: paced output -----------------------------------------------------
     async def recv(self) -> VideoFrame:

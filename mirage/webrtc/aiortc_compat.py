@@ -23,6 +23,16 @@
    #642, #1192). ``BoundedDecodeQueue`` drops the stale backlog: for video it
    then waits for a key frame and asks for one (PLI), so decoding resumes at the
    live edge, never on a corrupt reference.
+
+4. Key frames on every bitrate wobble. aiortc's ``Vp8Encoder`` throws its codec
+   away and opens a new one (whose first frame is a key frame, several times a
+   delta frame's size) whenever the receiver's REMB moves the target by more than
+   10 %. Under loss and retransmission REMB wobbles, so the avatar got a key frame
+   every 2 s without a single PLI; each one is a burst of packets that is likelier
+   to lose one and that the browser's jitter estimator (which models frame size)
+   answers by buffering more. ``SteadyVp8Encoder`` follows a bitrate change at most
+   once per ``hold_s``, and a cut below half at once (real congestion). ``install``
+   routes aiortc's sender to it. Remove when aiortc reconfigures libvpx in place.
 """
 
 from __future__ import annotations
@@ -31,12 +41,16 @@ import asyncio
 import contextvars
 import queue
 import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCPeerConnection
+import aiortc.rtcrtpsender
+from aiortc import RTCPeerConnection, RTCRtpCodecParameters
+from aiortc.codecs.base import Encoder
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 
@@ -56,9 +70,51 @@ def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     return [h for h in hosts if (":" in h and use_ipv6) or (":" not in h and use_ipv4)]
 
 
+_stock_get_encoder = aiortc.rtcrtpsender.get_encoder
+
+
 def install() -> None:
-    """Route aioice's address lookup through the context variable (idempotent)."""
+    """Route aioice's address lookup through the context variable, and aiortc's
+    senders to ``SteadyVp8Encoder`` for VP8 (idempotent)."""
     aioice.ice.get_host_addresses = _get_host_addresses
+    aiortc.rtcrtpsender.get_encoder = _get_encoder  # type: ignore[attr-defined]
+
+
+def _get_encoder(codec: RTCRtpCodecParameters) -> Encoder:
+    if codec.mimeType.lower() == "video/vp8":
+        return SteadyVp8Encoder()
+    return _stock_get_encoder(codec)
+
+
+class SteadyVp8Encoder(Vp8Encoder):
+    """aiortc's VP8 encoder, but a new target bitrate (REMB) reaches the codec at most
+    once per ``hold_s`` (a cut below half of the current target at once); see the
+    module docstring."""
+
+    def __init__(self, hold_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._hold_s = hold_s
+        self._clock = clock
+        self._changed: float | None = None
+
+    @property
+    def target_bitrate(self) -> int:
+        return _VP8_TARGET.fget(self)  # type: ignore[misc]
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        current = self.target_bitrate
+        now = self._clock()
+        if abs(bitrate - current) <= 0.1 * current:
+            return  # what the codec would ignore anyway
+        held = self._changed is not None and now - self._changed < self._hold_s
+        if held and bitrate >= current / 2:
+            return
+        self._changed = now
+        _VP8_TARGET.fset(self, bitrate)  # type: ignore[misc]
+
+
+_VP8_TARGET: property = Vp8Encoder.target_bitrate  # type: ignore[assignment]
 
 
 def _bind_in_port_range(loop: asyncio.AbstractEventLoop) -> None:
@@ -276,6 +332,7 @@ def use_low_latency_receivers(
 __all__ = [
     "BoundedDecodeQueue",
     "LowLatencyJitterBuffer",
+    "SteadyVp8Encoder",
     "ice_hosts",
     "install",
     "is_keyframe",

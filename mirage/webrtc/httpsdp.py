@@ -12,7 +12,7 @@ from aiohttp import web
 from mirage.config import Settings
 from mirage.models.base import BadInput
 from mirage.security import turn
-from mirage.webrtc.signalling import BadOffer, TooLarge
+from mirage.webrtc.offer import BadOffer
 
 SDP = "application/sdp"
 
@@ -21,20 +21,14 @@ class UnsupportedMediaType(BadInput):
     status = 415
 
 
-async def read_sdp(request: web.Request, max_bytes: int) -> str:
-    """The request's SDP offer: 415 unless ``application/sdp``, 413 over ``max_bytes``,
-    400 unless it is UTF-8 text starting with ``v=0``."""
+async def read_sdp(request: web.Request) -> str:
+    """The request's SDP offer: 415 unless ``application/sdp``, 400 unless it is UTF-8
+    text starting with ``v=0``. (Its size is capped by the route's policy, once, in
+    ``mirage.security.limits``: an SDP body is at most ``max_offer_bytes``.)"""
     if request.content_type != SDP:
         got = request.headers.get("Content-Type", "none")
         raise UnsupportedMediaType(f"the body must be {SDP} (an SDP offer), got {got!r}")
-    declared = request.content_length
-    if declared is not None and declared > max_bytes:
-        raise TooLarge(f"offer is {declared} bytes; the limit is {max_bytes}")
-    body = b""
-    while chunk := await request.content.read(max_bytes + 1 - len(body)):
-        body += chunk  # never more than the limit in memory
-        if len(body) > max_bytes:
-            raise TooLarge(f"offer is over {max_bytes} bytes, the limit")
+    body = await request.read()
     try:
         sdp = body.decode("utf-8")
     except UnicodeDecodeError:

@@ -12,36 +12,37 @@ import asyncio
 import io
 
 import numpy as np
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 
 from mirage.engine.backends import face_check
-from mirage.images import ImageLimits, ImageTooLarge, decode_image
+from mirage.images import ImageLimits, decode_image
 from mirage.models.base import BadInput
 from mirage.state import SERVER
 
 MAX_PARTS = 8  # a portrait form has one field; a body of many parts is not one
 
 
-async def _read_upload(request: web.Request, limit: int) -> bytes:
-    """The image bytes, never more than ``limit`` (multipart is not bounded by aiohttp).
+async def _read_upload(request: web.Request) -> bytes:
+    """The image bytes: the body itself, or a multipart form's ``image`` field.
 
-    Streamed by hand, never ``request.post()``: that spools file fields to a
-    temporary file on disk, and portraits must stay in memory (SECURITY.md)."""
+    The whole body is read in memory first (its size is capped once, by the
+    route's policy in ``mirage.security.limits``) and the form parsed from there,
+    never ``request.post()``: that spools file fields to a temporary file on disk,
+    and portraits must stay in memory (SECURITY.md)."""
+    body = await request.read()
     if not request.content_type.startswith("multipart/"):
-        return await request.read()  # bounded per route by mirage/security/limits.py
+        return body
+    stream = StreamReader(request.protocol, max(len(body), 2**16), loop=asyncio.get_running_loop())
+    stream.feed_data(body)
+    stream.feed_eof()
     try:
-        reader = await request.multipart()
+        reader = MultipartReader(request.headers, stream)
         for _ in range(MAX_PARTS):
             part = await reader.next()
             if part is None:
                 break
             if isinstance(part, BodyPartReader) and part.name == "image":
-                data = bytearray()
-                while chunk := await part.read_chunk():
-                    data += chunk
-                    if len(data) > limit:
-                        raise ImageTooLarge(f"the image is over the limit of {limit} bytes")
-                return bytes(data)
+                return bytes(await part.read())
     except (ValueError, AssertionError, RuntimeError) as exc:  # aiohttp's parse errors
         raise BadInput(f"malformed multipart body: {exc or type(exc).__name__}") from None
     raise BadInput("multipart upload has no 'image' field")
@@ -50,7 +51,7 @@ async def _read_upload(request: web.Request, limit: int) -> bytes:
 async def handle_post_reference(request: web.Request) -> web.Response:
     server = request.app[SERVER]
     limits = ImageLimits(server.settings.max_image_bytes, server.settings.max_image_side)
-    data = await _read_upload(request, limits.max_bytes)
+    data = await _read_upload(request)
     loop = asyncio.get_running_loop()
     image = await loop.run_in_executor(None, decode_image, data, limits)
     session_id = request.query.get("session_id")
@@ -61,7 +62,7 @@ async def handle_post_reference(request: web.Request) -> web.Response:
         # The default backend must find a face in it.
         face, models_dir = server.defaults["face"], server.settings.models_dir
         await loop.run_in_executor(None, face_check, face, models_dir, image)
-        server.reference = image
+        server.set_default_reference(image)
         target = "default"
     h, w = image.shape[:2]
     return web.json_response({"ok": True, "target": target, "width": w, "height": h})

@@ -9,7 +9,6 @@ connecting) never ends the session.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from typing import Any
@@ -21,8 +20,10 @@ from mirage.models.base import MirageError
 from mirage.state import SERVER, MirageServer, NoSuchSession
 from mirage.webrtc import aiortc_compat, httpsdp
 from mirage.webrtc.fanout import Tap
+from mirage.webrtc.lifetime import PeerLifetime
+from mirage.webrtc.offer import BadOffer
 from mirage.webrtc.session import Session
-from mirage.webrtc.signalling import BadOffer, new_peer_connection
+from mirage.webrtc.signalling import new_peer_connection
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,13 @@ class WhepViewer:
         self.session = session
         self.pc = pc
         self.taps: list[Tap] = []
-        self.closed_reason: str | None = None
-        self._grace_s = grace_s
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._life = PeerLifetime(
+            pc, lambda: f"viewer {self.id} of {session.id}", grace_s, self.close
+        )
+
+    @property
+    def closed_reason(self) -> str | None:
+        return self._life.closed_reason
 
     async def answer(self, sdp: str, settings: Any) -> str:
         """Answer the player's (receive-only) offer with the session's tracks."""
@@ -77,46 +82,15 @@ class WhepViewer:
             )
         with aiortc_compat.ice_hosts(settings.ice_hosts, settings.udp_ports):
             await pc.setLocalDescription(await pc.createAnswer())
-        self._watch()
+        self._life.watch(connect_timeout_s=CONNECT_TIMEOUT_S)
         return str(pc.localDescription.sdp)
-
-    def _watch(self) -> None:
-        pc = self.pc
-
-        @pc.on("connectionstatechange")
-        def on_state() -> None:
-            state = pc.connectionState
-            log.info("viewer %s of %s: %s", self.id, self.session.id, state)
-            if state in ("failed", "closed"):
-                self._spawn(self.close(f"connection {state}"))
-            elif state == "disconnected":
-                self._spawn(self._close_if_still("disconnected", self._grace_s))
-
-        self._spawn(self._close_if_still("new", CONNECT_TIMEOUT_S))
-
-    async def _close_if_still(self, state: str, after_s: float) -> None:
-        await asyncio.sleep(after_s)
-        if state == "new" and self.pc.connectionState != "connected":
-            await self.close("never connected")
-        elif self.pc.connectionState == state:
-            await self.close(f"{state} past grace")
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def close(self, reason: str) -> None:
         """Idempotent; the session goes on."""
-        if self.closed_reason is not None:
+        if not self._life.begin_close(reason):  # also cancels the viewer's grace tasks
             return
-        self.closed_reason = reason
         log.info("viewer %s of %s closing: %s", self.id, self.session.id, reason)
-        self.session.outputs.viewers.pop(self.id, None)
-        current = asyncio.current_task()
-        for task in list(self._tasks):
-            if task is not current:
-                task.cancel()
+        self.session.remove_viewer(self.id)
         for tap in self.taps:
             tap.stop()
         await self.pc.close()
@@ -126,12 +100,7 @@ LATEST = "latest"  # /whep/latest: the newest session (one OBS feeding one OBS)
 
 
 def _live_session(server: MirageServer, session_id: str) -> Session:
-    if session_id == LATEST:
-        live = [s for s in server.sessions.values() if s.closed_reason is None]
-        if not live:
-            raise NoSuchSession("no session to watch yet")
-        session_id = max(live, key=lambda s: s.created).id
-    session = server.session(session_id)
+    session = server.latest_session() if session_id == LATEST else server.session(session_id)
     if session.closed_reason is not None or session.outputs.closed:
         raise NoSuchSession(f"session {session_id!r} is ending")
     return session
@@ -142,12 +111,12 @@ async def handle_post(request: web.Request) -> web.Response:
     server = request.app[SERVER]
     settings = server.settings
     session = _live_session(server, request.match_info["session_id"])
-    sdp = await httpsdp.read_sdp(request, settings.max_offer_bytes)
+    sdp = await httpsdp.read_sdp(request)
     cap = settings.max_viewers_per_session
-    if len(session.outputs.viewers) >= cap:
+    if session.viewer_count >= cap:
         raise ViewersFull(f"session {session.id} has {cap} viewers, the limit; retry later")
     viewer = WhepViewer(session, new_peer_connection(server), settings.disconnected_grace_s)
-    session.outputs.viewers[viewer.id] = viewer  # counted while it is being answered
+    session.add_viewer(viewer.id, viewer)  # counted while it is being answered
     try:
         answer = await viewer.answer(sdp, settings)
         if session.closed_reason is not None:  # the session ended meanwhile
@@ -162,7 +131,7 @@ async def handle_delete(request: web.Request) -> web.Response:
     """``DELETE /whep/{session_id}/{viewer_id}``: that viewer stops; the session goes on."""
     session = request.app[SERVER].session(request.match_info["session_id"])
     viewer_id = request.match_info["viewer_id"]
-    viewer = session.outputs.viewers.get(viewer_id)
+    viewer = session.viewer(viewer_id)
     if not isinstance(viewer, WhepViewer):
         raise NoSuchViewer(f"session {session.id} has no viewer {viewer_id!r}")
     await viewer.close("closed by DELETE")
@@ -172,7 +141,7 @@ async def handle_delete(request: web.Request) -> web.Response:
 async def handle_patch(request: web.Request) -> web.Response:
     session = request.app[SERVER].session(request.match_info["session_id"])
     viewer_id = request.match_info["viewer_id"]
-    if viewer_id not in session.outputs.viewers:
+    if session.viewer(viewer_id) is None:
         raise NoSuchViewer(f"session {session.id} has no viewer {viewer_id!r}")
     return httpsdp.patch_not_allowed(RESOURCE_ALLOW)
 

@@ -16,9 +16,12 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from mirage.security.policy import COSTLY, OPEN, PROTECTED
+from mirage.security.policy import add_route as route
 from mirage.state import SERVER
 from mirage.webrtc import httpsdp, whep
-from mirage.webrtc.signalling import BadOffer, Offer, counted, open_session, parse_quality
+from mirage.webrtc.offer import BadOffer, Offer, parse_quality
+from mirage.webrtc.signalling import counted, open_session
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ async def handle_post(request: web.Request) -> web.Response:
     """``POST /whip``: 201 + the SDP answer + ``Location: /whip/{session_id}``."""
     server = request.app[SERVER]
     with counted(server):
-        sdp = await httpsdp.read_sdp(request, server.settings.max_offer_bytes)
+        sdp = await httpsdp.read_sdp(request)
         session = await open_session(server, offer_from_query(sdp, request.query))
     log.info("WHIP session %s: watch it at /whep/%s", session.id, session.id)
     answer = str(session.pc.localDescription.sdp)
@@ -74,16 +77,15 @@ async def handle_patch(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """The WHIP endpoint and session resources, and the WHEP ones."""
-    router = app.router
-    router.add_post("/whip", handle_post)
-    router.add_route("OPTIONS", "/whip", handle_options)
-    router.add_delete("/whip/{session_id}", handle_delete)
-    router.add_patch("/whip/{session_id}", handle_patch)
-    router.add_post("/whep/{session_id}", whep.handle_post)
-    router.add_route("OPTIONS", "/whep/{session_id}", whep.handle_options)
-    router.add_delete("/whep/{session_id}/{viewer_id}", whep.handle_delete)
-    router.add_patch("/whep/{session_id}/{viewer_id}", whep.handle_patch)
+    """The WHIP endpoint and session resources, and the WHEP ones, with their policies."""
+    route(app, "POST", "/whip", handle_post, COSTLY)  # makes a session
+    route(app, "OPTIONS", "/whip", handle_options, OPEN)
+    route(app, "DELETE", "/whip/{session_id}", handle_delete, PROTECTED)
+    route(app, "PATCH", "/whip/{session_id}", handle_patch, PROTECTED)
+    route(app, "POST", "/whep/{session_id}", whep.handle_post, PROTECTED)
+    route(app, "OPTIONS", "/whep/{session_id}", whep.handle_options, OPEN)
+    route(app, "DELETE", "/whep/{session_id}/{viewer_id}", whep.handle_delete, PROTECTED)
+    route(app, "PATCH", "/whep/{session_id}/{viewer_id}", whep.handle_patch, PROTECTED)
 
 
 __all__ = ["QUERY_KEYS", "add_routes", "handle_delete", "handle_post", "offer_from_query"]

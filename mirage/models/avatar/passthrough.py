@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from mirage.models.base import FaceAnimator
+
 
 def fit_square(image: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop ``image`` to a square and resize it to ``size``×``size``."""
@@ -18,7 +20,7 @@ def fit_square(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(square, (size, size), interpolation=interp)
 
 
-class PassthroughAnimator:
+class PassthroughAnimator(FaceAnimator):
     """Shows the driver unchanged; the reference is accepted and ignored."""
 
     def set_reference(self, image: np.ndarray) -> None:
@@ -26,6 +28,3 @@ class PassthroughAnimator:
 
     def animate(self, driver: np.ndarray, size: int) -> np.ndarray:
         return fit_square(driver, size)
-
-    def reset(self) -> None:
-        pass

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from mirage.models.base import BadInput
+from mirage.models.base import BadInput, VoiceConverter
 from mirage.models.voice.presets import VoiceParams, presets, resolve
 
 with warnings.catch_warnings():  # pyworld imports the deprecated pkg_resources
@@ -281,7 +281,7 @@ class PulseSynth:
         return np.asarray(np.fft.irfft(shaped, _FFT, axis=-1))
 
 
-class DspConverter:
+class DspConverter(VoiceConverter):
     """Pitch and formant shift of 16 kHz speech, block by block, on one CPU core.
 
     Made by ``create_converter("dsp", preset=..., semitones=..., formant=...,

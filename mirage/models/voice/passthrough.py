@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from mirage.models.base import VoiceConverter
 
-class PassthroughConverter:
+
+class PassthroughConverter(VoiceConverter):
     """Returns each block as it came: 20 ms at 48 kHz, no added delay."""
 
     def __init__(self, sample_rate: int = 48000, block_ms: float = 20.0) -> None:

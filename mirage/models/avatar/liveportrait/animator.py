@@ -37,7 +37,13 @@ from mirage.models.avatar.liveportrait.pipeline import (
     StageTimer,
 )
 from mirage.models.avatar.passthrough import fit_square
-from mirage.models.base import BackendUnavailable, BadInput, NoFaceError, WeightsMissing
+from mirage.models.base import (
+    BackendUnavailable,
+    BadInput,
+    FaceAnimator,
+    NoFaceError,
+    WeightsMissing,
+)
 from mirage.models.face import landmark203
 from mirage.models.face.mesh import FaceMesh
 from mirage.models.face.tracker import FaceTracker, Landmarker, TrackerConfig
@@ -103,8 +109,8 @@ class _Reference:
     face: cropping.FaceRect  # the source crop's square
 
 
-class LivePortraitAnimator:
-    """LivePortrait behind the ``FaceAnimator`` protocol (one per session; not thread-safe).
+class LivePortraitAnimator(FaceAnimator):
+    """LivePortrait as a ``FaceAnimator`` (one per session; not thread-safe).
 
     ``device``: auto | cuda | cpu. On CUDA it runs under fp16 autocast with channels_last
     (``half`` / ``channels_last`` override); ``compile`` wraps W and G in torch.compile,

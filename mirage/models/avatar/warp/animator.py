@@ -23,7 +23,7 @@ from mirage.models.avatar.warp.meshwarp import backward_map, warp
 from mirage.models.avatar.warp.portrait import BASE, Portrait, prepare
 from mirage.models.avatar.warp.smoothing import OneEuroConfig, OneEuroFilter
 from mirage.models.avatar.warp.topology import RIGID
-from mirage.models.base import BadInput, NoFaceError
+from mirage.models.base import BadInput, FaceAnimator, NoFaceError
 from mirage.models.face.mesh import NUM_POINTS, FaceLandmarks, FaceMesh
 
 
@@ -119,7 +119,7 @@ def _mesh_for(portrait: Portrait, motion: pose.Motion, expression: np.ndarray) -
     return target.astype(np.float32)
 
 
-class WarpAnimator:
+class WarpAnimator(FaceAnimator):
     """Moves a reference portrait like the driver's face, by a landmark-driven mesh warp.
 
     Not thread-safe: one instance per session, used from one worker thread.
@@ -157,8 +157,7 @@ class WarpAnimator:
         self._last_t: float | None = None
         self._age_s = 0.0  # seconds of frames seen, for the idle motion
         self.last_motion: pose.Motion | None = None  # for diagnostics and tests
-        #: Wall time of each stage of the last ``animate`` call, for metrics and benchmarks.
-        self.stage_seconds: dict[str, float] = {}
+        self._stage_seconds: dict[str, float] = {}
         if reference is not None:
             self.set_reference(reference)
 
@@ -178,6 +177,11 @@ class WarpAnimator:
         self._target = None
         self._presence = 0.0
         self._fit_neutral()
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """Wall time of each stage of the last ``animate`` call, for metrics and benchmarks."""
+        return self._stage_seconds
 
     @property
     def portrait(self) -> Portrait:
@@ -223,7 +227,7 @@ class WarpAnimator:
                 self._presence *= math.exp(-dt / self.config.ease_s)
         t2 = time.perf_counter()
         out = self._render(portrait, int(size))
-        self.stage_seconds = {
+        self._stage_seconds = {
             "landmarks": t1 - t0,
             "motion": t2 - t1,
             "render": time.perf_counter() - t2,

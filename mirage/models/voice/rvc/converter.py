@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mirage.models.base import BadInput
+from mirage.models.base import BadInput, VoiceConverter
 from mirage.models.checkpoint import BadCheckpoint
 from mirage.models.voice.rvc.checkpoint import (
     INDEX_FILE,
@@ -107,7 +107,7 @@ def _envelope(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq[hi] - sq[lo], 0.0) / np.maximum(hi - lo, 1))
 
 
-class RvcConverter:
+class RvcConverter(VoiceConverter):
     """RVC v1/v2 voice conversion as a streaming ``VoiceConverter`` at 16 kHz.
 
     Options: ``semitones`` shifts the pitch; ``index_rate`` mixes in features retrieved
