@@ -57,12 +57,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gpu_fill
 
-from mirage.models.avatar.liveportrait import LivePortraitNetworks, build_network
 from mirage.models.avatar.liveportrait import keypoints as kpt
 from mirage.models.avatar.liveportrait.animator import LivePortraitAnimator
+from mirage.models.avatar.liveportrait.loader import LivePortraitNetworks
+from mirage.models.avatar.liveportrait.networks import build_network
 from mirage.models.face.mesh import FaceLandmarks
 from mirage.models.face.tracker import FaceTracker, TrackerConfig
-from mirage.models.voice.rvc import build_network as build_rvc
+from mirage.models.voice.rvc.build import build_network as build_rvc
 from mirage.models.voice.rvc.converter import WARMUP_FRAMES, StreamLayout
 from mirage.models.voice.rvc.hubert import load_content_encoder
 from mirage.models.voice.rvc.pitch import (

@@ -39,8 +39,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mirage.models import create_animator
-from mirage.models.avatar.liveportrait import LivePortraitNetworks, build_network
-from mirage.models.avatar.liveportrait.loader import unavailable_reason
+from mirage.models.avatar.liveportrait.loader import LivePortraitNetworks, unavailable_reason
+from mirage.models.avatar.liveportrait.networks import build_network
 from tests.conftest import GOLDEN, MEDIA
 
 STAGES = (

@@ -30,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mirage.client.connect import Refused  # noqa: E402
 from mirage.client.probe import Probe  # noqa: E402
 
 
@@ -116,8 +117,8 @@ async def check_admission(capacity: int, args: argparse.Namespace) -> bool:
         print("at the limit:", ", ".join(f"{fps:.1f} fps" for fps, _ in results))
         try:
             await extra.connect()
-        except RuntimeError as exc:
-            refused = "(503)" in str(exc)
+        except Refused as exc:
+            refused = exc.status == 503
             print(f"one more: {exc}")
         else:
             refused = False

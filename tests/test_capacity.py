@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from mirage.capacity import Device, sessions_for
+from mirage.client.connect import Refused
 from mirage.client.probe import Probe
 from mirage.config import Settings
 from mirage.state import SERVER
@@ -44,7 +45,8 @@ async def test_a_burst_of_offers_cannot_pass_the_limit(start_server: StartServer
         results = await asyncio.gather(*(p.connect() for p in probes), return_exceptions=True)
         refused = [r for r in results if isinstance(r, Exception)]
         assert len(refused) == 1, results
-        assert "(503)" in str(refused[0]) and "at capacity (1 sessions)" in str(refused[0])
+        assert isinstance(refused[0], Refused) and refused[0].status == 503, refused
+        assert "at capacity (1 sessions)" in str(refused[0]) and not refused[0].permanent
         assert len(server.app[SERVER].sessions) == 1
         async with aiohttp.ClientSession() as http, http.get(f"{url}/health") as resp:
             health = await resp.json()

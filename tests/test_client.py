@@ -584,3 +584,97 @@ async def test_client_takes_the_servers_ice_servers_with_turn_credentials(
         assert [s.urls for s in refused] == ["stun:x:1"]
         gone = await fetch_ice_servers(http, loopback("http://127.0.0.1:9", ice_servers=()))
         assert gone == []
+
+
+async def test_probe_makes_its_connection_as_the_client_does(aiohttp_server: Any) -> None:
+    """The measuring probe shares the client's exchange (mirage/client/connect.py): it
+    asks for the server's ICE list with its token, skips entries it cannot use, and a
+    refusal is a ``Refused`` with the server's reason, not a bare error."""
+    from mirage.client.connect import Refused, fetch_ice_servers
+    from mirage.client.probe import Probe
+    from mirage.ice import rtc_ice_servers
+
+    seen: list[tuple[str, str | None]] = []
+    junk = [{"urls": []}, "stun:bare-string", {"username": "u"}, None]
+
+    async def ice(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("Authorization")))
+        return web.json_response({"iceServers": junk})
+
+    async def offer(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("Authorization")))
+        return web.json_response({"error": "bad token"}, status=401)
+
+    app = web.Application()
+    app.router.add_get("/ice-servers", ice)
+    app.router.add_post("/offer", offer)
+    gate = await aiohttp_server(app, host="127.0.0.1")
+    probe = Probe(base_url(gate), size=128, token="t0ken")
+    try:
+        with pytest.raises(Refused, match=r"offer refused: bad token \(HTTP 401\)") as err:
+            await probe.connect()
+        assert err.value.permanent
+    finally:
+        await probe.close()
+    assert seen == [("/ice-servers", "Bearer t0ken"), ("/offer", "Bearer t0ken")]
+    async with aiohttp.ClientSession() as http:
+        assert await fetch_ice_servers(http, loopback(base_url(gate))) == []
+    (entry,) = rtc_ice_servers([*junk, {"urls": "turn:h:3478", "username": "u", "credential": "c"}])
+    assert (entry.urls, entry.username, entry.credential) == ("turn:h:3478", "u", "c")
+
+
+def test_a_sink_writes_its_buffer_on_close_and_stops_at_a_failed_write() -> None:
+    """``ThreadSink`` on the engine's ``Worker``: a bounded buffer (oldest dropped),
+    what is buffered is written before the device is released, in the writer thread,
+    once; a write that raises ends the sink with the reason."""
+    import threading
+
+    from mirage.client.sinks import ThreadSink
+
+    class Device(ThreadSink):
+        name = "test-device"
+
+        def __init__(self, fail_at: int | None = None) -> None:
+            super().__init__(capacity=3)
+            self.fail_at = fail_at
+            self.got: list[int] = []
+            self.released_in: list[str] = []
+
+        def _write(self, frame: Any) -> None:
+            time.sleep(0.03)  # a slow device: close() comes while frames still wait
+            if frame.pts == self.fail_at:
+                raise OSError("unplugged")
+            self.got.append(frame.pts)
+
+        def _finish(self) -> None:
+            self.released_in.append(threading.current_thread().name)
+
+    def frame(pts: int) -> VideoFrame:
+        out = VideoFrame(16, 16, "rgb24")
+        out.pts = pts
+        return out
+
+    sink = Device()
+    for pts in range(6):  # before the writer starts: only the newest 3 stay
+        sink.put(frame(pts))
+    sink.start()
+    sink.close()
+    assert sink.got == [3, 4, 5] and sink.dropped == 3 and sink.written == 3
+    assert sink.released_in == ["mirage-test-device"] and sink.error is None
+    sink.put(frame(6))  # closed: ignored
+    assert sink.got == [3, 4, 5]
+
+    broken = Device(fail_at=1)
+    broken.start()
+    for pts in range(3):
+        broken.put(frame(pts))
+        time.sleep(0.05)
+    started = time.monotonic()
+    broken.close()
+    assert time.monotonic() - started < 1.0
+    assert broken.got == [0] and str(broken.error) == "unplugged"
+    assert broken.released_in == ["mirage-test-device"]
+
+    never = Device()  # closed without starting: released all the same
+    never.close()
+    assert never.released_in == [threading.current_thread().name]

@@ -5,6 +5,7 @@ other and with the server. Also the instance id that makes routing possible."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,10 @@ def test_instance_id_from_env_and_flag_and_its_checks() -> None:
         build_parser().parse_args(["serve", "--instance-id", "No"])
 
 
-async def test_session_ids_carry_the_instance_id(start_server: StartServer) -> None:
+async def test_session_ids_carry_the_instance_id(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mirage.webrtc")
     for instance_id, pattern in (("q7", r"q7-[0-9a-f]{32}"), ("", r"[0-9a-f]{32}")):
         server = await start_server(instance_id=instance_id)
         probe = Probe(base_url(server), size=128, fps=10.0)
@@ -141,3 +145,5 @@ async def test_session_ids_carry_the_instance_id(start_server: StartServer) -> N
             assert re.fullmatch(pattern, str(probe.session_id)), probe.session_id
         finally:
             await probe.close()
+        # The logs name the session by its whole id: a prefix would be the instance's.
+        assert f"session {probe.session_id} closing: closed by DELETE" in caplog.text

@@ -92,7 +92,7 @@ def test_registry_makes_backends_by_name_and_rejects_unknown() -> None:
 def test_any_input_frame_becomes_mono_float(fmt: str, layout: str, rate: int) -> None:
     from av import AudioFrame
 
-    from mirage.tracks.audio import to_mono_float
+    from mirage.tracks.pcm import to_mono_float
 
     n = rate // 50
     left = 0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from mirage.models.base import WeightsMissing
+from mirage.models.checkpoint import BadCheckpoint
 from mirage.models.voice.rvc import hubert
-from mirage.models.voice.rvc.checkpoint import CheckpointError
 from tests.speech import speech
 
 HIDDEN, HEADS, FFN, CONV_DIM, POS_K, POS_G, FINAL, LAYERS = 32, 4, 48, 24, 8, 4, 16, 12
@@ -260,15 +260,15 @@ def test_missing_file_names_it(tmp_path: Path) -> None:
 def test_corrupt_file_names_it(tmp_path: Path) -> None:
     path = tmp_path / "hubert_base.pt"
     path.write_bytes(b"PK\x03\x04 this is not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"cannot read .*hubert_base\.pt"):
+    with pytest.raises(BadCheckpoint, match=r"cannot read .*hubert_base\.pt"):
         hubert.load_content_encoder(path, "v1")
 
 
 def test_wrong_container_names_it(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
     path = tmp_path / "hubert_base.pt"
     torch.save(state, path)  # a bare state dict, not fairseq's container
-    with pytest.raises(CheckpointError, match="not a fairseq checkpoint"):
+    with pytest.raises(BadCheckpoint, match="not a fairseq checkpoint"):
         hubert.load_content_encoder(path, "v1")
     torch.save({"model": {k: v for k, v in state.items() if "fc1" not in k}}, path)
-    with pytest.raises(CheckpointError, match="does not fit a HuBERT base layout"):
+    with pytest.raises(BadCheckpoint, match="does not fit a HuBERT base layout"):
         hubert.load_content_encoder(path, "v1")

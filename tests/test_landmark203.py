@@ -22,8 +22,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from mirage.models.avatar.liveportrait import animator as lp  # noqa: E402
 from mirage.models.avatar.liveportrait import crop as C  # noqa: E402
-from mirage.models.avatar.liveportrait.loader import BadCheckpoint  # noqa: E402
 from mirage.models.base import BackendUnavailable, BadInput, WeightsMissing  # noqa: E402
+from mirage.models.checkpoint import BadCheckpoint  # noqa: E402
 from mirage.models.face import landmark203 as L  # noqa: E402
 from mirage.models.face.mesh import FaceMesh  # noqa: E402
 from tests.conftest import MEDIA  # noqa: E402

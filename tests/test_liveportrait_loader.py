@@ -19,19 +19,21 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mirage.models.avatar.liveportrait import (  # noqa: E402
+from mirage.app import create_app  # noqa: E402
+from mirage.models.avatar.liveportrait.loader import (  # noqa: E402
     CHECKPOINT_FILES,
-    NETWORK_NAMES,
-    BadCheckpoint,
     checkpoint_paths,
     load_network,
     load_networks,
     missing_weights,
     save_checkpoints,
 )
+from mirage.models.avatar.liveportrait.networks import NETWORK_NAMES  # noqa: E402
 from mirage.models.base import WeightsMissing  # noqa: E402
+from mirage.models.checkpoint import BadCheckpoint  # noqa: E402
 from mirage.weights import DEFAULT_MODELS_DIR  # noqa: E402
 from tests.conftest import GOLDEN, load_fill  # noqa: E402
+from tests.server_fixtures import LOOPBACK  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,6 +145,23 @@ def test_corrupt_file_names_the_file(tmp_path: Path) -> None:
         load_network("appearance_feature_extractor", tmp_path)
 
 
+async def test_a_damaged_file_is_a_server_fault(aiohttp_client: Any, tmp_path: Path) -> None:
+    """503, as for RVC's files and an absent file: the client cannot repair the server's
+    weights folder (tests/test_rvc_converter.py asserts the same)."""
+    for rel in CHECKPOINT_FILES.values():  # all present, none usable
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    client = await aiohttp_client(create_app(LOOPBACK.replace(models_dir=str(tmp_path))))
+    sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    options = {"face": "liveportrait", "face_options": {"device": "cpu", "landmarks": "mediapipe"}}
+    body = {"sdp": sdp, "type": "offer", "options": options}
+    resp = await client.post("/offer", data=json.dumps(body))
+    answer = await resp.json()
+    assert resp.status == 503, answer
+    first = tmp_path / CHECKPOINT_FILES["appearance_feature_extractor"]
+    assert f"cannot read LivePortrait weight file {first}" in answer["error"]
+
+
 def test_wrong_keys_name_the_file_and_keys(tmp_path: Path) -> None:
     path = write_official(tmp_path, "appearance_feature_extractor")
     state = torch.load(path, weights_only=True)
@@ -191,12 +210,11 @@ def test_stitching_part_with_wrong_keys_names_the_part(tmp_path: Path) -> None:
 
 def test_package_import_does_not_load_torch() -> None:
     code = (
-        "import sys, mirage.models, mirage.models.avatar.liveportrait as lp\n"
+        "import sys, mirage.models, mirage.models.avatar.liveportrait.loader as lp\n"
         "assert 'torch' not in sys.modules, 'import'\n"
         "assert lp.missing_weights('/nonexistent')\n"
+        "assert lp.unavailable_reason('/nonexistent').startswith('missing ')\n"
         "assert 'torch' not in sys.modules, 'missing_weights'\n"
-        "try:\n    lp.no_such_name\nexcept AttributeError:\n    pass\n"
-        "else:\n    raise SystemExit('no AttributeError')\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60

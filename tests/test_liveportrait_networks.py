@@ -20,10 +20,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mirage.models.avatar.liveportrait import NETWORK_NAMES, build_network  # noqa: E402
 from mirage.models.avatar.liveportrait import keypoints as kpt  # noqa: E402
 from mirage.models.avatar.liveportrait.appearance import AppearanceFeatureExtractor  # noqa: E402
 from mirage.models.avatar.liveportrait.motion import MotionExtractor  # noqa: E402
+from mirage.models.avatar.liveportrait.networks import NETWORK_NAMES, build_network  # noqa: E402
 from mirage.models.avatar.liveportrait.spade import SPADEDecoder  # noqa: E402
 from mirage.models.avatar.liveportrait.warping import WarpingNetwork  # noqa: E402
 from tests.conftest import GOLDEN, load_fill  # noqa: E402

@@ -208,7 +208,7 @@ def test_feather_mask_and_paste_back_keep_the_background() -> None:
 
 def filled(name: str) -> torch.nn.Module:
     """A network from ``build_network`` with the golden fill (strict load)."""
-    from mirage.models.avatar.liveportrait import build_network
+    from mirage.models.avatar.liveportrait.networks import build_network
 
     fill = load_fill()
     man = json.loads((LP_GOLDEN / f"{name}.manifest.json").read_text())

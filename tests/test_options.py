@@ -100,7 +100,7 @@ def test_every_default_passes_and_every_option_reaches_the_constructor(
     factory = registry._resolve(backend.factory)
     parameters = inspect.signature(factory).parameters
     if backend.name == "warp":
-        from mirage.models.avatar.warp import WarpConfig
+        from mirage.models.avatar.warp.animator import WarpConfig
 
         parameters = inspect.signature(WarpConfig).parameters
     for option in backend.options:

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from mirage.models.avatar.warp import WarpAnimator
+from mirage.models.avatar.warp.animator import WarpAnimator
 from mirage.state import SERVER
 from tests.conftest import MEDIA
 from tests.server_fixtures import StartServer, base_url

@@ -13,16 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from mirage.models.base import BadInput, WeightsMissing
-from mirage.models.voice.rvc import (
-    CheckpointError,
-    Synthesizer,
+from mirage.models.base import WeightsMissing
+from mirage.models.checkpoint import BadCheckpoint
+from mirage.models.voice.rvc.checkpoint import (
     load_rmvpe,
     load_synthesizer,
     model_path,
     save_synthesizer,
 )
-from mirage.models.voice.rvc.synthesizer import DEFAULT_NOISE_SCALE
+from mirage.models.voice.rvc.synthesizer import DEFAULT_NOISE_SCALE, Synthesizer
 from tests.test_rvc_networks import filled, golden, inputs, manifest
 
 Writer = Callable[..., Path]
@@ -142,7 +141,7 @@ def test_save_then_load_round_trips(tmp_path: Path) -> None:
 
 def load_synthesizer_from_scratch(tmp_path: Path) -> tuple[Synthesizer, Path]:
     """A randomly initialised v2 model written by ``save_synthesizer`` and read back."""
-    from mirage.models.voice.rvc import build_network
+    from mirage.models.voice.rvc.build import build_network
 
     net = build_network("rvc_v2_40k")
     assert isinstance(net, Synthesizer)
@@ -166,19 +165,20 @@ def test_missing_rmvpe_names_the_path(tmp_path: Path) -> None:
         load_rmvpe(models_dir=tmp_path)
 
 
-def test_corrupt_files_are_bad_input(tmp_path: Path) -> None:
+def test_corrupt_files_are_a_server_fault(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00not a checkpoint" * 100)
-    with pytest.raises(CheckpointError, match=r"garbage\.pth") as err:
+    with pytest.raises(BadCheckpoint, match=r"garbage\.pth") as err:
         load_synthesizer(garbage)
-    assert isinstance(err.value, BadInput)
-    with pytest.raises(CheckpointError, match=r"garbage\.pth"):
+    # Like an absent file (503): the client cannot repair the server's weights folder.
+    assert isinstance(err.value, WeightsMissing) and err.value.status == 503
+    with pytest.raises(BadCheckpoint, match=r"garbage\.pth"):
         load_rmvpe(garbage)
     # A real container cut short.
     _, path = load_synthesizer_from_scratch(tmp_path)
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=r"truncated\.pth"):
+    with pytest.raises(BadCheckpoint, match=r"truncated\.pth"):
         load_synthesizer(truncated)
 
 
@@ -191,7 +191,7 @@ def test_files_that_need_code_to_unpickle_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pth"
     with path.open("wb") as f:
         pickle.dump({"weight": _Payload(), "config": []}, f, protocol=2)
-    with pytest.raises(CheckpointError, match=r"refused .*evil\.pth.*print"):
+    with pytest.raises(BadCheckpoint, match=r"refused .*evil\.pth.*print"):
         load_synthesizer(path)
 
 
@@ -217,16 +217,16 @@ def test_wrong_containers_name_the_file(
     data = container("rvc_v2_40k", fills["rvc_v2_40k"])
     change(data)
     path = write(tmp_path / "broken_model.pth", data)
-    with pytest.raises(CheckpointError, match=message) as err:
+    with pytest.raises(BadCheckpoint, match=message) as err:
         load_synthesizer(path)
     assert "broken_model.pth" in str(err.value)
 
 
 def test_a_bare_tensor_is_not_a_model(tmp_path: Path) -> None:
     path = write(tmp_path / "tensor.pth", torch.zeros(3))
-    with pytest.raises(CheckpointError, match=r"tensor\.pth"):
+    with pytest.raises(BadCheckpoint, match=r"tensor\.pth"):
         load_synthesizer(path)
-    with pytest.raises(CheckpointError, match=r"tensor\.pth"):
+    with pytest.raises(BadCheckpoint, match=r"tensor\.pth"):
         load_rmvpe(path)
 
 
@@ -245,5 +245,5 @@ def test_rmvpe_loads_fp16_state_dict(tmp_path: Path) -> None:
         assert torch.equal(loaded[key], state[key].float())
     del state["fc.1.bias"]
     write(tmp_path / "rmvpe" / "rmvpe.pt", state)
-    with pytest.raises(CheckpointError, match=r"rmvpe\.pt.*fc\.1\.bias"):
+    with pytest.raises(BadCheckpoint, match=r"rmvpe\.pt.*fc\.1\.bias"):
         load_rmvpe(models_dir=tmp_path)

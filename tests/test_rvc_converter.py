@@ -8,22 +8,27 @@ The architecture and every streaming stage are the real ones; only the widths ar
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from mirage.app import create_app
 from mirage.models import VoiceConverter, create_converter
 from mirage.models.base import BadInput, WeightsMissing
+from mirage.models.checkpoint import BadCheckpoint
 from mirage.models.voice.rvc import pitch as rvc_pitch
-from mirage.models.voice.rvc.checkpoint import CheckpointError, save_synthesizer
+from mirage.models.voice.rvc.checkpoint import save_synthesizer
 from mirage.models.voice.rvc.converter import RvcConverter
 from mirage.models.voice.rvc.files import unavailable_reason
 from mirage.models.voice.rvc.index import FeatureIndex
 from mirage.models.voice.rvc.synthesizer import Synthesizer, SynthesizerConfig
 from tests.conftest import load_fill
 from tests.delay import measured_delay
+from tests.server_fixtures import LOOPBACK
 from tests.speech import speech
 from tests.test_hubert_mapping import checkpoint, fairseq_state
 
@@ -248,8 +253,27 @@ def test_corrupt_checkpoint_is_named(tmp_path: Path, models: Path, broken: str) 
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         data = (models / name).read_bytes()
         (tmp_path / name).write_bytes(data[: len(data) // 3] if name == broken else data)
-    with pytest.raises(CheckpointError, match=broken.split("/")[1].replace(".", r"\.")):
+    with pytest.raises(BadCheckpoint, match=broken.split("/")[1].replace(".", r"\.")):
         RvcConverter(models_dir=str(tmp_path))
+
+
+async def test_a_damaged_model_file_is_a_server_fault(
+    aiohttp_client: Any, tmp_path: Path, models: Path
+) -> None:
+    """503, as for LivePortrait's files and an absent file: the client cannot repair the
+    server's weights folder (tests/test_liveportrait_loader.py asserts the same)."""
+    for name in ("rvc/model.pth", "hubert/hubert_base.pt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        data = (models / name).read_bytes()
+        (tmp_path / name).write_bytes(data[: len(data) // 3] if name == "rvc/model.pth" else data)
+    assert unavailable_reason(str(tmp_path)) is None  # present: only loading finds the fault
+    client = await aiohttp_client(create_app(LOOPBACK.replace(models_dir=str(tmp_path))))
+    sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    body = {"sdp": sdp, "type": "offer", "options": {"voice": "rvc", "voice_options": QUIET}}
+    resp = await client.post("/offer", data=json.dumps(body))
+    answer = await resp.json()
+    assert resp.status == 503, answer
+    assert f"cannot read RVC model {tmp_path / 'rvc' / 'model.pth'}" in answer["error"]
 
 
 def test_index_retrieval_pulls_features(tmp_path: Path, models: Path, voice: np.ndarray) -> None:

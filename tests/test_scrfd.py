@@ -18,6 +18,7 @@ pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from mirage.models.base import BackendUnavailable, BadInput, WeightsMissing  # noqa: E402
+from mirage.models.checkpoint import BadCheckpoint  # noqa: E402
 from mirage.models.face import scrfd  # noqa: E402
 from mirage.models.face.mesh import FaceLandmarks, FaceMesh  # noqa: E402
 from mirage.models.face.tracker import FaceTracker, TrackerConfig, make_detector  # noqa: E402
@@ -195,9 +196,14 @@ def test_error_paths(tmp_path: Path) -> None:
     reason = scrfd.unavailable_reason(str(tmp_path))
     assert reason is not None and "insightface/models/buffalo_l/det_10g.onnx" in reason
     assert "non-commercial" in reason
+    # A damaged or foreign model file is the server's fault (503), like a missing one.
     bad = write_model(tmp_path / "six.onnx", blank_outputs()[:6], OUTPUT_NAMES[:6])
-    with pytest.raises(BadInput, match="expected 9 outputs"):
+    with pytest.raises(BadCheckpoint, match="expected 9 outputs"):
         scrfd.Scrfd(bad)
+    (tmp_path / "torn.onnx").write_bytes(bad.read_bytes()[:40])
+    with pytest.raises(BadCheckpoint, match=r"cannot load the SCRFD model .*torn\.onnx") as err:
+        scrfd.Scrfd(tmp_path / "torn.onnx")
+    assert err.value.status == 503
     good = write_model(tmp_path / "m.onnx", blank_outputs())
     with pytest.raises(BadInput, match="multiple of 32"):
         scrfd.Scrfd(good, config=scrfd.ScrfdConfig(input_size=(630, 640)))

@@ -29,6 +29,7 @@ from aiohttp.test_utils import TestClient
 from PIL import Image, ImageOps
 
 from mirage.app import create_app
+from mirage.client.connect import Refused
 from mirage.client.probe import Probe
 from mirage.images import _upright, decode_image
 from mirage.security.auth import Verifier, issue_jwt, verify_jwt
@@ -172,8 +173,9 @@ async def test_auth_is_off_by_default(aiohttp_client: Any) -> None:
 async def test_a_real_session_with_a_token(start_server: StartServer) -> None:
     server = await start_server(token=TOKEN)
     refused = Probe(base_url(server), options={"face": "invert"})
-    with pytest.raises(RuntimeError, match="401"):
+    with pytest.raises(Refused, match=r"offer refused: .*HTTP 401") as err:
         await refused.connect()
+    assert err.value.status == 401 and err.value.permanent
     await refused.close(delete=False)
     probe = Probe(base_url(server), options={"face": "invert"}, token=TOKEN)
     try:

@@ -21,7 +21,8 @@ from skimage import data
 
 from mirage.models import create_animator
 from mirage.models.avatar.reference import default_reference
-from mirage.models.avatar.warp import WarpAnimator, unavailable_reason
+from mirage.models.avatar.warp import unavailable_reason
+from mirage.models.avatar.warp.animator import WarpAnimator
 from mirage.models.avatar.warp.features import _eye_frame, eye_openings, gaze
 from mirage.models.avatar.warp.meshwarp import WarpGrid, backward_map, triangle_affines, warp
 from mirage.models.avatar.warp.pose import euler_degrees, face_width, fit_similarity, pivot

@@ -26,7 +26,7 @@ from mirage.config import Settings
 from mirage.metrics import Metrics
 from mirage.state import SERVER
 from mirage.webrtc import aiortc_compat, whep
-from mirage.webrtc.fanout import DEPTH, MAX_WAIT_S, Fanout, Hub
+from mirage.webrtc.fanout import MAX_WAIT_S, OUTPUT_BOUND, Fanout, Hub
 from mirage.webrtc.httpsdp import ice_server_links
 from tests.server_fixtures import StartServer, base_url
 
@@ -397,16 +397,16 @@ def test_ice_servers_are_offered_as_link_headers() -> None:
     assert ice_server_links(Settings()) == []
 
 
-class RepeatingSource(MediaStreamTrack):
-    """Like the avatar track when the model is late: the same frame object again,
-    its ``pts`` changed in place; audio: a new 20 ms frame each call."""
+class CountingSource(MediaStreamTrack):
+    """An output track stand-in: a new frame each call (a track never changes a frame
+    it returned: tests/test_sync.py checks the avatar track), its pts counting up."""
 
     def __init__(self, kind: str, frames: int) -> None:
         super().__init__()
         self.kind = kind
         self.left = frames
-        self.frame = VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
         self.pts = 0
+        self.sent: dict[int, Any] = {}
 
     async def recv(self) -> Any:
         await asyncio.sleep(0.001)
@@ -414,36 +414,48 @@ class RepeatingSource(MediaStreamTrack):
             raise MediaStreamError
         self.left -= 1
         self.pts += 1
+        frame: Any
         if self.kind == "audio":
             frame = AudioFrame(format="s16", layout="mono", samples=960)
-            frame.pts = self.pts
-            return frame
-        self.frame.pts = self.pts
-        return self.frame
+            frame.sample_rate = 48000
+        else:
+            picture = np.full((16, 16, 3), self.pts, np.uint8)
+            frame = VideoFrame.from_ndarray(picture, format="rgb24")
+        frame.pts = self.pts
+        self.sent[self.pts] = frame
+        return frame
 
 
-async def test_fanout_taps_are_bounded_live_and_keep_their_timestamps() -> None:
-    fanout = Fanout(Metrics())
-    video, audio = RepeatingSource("video", 40), RepeatingSource("audio", 40)
-    reader, idle = fanout.subscribe(video), fanout.subscribe(video)
+async def test_fanout_taps_are_bounded_live_and_each_has_its_own_frames() -> None:
+    metrics = Metrics()
+    fanout = Fanout(metrics)
+    video, audio = CountingSource("video", 40), CountingSource("audio", 40)
+    reader, other, idle = fanout.subscribe(video), fanout.subscribe(video), fanout.subscribe(video)
     voice = fanout.subscribe(audio)
     pc = RTCPeerConnection()
     fanout.start(pc)  # no transceivers: nothing to release; the hubs start pulling
     try:
-        got: list[tuple[Any, int | None]] = []
         for _ in range(5):
-            frame = await reader.recv()
-            got.append((frame, frame.pts))
+            first, second = await reader.recv(), await other.recv()
+            # The first tap sends the track's own frame; every other one a copy: same
+            # picture, same time, another object (an encoder rebases what it is given).
+            assert first is video.sent[first.pts]
+            copy, original = second, video.sent[second.pts]
+            assert copy is not original and copy.time_base == original.time_base
+            assert np.array_equal(copy.to_ndarray(), original.to_ndarray())
+            copy.pts = 10**6  # as an encoder's rebase would: nobody else's frame moves
+            assert original.pts == int(original.to_ndarray()[0, 0, 0])
         assert await until(lambda: video.left == 0, 5)
-        # Every frame handed out is its own copy: later repeats did not move its pts.
-        assert all(frame.pts == pts for frame, pts in got)
-        assert len({id(frame) for frame, _ in got}) == 5
         # The tap nobody read holds one frame (the newest) and counted the rest.
         assert len(idle._items) == 1 and idle._items[0][0].pts == 40 and idle.dropped == 39
-        # Audio keeps a few frames; a consumer starting late begins at the newest one.
+        # Audio keeps 100 ms; a consumer starting late begins at the newest frame.
         assert await until(lambda: audio.left == 0, 5)
-        assert voice.dropped == 40 - DEPTH["audio"]
+        assert voice.dropped == 40 - round(OUTPUT_BOUND.audio_ms / 20)
         assert (await voice.recv()).pts == 40
+        dropped = metrics.registry.get_sample_value(
+            "mirage_frames_dropped_total", {"track": "audio", "stage": "fanout"}
+        )
+        assert dropped == voice.dropped
         # The sources ended: so do the taps, once drained.
         assert (await idle.recv()).pts == 40
         with pytest.raises(MediaStreamError):
@@ -456,9 +468,11 @@ async def test_fanout_taps_are_bounded_live_and_keep_their_timestamps() -> None:
 
 async def test_a_tap_drops_audio_that_waited_past_its_slot() -> None:
     """A consumer that fell behind resumes at the live edge, not MAX_WAIT_S+ late."""
-    hub = Hub(RepeatingSource("audio", 0), Metrics())
+    hub = Hub(CountingSource("audio", 0), Metrics())
     tap = hub.tap()
     frames = [AudioFrame(format="s16", layout="mono", samples=960) for _ in range(4)]
+    for frame in frames:
+        frame.sample_rate = 48000
     tap.push(frames[0])
     assert await tap.recv() is frames[0]
     tap.push(frames[1])

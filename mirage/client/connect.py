@@ -23,7 +23,9 @@ import aiohttp
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from mirage.client.hub import Hub, Timeline, pump
+from mirage.client.hub import Hub, Timeline
+from mirage.ice import rtc_ice_servers
+from mirage.tracks.fanout import pump
 from mirage.webrtc import aiortc_compat
 
 log = logging.getLogger(__name__)
@@ -130,16 +132,54 @@ async def fetch_ice_servers(
     except (aiohttp.ClientError, ValueError):
         return servers
     entries = body.get("iceServers") if isinstance(body, dict) else None
-    for entry in entries if isinstance(entries, list) else []:
-        if isinstance(entry, dict) and entry.get("urls"):
-            servers.append(
-                RTCIceServer(
-                    urls=entry["urls"],
-                    username=entry.get("username"),
-                    credential=entry.get("credential"),
-                )
-            )
-    return servers
+    return servers + rtc_ice_servers(entries if isinstance(entries, list) else [])
+
+
+async def peer_connection(http: aiohttp.ClientSession, options: ClientOptions) -> RTCPeerConnection:
+    """A peer connection with the ICE servers of ``fetch_ice_servers``."""
+    ice = await fetch_ice_servers(http, options)
+    return RTCPeerConnection(RTCConfiguration(iceServers=ice))
+
+
+async def post_offer(
+    http: aiohttp.ClientSession,
+    options: ClientOptions,
+    pc: RTCPeerConnection,
+    offer_options: dict[str, Any],
+) -> tuple[str | None, RTCSessionDescription]:
+    """Offer ``pc``'s tracks at ``POST /offer``: (the session id, the server's answer).
+    The caller keeps the id before it applies the answer, so that a failure there can
+    still say goodbye. Raises ``Refused`` (with the server's reason) or
+    ``aiohttp.ClientError``."""
+    with aiortc_compat.ice_hosts(options.ice_hosts):
+        await pc.setLocalDescription(await pc.createOffer())
+    body = {"sdp": pc.localDescription.sdp, "type": "offer", "options": offer_options}
+    url = f"{options.base_url}/offer"
+    async with http.post(url, json=body, headers=options.headers()) as resp:
+        if resp.status != 200:
+            raise await _error(resp, "offer refused")
+        try:
+            answer = await resp.json(content_type=None)
+            session_id = answer.get("session_id")
+            desc = RTCSessionDescription(answer["sdp"], answer["type"])
+        except (ValueError, TypeError, KeyError, AttributeError, aiohttp.ClientError):
+            raise Refused(502, "the server's answer holds no SDP answer") from None
+    return (str(session_id) if session_id is not None else None), desc
+
+
+async def say_goodbye(
+    http: aiohttp.ClientSession, options: ClientOptions, session_id: str | None
+) -> None:
+    """``DELETE /sessions/{id}``, best effort (3 s): the server frees the session now
+    rather than when it notices the connection is gone."""
+    if session_id is None:
+        return
+    url = f"{options.base_url}/sessions/{session_id}"
+    with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+        async with http.delete(
+            url, headers=options.headers(), timeout=aiohttp.ClientTimeout(total=3)
+        ):
+            pass
 
 
 class Connection:
@@ -166,9 +206,8 @@ class Connection:
 
     async def open(self) -> None:
         """Offer, answer, portrait. Raises ``Refused`` or ``aiohttp.ClientError``."""
-        ice = await fetch_ice_servers(self._http, self.options)
         await self.pc.close()  # never used: made in __init__ so ``pc`` always exists
-        self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+        self.pc = pc = await peer_connection(self._http, self.options)
         for hub in self._inputs:
             if hub is not None:
                 track = hub.subscribe()
@@ -180,27 +219,17 @@ class Connection:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             hub = self._outputs[0] if track.kind == "video" else self._outputs[1]
-            self._tasks.append(asyncio.create_task(pump(track, hub, end_hub=False)))
+            self._tasks.append(asyncio.create_task(pump(track, hub, end=False)))
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
                 self.end(f"connection {pc.connectionState}")
 
-        with aiortc_compat.ice_hosts(self.options.ice_hosts):
-            await pc.setLocalDescription(await pc.createOffer())
-        body = {
-            "sdp": pc.localDescription.sdp,
-            "type": "offer",
-            "options": self.options.offer_options(),
-        }
-        url = f"{self.options.base_url}/offer"
-        async with self._http.post(url, json=body, headers=self.options.headers()) as resp:
-            if resp.status != 200:
-                raise await _error(resp, "offer refused")
-            answer = await resp.json()
-        self.session_id = answer.get("session_id")
-        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+        self.session_id, answer = await post_offer(
+            self._http, self.options, pc, self.options.offer_options()
+        )
+        await pc.setRemoteDescription(answer)
         aiortc_compat.use_low_latency_receivers(pc)
         if self.options.reference:
             await self.send_reference(self.options.reference)
@@ -261,13 +290,8 @@ class Connection:
         self.end("closed by the client")
         for track in self._senders:
             track.stop()
-        if delete and self.session_id is not None:
-            url = f"{self.options.base_url}/sessions/{self.session_id}"
-            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                async with self._http.delete(
-                    url, headers=self.options.headers(), timeout=aiohttp.ClientTimeout(total=3)
-                ):
-                    pass
+        if delete:
+            await say_goodbye(self._http, self.options, self.session_id)
         for task in self._tasks:
             task.cancel()
         await self.pc.close()

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
+from mirage.client.connect import ClientOptions, peer_connection, post_offer, say_goodbye
+from mirage.tracks.pcm import to_mono_float
 from mirage.webrtc import aiortc_compat
 
 ID_BITS = 16
@@ -225,8 +227,8 @@ class Probe:
         token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        # Sent as a Bearer token when the server wants auth (MIRAGE_TOKEN / a JWT).
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # The token goes as a Bearer token when the server wants auth (MIRAGE_TOKEN / a JWT).
+        self.client = ClientOptions(self.base_url, token=token, ice_hosts=ice_hosts)
         # sync_marks: once a second a white frame and a voice-like buzz leave together.
         flash = 1.0 if sync_marks else None
         self.camera = SyntheticCamera(size, fps, flash, images) if video else None
@@ -238,16 +240,27 @@ class Probe:
             if track is not None:
                 track.stall = stall  # both stop together, like a network outage
         self.options = options or {}
-        self.ice_hosts = ice_hosts
         self.low_latency_receive = low_latency_receive
         self.keep_images = keep_images
         self.video_codec = video_codec
         self.received = Received()
         self.session_id: str | None = None
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # replaced in connect()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def connect(self) -> None:
+        """The desktop client's exchange (mirage/client/connect.py): the server's ICE
+        servers, offer, answer. Raises ``Refused`` with the server's reason."""
+        async with aiohttp.ClientSession() as http:
+            await self.pc.close()  # never used: made in __init__ so ``pc`` always exists
+            self.pc = await peer_connection(http, self.client)
+            self._add_tracks()
+            self.session_id, answer = await post_offer(http, self.client, self.pc, self.options)
+        await self.pc.setRemoteDescription(answer)
+        if self.low_latency_receive:
+            aiortc_compat.use_low_latency_receivers(self.pc)
+
+    def _add_tracks(self) -> None:
         pc = self.pc
         start = time.monotonic() + 0.05  # one clock for both tracks: marks leave together
         for track in (self.camera, self.mic):
@@ -263,21 +276,6 @@ class Probe:
         def on_track(track: MediaStreamTrack) -> None:
             reader = self._read_video if track.kind == "video" else self._read_audio
             self._tasks.append(asyncio.create_task(reader(track)))
-
-        with aiortc_compat.ice_hosts(self.ice_hosts):
-            await pc.setLocalDescription(await pc.createOffer())
-        body = {"sdp": pc.localDescription.sdp, "type": "offer", "options": self.options}
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(f"{self.base_url}/offer", json=body, headers=self.headers) as resp,
-        ):
-            answer = await resp.json()
-            if resp.status != 200:
-                raise RuntimeError(f"offer refused ({resp.status}): {answer}")
-        self.session_id = answer.get("session_id")
-        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
-        if self.low_latency_receive:
-            aiortc_compat.use_low_latency_receivers(pc)
 
     def _prefer_codec(self, name: str) -> None:
         """Offer only ``name`` (e.g. VP8, H264) for video, plus its retransmission codec."""
@@ -326,9 +324,8 @@ class Probe:
             while True:
                 frame = await track.recv()
                 now = time.monotonic()
-                pcm = frame.to_ndarray().astype(np.float32) / 32768.0  # type: ignore[union-attr]
-                channels = len(frame.layout.channels)  # type: ignore[union-attr]
-                mono = pcm.reshape(-1, channels).mean(axis=1)
+                assert isinstance(frame, AudioFrame)
+                mono = to_mono_float(frame)
                 got.audio_tail.append(mono)
                 rms = float(np.sqrt(np.mean(mono**2)))
                 got.audio_frames += 1
@@ -338,7 +335,7 @@ class Probe:
                     above = np.flatnonzero(np.abs(mono) > 0.1)
                     if len(above) and rms > 0.02:
                         # A frame starts playing as it arrives: sample i plays i/rate later.
-                        onset = now + above[0] / frame.sample_rate  # type: ignore[union-attr]
+                        onset = now + above[0] / frame.sample_rate
                         got.audio_onsets.append(onset)
                         self._match_onset(onset)
                         was_loud = True
@@ -382,13 +379,8 @@ class Probe:
 
     async def close(self, delete: bool = True) -> None:
         if delete and self.session_id:
-            try:
-                async with aiohttp.ClientSession() as http:
-                    await http.delete(
-                        f"{self.base_url}/sessions/{self.session_id}", headers=self.headers
-                    )
-            except aiohttp.ClientError:
-                pass
+            async with aiohttp.ClientSession() as http:
+                await say_goodbye(http, self.client, self.session_id)
         for task in self._tasks:
             task.cancel()
         await self.pc.close()

@@ -12,8 +12,10 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
-from mirage.client.hub import AUDIO_RATE, GAP_S, VIDEO_RATE, Frame, Hub, Timeline, pump
-from mirage.client.sinks import ThreadSink, to_s16_mono
+from mirage.client.hub import AUDIO_RATE, GAP_S, VIDEO_RATE, Hub, Timeline
+from mirage.client.sinks import ThreadSink
+from mirage.tracks.fanout import Frame, pump
+from mirage.tracks.pcm import to_s16_mono
 
 
 class Recorder(ThreadSink):

@@ -29,7 +29,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
 
 from mirage.client.connect import Backoff, ClientOptions, Link, Refused
-from mirage.client.hub import Hub, Timeline, pump
+from mirage.client.hub import Hub, Timeline
 from mirage.config import Settings
 from mirage.engine.adapt import find_level
 from mirage.engine.backends import (
@@ -47,6 +47,7 @@ from mirage.models.base import Model
 from mirage.models.registry import BuildContext
 from mirage.tracks.audio import VoiceAudioTrack
 from mirage.tracks.factory import avatar_track, playout_clock, voice_track
+from mirage.tracks.fanout import pump
 from mirage.tracks.video import AvatarVideoTrack
 
 Tracks = tuple[MediaStreamTrack | None, MediaStreamTrack | None]

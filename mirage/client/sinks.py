@@ -8,7 +8,6 @@ The device boundary is one factory per sink (``camera_factory``,
 
 from __future__ import annotations
 
-import collections
 import logging
 import platform
 import shutil
@@ -17,10 +16,13 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import numpy as np
 from av import AudioFrame, VideoFrame
 
-from mirage.client.hub import AUDIO_RATE, Frame
+from mirage.client.hub import AUDIO_RATE
+from mirage.engine.dropoldest import DropOldest
+from mirage.engine.worker import Worker
+from mirage.tracks.fanout import Frame
+from mirage.tracks.pcm import to_s16_mono
 
 log = logging.getLogger(__name__)
 
@@ -57,60 +59,57 @@ def mic_help(sink: str) -> str:
 
 
 class ThreadSink:
-    """A writer thread fed through a buffer of at most ``capacity`` frames (the
-    oldest is dropped and counted when it is full)."""
+    """A writer (the engine's ``Worker``) fed through a buffer of at most ``capacity``
+    frames (the oldest is dropped and counted when it is full). A write that raises
+    stops the sink: the device is gone, and ``error`` says why."""
 
     name = "sink"
 
     def __init__(self, capacity: int) -> None:
-        self._items: collections.deque[Frame] = collections.deque()
-        self._capacity = capacity
+        self._items: DropOldest[Frame] = DropOldest(max_items=capacity)
         self._cond = threading.Condition()
         self._closing = False
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
+        self._worker = Worker(f"mirage-{self.name}", self._step, on_exit=self._finish)
+        self.error: Exception | None = None
         self.dropped = 0
         self.written = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"mirage-{self.name}", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def put(self, frame: Frame) -> None:
         """Hand over a frame (on the event loop; never blocks)."""
         with self._cond:
             if self._closing or self.error is not None:
                 return
-            self._items.append(frame)
-            while len(self._items) > self._capacity:
-                self._items.popleft()
-                self.dropped += 1
+            self.dropped += self._items.append(frame)
             self._cond.notify()
 
-    def _run(self) -> None:
+    def _step(self) -> None:
+        with self._cond:
+            if not self._items and not self._closing:
+                self._cond.wait(0.2)
+            if not self._items:
+                if self._closing:  # everything buffered is written: release the device
+                    self._worker.request_stop()
+                return
+            frame = self._items.popleft()
         try:
-            while True:
-                with self._cond:
-                    while not self._items and not self._closing:
-                        self._cond.wait()
-                    if not self._items:
-                        return
-                    frame = self._items.popleft()
-                self._write(frame)
-                self.written += 1
-        except BaseException as exc:
+            self._write(frame)
+        except Exception as exc:
             self.error = exc
             log.error("%s stopped: %s", self.name, exc)
-        finally:
-            self._finish()
+            self._worker.request_stop()
+            return
+        self.written += 1
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is buffered, then release the device (blocking: call in a thread)."""
         with self._cond:
             self._closing = True
             self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._worker.started:
+            self._worker.join(timeout)
         else:
             self._finish()
 
@@ -265,14 +264,6 @@ def default_stream(device: str | None) -> OutputStream:
     if platform.system() == "Linux" and shutil.which("pacat"):
         return PacatStream(device)
     return SoundDeviceStream(device)
-
-
-def to_s16_mono(frame: AudioFrame) -> np.ndarray:
-    """Any audio frame → int16 mono samples."""
-    from mirage.tracks.audio import to_mono_float
-
-    mono = to_mono_float(frame)
-    return (np.clip(mono, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
 class VirtualMic(ThreadSink):

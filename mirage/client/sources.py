@@ -24,7 +24,8 @@ import av
 from aiortc.contrib.media import MediaPlayer
 from av import AudioFrame, VideoFrame
 
-from mirage.client.hub import AUDIO_RATE, Hub, pump
+from mirage.client.hub import AUDIO_RATE, Hub
+from mirage.tracks.fanout import pump
 
 log = logging.getLogger(__name__)
 

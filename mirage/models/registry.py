@@ -150,7 +150,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend(
         "warp",
         "face",
-        "mirage.models.avatar.warp:WarpAnimator",
+        "mirage.models.avatar.warp.animator:WarpAnimator",
         "landmark-driven mesh warp of the reference; CPU, no weights",
         check="mirage.models.avatar.warp:unavailable_reason",
         options=WARP_OPTIONS,
@@ -159,7 +159,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend(
         "liveportrait",
         "face",
-        "mirage.models.avatar.liveportrait:LivePortraitAnimator",
+        "mirage.models.avatar.liveportrait.animator:LivePortraitAnimator",
         "LivePortrait neural animation; needs its weights, best on a GPU",
         check="mirage.models.avatar.liveportrait.loader:unavailable_reason",
         options=LIVEPORTRAIT_OPTIONS,
@@ -183,7 +183,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend(
         "rvc",
         "voice",
-        "mirage.models.voice.rvc:RvcConverter",
+        "mirage.models.voice.rvc.converter:RvcConverter",
         "RVC v1/v2 voice conversion; needs its weights",
         check="mirage.models.voice.rvc.files:unavailable_reason",
         options=RVC_OPTIONS,

@@ -22,6 +22,7 @@ from typing import Any
 from aiortc import RTCIceServer
 
 from mirage.config import Settings
+from mirage.ice import rtc_ice_servers as to_rtc
 
 
 def turn_credentials(secret: str, ttl_s: float, label: str, now: float) -> tuple[str, str]:
@@ -50,12 +51,7 @@ def ice_servers(settings: Settings, label: str, now: float | None = None) -> lis
 
 def rtc_ice_servers(settings: Settings) -> list[RTCIceServer]:
     """The same list for the server's own RTCPeerConnection."""
-    return [
-        RTCIceServer(
-            urls=entry["urls"], username=entry.get("username"), credential=entry.get("credential")
-        )
-        for entry in ice_servers(settings, "mirage-server")
-    ]
+    return to_rtc(ice_servers(settings, "mirage-server"))
 
 
 __all__ = ["ice_servers", "rtc_ice_servers", "turn_credentials"]

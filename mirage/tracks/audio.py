@@ -1,7 +1,8 @@
 """VoiceAudioTrack: the microphone in, the converted voice out, paced in 20 ms frames.
 
 A drain task turns each inbound frame into mono float32 and hands it to a worker
-thread through a queue bounded in milliseconds (oldest dropped, counted). The
+thread through a queue bounded in milliseconds (``engine/dropoldest.py``: oldest
+dropped, counted). The
 worker runs the ``VoicePipeline``. ``recv()`` sends one 20 ms frame per 20 ms of
 wall clock, and silence when the converter is late, so the sender never stalls.
 """
@@ -9,7 +10,6 @@ wall clock, and silence when the converter is late, so the sender never stalls.
 from __future__ import annotations
 
 import asyncio
-import collections
 import fractions
 import logging
 import threading
@@ -21,9 +21,11 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
 from mirage.engine.audio import OUTPUT_RATE, Chunk, VoicePipeline
+from mirage.engine.dropoldest import DropOldest
 from mirage.metrics import Metrics
 from mirage.models.base import VoiceConverter
 from mirage.tracks.base import TransformTrack
+from mirage.tracks.pcm import to_mono_float
 from mirage.tracks.sync import PlayoutClock
 
 log = logging.getLogger(__name__)
@@ -36,40 +38,22 @@ SYNC_TOLERANCE_S = 0.03  # audio this far past its playout time is dropped
 MAX_EARLY_S = 0.04  # audio due later than this waits behind silence
 
 
-def to_mono_float(frame: AudioFrame) -> np.ndarray:
-    """Any aiortc/PyAV audio frame → mono float32 in [-1, 1] at the frame's rate."""
-    data = frame.to_ndarray()
-    channels = len(frame.layout.channels)
-    planar = frame.format.is_planar
-    samples = data.reshape(channels, -1).T if planar else data.reshape(-1, channels)
-    mono = samples.astype(np.float32).mean(axis=1)
-    if data.dtype == np.int16:
-        mono /= 32768.0
-    elif data.dtype == np.int32:
-        mono /= 2147483648.0
-    return mono
-
-
 class _Inbox:
     """Thread-safe FIFO of input chunks bounded in milliseconds; drops the oldest."""
 
     def __init__(self, max_ms: float) -> None:
-        self._max_s = max_ms / 1000
-        self._items: collections.deque[Chunk] = collections.deque()
-        self._seconds = 0.0
+        self._items: DropOldest[Chunk] = DropOldest(
+            max_s=max_ms / 1000, seconds_of=lambda c: len(c.samples) / c.rate
+        )
         self._cond = threading.Condition()
-        self.dropped = 0
+
+    @property
+    def dropped(self) -> int:
+        return self._items.dropped
 
     def put(self, chunk: Chunk) -> int:
         with self._cond:
-            self._items.append(chunk)
-            self._seconds += len(chunk.samples) / chunk.rate
-            dropped = 0
-            while self._seconds > self._max_s and len(self._items) > 1:
-                old = self._items.popleft()
-                self._seconds -= len(old.samples) / old.rate
-                dropped += 1
-            self.dropped += dropped
+            dropped = self._items.append(chunk)
             self._cond.notify()
             return dropped
 
@@ -77,10 +61,7 @@ class _Inbox:
         with self._cond:
             if not self._items:
                 self._cond.wait(timeout)
-            items = list(self._items)
-            self._items.clear()
-            self._seconds = 0.0
-            return items
+            return self._items.take_all()
 
     def wake(self) -> None:
         with self._cond:

@@ -7,8 +7,9 @@ Three stages, each bounded:
    falling back to the camera image for that frame if the model raises;
 3. rendered frames wait in a short delay line until their playout time (capture
    time + the session's playout delay, shared with the voice); ``recv()`` hands
-   the sender the newest due frame, or repeats the last one when the model is
-   late, and never waits on the model for longer than that.
+   the sender the newest due frame, or repeats the last one (a copy: a frame once
+   returned is never changed) when the model is late, and never waits on the model
+   for longer than that.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from mirage.metrics import Metrics
 from mirage.models.avatar.passthrough import fit_square
 from mirage.models.base import FaceAnimator
 from mirage.tracks.base import TransformTrack
+from mirage.tracks.fanout import copy_frame
 from mirage.tracks.sync import PlayoutClock
 
 log = logging.getLogger(__name__)
@@ -261,7 +263,10 @@ class AvatarVideoTrack(TransformTrack):
             self._metrics.frames_filled.labels("video").inc()
             pts = self._last_pts + round((now - self._last_sent) * VIDEO_RATE)
         pts = max(pts, self._last_pts + 1)
-        frame = self._last.frame
+        # A frame once returned is its consumer's (an encoder rebases its pts): a repeat
+        # is a new frame with the same picture, never the old one restamped.
+        frame = self._last.frame if item is not None else copy_frame(self._last.frame)
+        assert isinstance(frame, VideoFrame)
         frame.pts = pts
         frame.time_base = VIDEO_TIME_BASE
         self._last_pts = pts

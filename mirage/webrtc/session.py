@@ -76,7 +76,7 @@ class Session:
         self.outputs = Fanout(self.metrics)
         self._life = PeerLifetime(
             self.pc,
-            lambda: f"session {self.id[:8]}",
+            lambda: f"session {self.id}",
             self.settings.disconnected_grace_s,
             self.close,
         )
@@ -191,7 +191,7 @@ class Session:
     async def close(self, reason: str = "closed") -> None:
         if not self._life.begin_close(reason):  # also cancels the session's tasks
             return
-        log.info("session %s closing: %s", self.id[:8], reason)
+        log.info("session %s closing: %s", self.id, reason)
         # First the models: this wakes a worker waiting on a slow or hung model call,
         # so the track workers end promptly.
         self._release_models()
@@ -199,7 +199,7 @@ class Session:
         await self.outputs.close()  # WHEP viewers end with the session
         await self.pc.close()
         if not await self._media.wait_stopped():
-            log.warning("session %s: a track worker is still busy after close", self.id[:8])
+            log.warning("session %s: a track worker is still busy after close", self.id)
         await asyncio.get_running_loop().run_in_executor(None, self._wait_models_closed)
         stats.remove_gauges(self.metrics, self.id)
         self.on_closed(self)
@@ -212,7 +212,7 @@ class Session:
         """The models' own threads finish closing them (bounded: a hung one is left)."""
         models = (self.backends.animator, self.backends.converter)
         if not wait_backends_closed(models, timeout):
-            log.warning("session %s: a model is still busy after close", self.id[:8])
+            log.warning("session %s: a model is still busy after close", self.id)
 
     def configure(self, quality: str | None, voice_options: dict[str, Any]) -> None:
         """Live changes without reconnecting: pin/unpin quality, new voice settings.

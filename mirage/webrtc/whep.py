@@ -52,7 +52,7 @@ class WhepViewer:
         self.pc = pc
         self.taps: list[Tap] = []
         self._life = PeerLifetime(
-            pc, lambda: f"viewer {self.id[:8]} of {session.id[:8]}", grace_s, self.close
+            pc, lambda: f"viewer {self.id} of {session.id}", grace_s, self.close
         )
 
     @property
@@ -89,7 +89,7 @@ class WhepViewer:
         """Idempotent; the session goes on."""
         if not self._life.begin_close(reason):  # also cancels the viewer's grace tasks
             return
-        log.info("viewer %s of %s closing: %s", self.id[:8], self.session.id[:8], reason)
+        log.info("viewer %s of %s closing: %s", self.id, self.session.id, reason)
         self.session.remove_viewer(self.id)
         for tap in self.taps:
             tap.stop()

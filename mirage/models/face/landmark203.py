@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mirage.models.avatar.liveportrait.loader import BadCheckpoint
+from mirage.models.checkpoint import BadCheckpoint
 from mirage.models.base import BackendUnavailable, BadInput, WeightsMissing
 from mirage.weights import models_dir as resolve_models_dir
 

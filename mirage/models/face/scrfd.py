@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from mirage.models.base import BackendUnavailable, BadInput, WeightsMissing
+from mirage.models.checkpoint import BadCheckpoint
 from mirage.weights import models_dir as resolve_models_dir
 
 #: Candidate locations of det_10g.onnx relative to the weights folder, in search order.
@@ -199,12 +200,14 @@ class Scrfd:
             options.intra_op_num_threads = self.config.threads
         for key, value in self.config.extra_session_options.items():
             setattr(options, key, value)
-        self._session = ort.InferenceSession(
-            str(path), sess_options=options, providers=_providers(self.config.device)
-        )
+        providers = _providers(self.config.device)
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime's own types for a damaged file
+            raise BadCheckpoint(f"cannot load the SCRFD model {path}: {exc}") from exc
         outputs = self._session.get_outputs()
         if len(outputs) != 3 * len(STRIDES):
-            raise BadInput(
+            raise BadCheckpoint(
                 f"{path}: expected {3 * len(STRIDES)} outputs (scores, boxes, keypoints "
                 f"for strides {STRIDES}), found {len(outputs)}"
             )

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mirage.models.base import WeightsMissing
+from mirage.models.checkpoint import BadCheckpoint, load_strict, read_checkpoint
 from mirage.weights import models_dir as resolve_models_dir
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
 #: Checkpoint path of each network, relative to the weights folder.
@@ -38,13 +38,6 @@ CHECKPOINT_FILES: dict[str, str] = {
 #: Sub-net attribute of the stitching module → its key in the checkpoint dict.
 _STITCHING_PARTS = ("retarget_shoulder", "retarget_mouth", "retarget_eye")
 _DDP_PREFIX = "module."
-
-
-class BadCheckpoint(WeightsMissing):
-    """A weight file that exists but cannot be used (corrupt, wrong keys or shapes).
-
-    A subclass of ``WeightsMissing``: either way the backend has no usable weights.
-    """
 
 
 @dataclass
@@ -85,45 +78,6 @@ def unavailable_reason(models_dir: str | None = None) -> str | None:
     return None
 
 
-def _read(path: Path) -> Any:
-    import torch
-
-    if not path.is_file():
-        raise WeightsMissing(f"LivePortrait weight file missing: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise BadCheckpoint(f"cannot read LivePortrait weight file {path}: {exc}") from exc
-
-
-def _check_state(
-    module: nn.Module, state: Any, path: Path, where: str = ""
-) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors, after checking keys and shapes against ``module``."""
-    import torch
-
-    label = f"{path}{f' [{where}]' if where else ''}"
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise BadCheckpoint(f"{label} is not a state_dict of tensors")
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        raise BadCheckpoint(
-            f"{label} does not match the network: missing keys {missing[:5]}"
-            f"{' …' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
-            f"{' …' if len(unexpected) > 5 else ''}"
-        )
-    for key, ref in expected.items():
-        shape = tuple(state[key].shape)
-        legacy_scalar = ref.dim() == 0 and shape == (1,)  # torch itself accepts this form
-        if shape != tuple(ref.shape) and not legacy_scalar:
-            raise BadCheckpoint(f"{label}: {key} has shape {shape}, expected {tuple(ref.shape)}")
-    return dict(state)
-
-
 def _strip_ddp(state: Any) -> Any:
     if not isinstance(state, Mapping):
         return state
@@ -143,15 +97,15 @@ def load_network(name: str, models_dir: str | Path | None = None, device: str = 
 
     module = build_network(name)
     path = checkpoint_paths(models_dir)[name]
-    data = _read(path)
+    data = read_checkpoint(path, "LivePortrait weight file")
     if name == "stitching_retargeting_module":
         if not isinstance(data, Mapping) or any(part not in data for part in _STITCHING_PARTS):
             raise BadCheckpoint(f"{path} must be a dict with the keys {list(_STITCHING_PARTS)}")
         for part in _STITCHING_PARTS:
             sub = getattr(module, part)
-            sub.load_state_dict(_check_state(sub, _strip_ddp(data[part]), path, part))
+            load_strict(sub, _strip_ddp(data[part]), f"{path} [{part}]")
     else:
-        module.load_state_dict(_check_state(module, data, path))
+        load_strict(module, data, str(path))
     return module.to(device).eval()
 
 

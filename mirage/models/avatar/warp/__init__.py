@@ -1,20 +1,14 @@
 """The ``warp`` face backend: landmark-driven mesh warp of the reference, CPU only.
 
-Registered as ``mirage.models.avatar.warp:WarpAnimator``; its availability check
-is ``unavailable_reason``. Submodules are imported lazily so that asking whether
-the backend can run does not load mediapipe.
+Registered as ``mirage.models.avatar.warp.animator:WarpAnimator``; its availability
+check is ``unavailable_reason`` here, which imports nothing, so asking whether the
+backend can run does not load mediapipe.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from mirage.models.avatar.warp.animator import WarpAnimator, WarpConfig
-
-__all__ = ["WarpAnimator", "WarpConfig", "unavailable_reason"]
 
 #: Files of the mediapipe wheel the backend runs on (checked without importing it).
 _MEDIAPIPE_FILES = (
@@ -47,10 +41,3 @@ def unavailable_reason(models_dir: str | None = None) -> str | None:
             )
     return None
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("WarpAnimator", "WarpConfig"):
-        from mirage.models.avatar.warp import animator
-
-        return getattr(animator, name)
-    raise AttributeError(name)

@@ -9,16 +9,15 @@ the speaker count is read from ``emb_g.weight`` as upstream does. Files are read
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from mirage.models.base import BadInput, WeightsMissing
+from mirage.models.checkpoint import BadCheckpoint, load_strict, read_checkpoint
 from mirage.models.voice.rvc.files import INDEX_FILE, MODEL_FILE, RMVPE_FILE
 from mirage.models.voice.rvc.rmvpe import Rmvpe
 from mirage.models.voice.rvc.synthesizer import (
@@ -31,9 +30,6 @@ from mirage.weights import weight_file
 
 _CONTAINER_KEYS = ("weight", "config")
 
-
-class CheckpointError(BadInput):
-    """A weight file that exists but cannot be used (corrupt, foreign, unsupported)."""
 
 
 @dataclass(frozen=True)
@@ -71,70 +67,29 @@ def rmvpe_path(models_dir: str | Path | None = None) -> Path:
     return weight_file(RMVPE_FILE, models_dir)
 
 
-def _read(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise WeightsMissing(f"{what} not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        detail = str(exc).partition("WeightsUnpickler error:")[2].strip()
-        detail = detail.split("\n")[0].split(". ")[0]
-        if "global" in detail:  # it needs code beyond tensors and plain containers
-            raise CheckpointError(
-                f"refused to read {what} {path}: it holds more than tensors and plain data "
-                f"({detail})"
-            ) from exc
-        raise CheckpointError(f"cannot read {what} {path}: {detail or exc}") from exc
-    except Exception as exc:  # corrupt zip, truncated file, ...
-        raise CheckpointError(f"cannot read {what} {path}: {exc}") from exc
-
-
-def _load_strict(model: nn.Module, state: Mapping[str, Any], path: Path, what: str) -> None:
-    """Copy ``state`` into ``model`` (cast to its dtype); any key or shape mismatch names the file."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{what} {path} does not match the network: "
-            f"{len(missing)} missing keys {missing[:3]}, "
-            f"{len(unexpected)} unexpected keys {unexpected[:3]}"
-        )
-    converted: dict[str, Tensor] = {}
-    for key, ref in expected.items():
-        value = state[key]
-        if not isinstance(value, Tensor) or tuple(value.shape) != tuple(ref.shape):
-            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise CheckpointError(
-                f"{what} {path}: {key} has shape {got}, expected {tuple(ref.shape)}"
-            )
-        converted[key] = value.to(ref.dtype)
-    model.load_state_dict(converted, strict=True)
-
-
 def read_rvc_info(raw: Any, path: Path) -> RvcModelInfo:
-    """Validate an RVC container's header fields; ``CheckpointError`` naming ``path``."""
+    """Validate an RVC container's header fields; ``BadCheckpoint`` naming ``path``."""
     if not isinstance(raw, Mapping) or any(k not in raw for k in _CONTAINER_KEYS):
         found = sorted(map(str, raw)) if isinstance(raw, Mapping) else type(raw).__name__
-        raise CheckpointError(
+        raise BadCheckpoint(
             f"{path} is not an RVC inference model (a dict with 'weight' and 'config'); "
             f"found {found}"
         )
     weights = raw["weight"]
     if not isinstance(weights, Mapping) or not isinstance(weights.get("emb_g.weight"), Tensor):
-        raise CheckpointError(f"{path}: 'weight' lacks the speaker table emb_g.weight")
+        raise BadCheckpoint(f"{path}: 'weight' lacks the speaker table emb_g.weight")
     version = str(raw.get("version", "v1"))
     if version not in PHONE_DIMS:
-        raise CheckpointError(f"{path}: unsupported RVC version {version!r} (v1 or v2)")
+        raise BadCheckpoint(f"{path}: unsupported RVC version {version!r} (v1 or v2)")
     f0 = bool(int(raw.get("f0", 1)))
     if not f0:
-        raise CheckpointError(f"{path}: models without pitch guidance (f0=0) are not supported")
+        raise BadCheckpoint(f"{path}: models without pitch guidance (f0=0) are not supported")
     values = list(raw["config"])
     try:
         values[-3] = int(weights["emb_g.weight"].shape[0])  # speaker count, as upstream
         config = SynthesizerConfig.from_list(values)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise CheckpointError(f"{path}: bad 'config' {values!r}: {exc}") from exc
+        raise BadCheckpoint(f"{path}: bad 'config' {values!r}: {exc}") from exc
     return RvcModelInfo(path, version, config, f0, str(raw.get("info", "")), str(raw.get("sr", "")))
 
 
@@ -147,26 +102,27 @@ def load_synthesizer(
 ) -> tuple[Synthesizer, RvcModelInfo]:
     """Read an RVC ``.pth`` (default ``<weights>/rvc/model.pth``) into a float32 CPU eval model.
 
-    Raises ``WeightsMissing`` when the file is absent, ``CheckpointError`` (a ``BadInput``)
-    when it is unreadable, foreign, of an unsupported kind, or its keys do not match.
+    Raises ``WeightsMissing`` when the file is absent, ``BadCheckpoint`` (a ``WeightsMissing``
+    too: HTTP 503) when it is unreadable, foreign, of an unsupported kind, or its keys do not
+    match.
     """
     file = Path(path) if path is not None else model_path(models_dir)
-    raw = _read(file, "RVC model")
+    raw = read_checkpoint(file, "RVC model")
     info = read_rvc_info(raw, file)
     weights = {k: v for k, v in raw["weight"].items() if not str(k).startswith("enc_q.")}
     model = Synthesizer(info.config, info.version, noise_scale, nsf_noise_scale)
-    _load_strict(model, weights, file, "RVC model")
+    load_strict(model, weights, f"RVC model {file}")
     return model.eval(), info
 
 
 def load_rmvpe(path: str | Path | None = None, *, models_dir: str | Path | None = None) -> Rmvpe:
     """Read ``rmvpe.pt`` (default ``<weights>/rmvpe/rmvpe.pt``) into a float32 CPU eval model."""
     file = Path(path) if path is not None else rmvpe_path(models_dir)
-    raw = _read(file, "RMVPE weights")
+    raw = read_checkpoint(file, "RMVPE weights")
     if not isinstance(raw, Mapping):
-        raise CheckpointError(f"{file} is not an RMVPE state dict (got {type(raw).__name__})")
+        raise BadCheckpoint(f"{file} is not an RMVPE state dict (got {type(raw).__name__})")
     model = Rmvpe()
-    _load_strict(model, raw, file, "RMVPE weights")
+    load_strict(model, raw, f"RMVPE weights {file}")
     return model.eval()
 
 

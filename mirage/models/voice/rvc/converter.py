@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from mirage.models.base import BadInput, VoiceConverter
+from mirage.models.checkpoint import BadCheckpoint
 from mirage.models.voice.rvc.checkpoint import (
     INDEX_FILE,
     MODEL_FILE,
     RMVPE_FILE,
-    CheckpointError,
     load_synthesizer,
 )
 from mirage.models.voice.rvc.files import HUBERT_FILE
@@ -163,7 +163,7 @@ class RvcConverter(VoiceConverter):
         self.encoder = load_content_encoder(root / HUBERT_FILE, self.info.version).to(self.device)
         wanted = self.synth.enc_p.emb_phone.in_features
         if self.encoder.dim != wanted:
-            raise CheckpointError(
+            raise BadCheckpoint(
                 f"{root / HUBERT_FILE} gives {self.encoder.dim}-dim features; "
                 f"{root / model} ({self.info.version}) wants {wanted}"
             )

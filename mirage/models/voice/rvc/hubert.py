@@ -23,7 +23,7 @@ from torch import nn
 from transformers import HubertConfig, HubertModel
 
 from mirage.models.base import WeightsMissing
-from mirage.models.voice.rvc.checkpoint import CheckpointError
+from mirage.models.checkpoint import BadCheckpoint
 
 #: The transformer layer (1-based, as fairseq's ``output_layer``) each RVC version reads.
 OUTPUT_LAYER = {"v1": 9, "v2": 12}
@@ -137,7 +137,7 @@ _SAFE_PICKLE = SimpleNamespace(Unpickler=_SafeUnpickler, __name__="mirage_safe_p
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """Load a fairseq checkpoint dict.
 
-    ``WeightsMissing`` when the file is absent, ``CheckpointError`` naming it when unusable.
+    ``WeightsMissing`` when the file is absent, ``BadCheckpoint`` naming it when unusable.
     """
     if not path.is_file():
         raise WeightsMissing(f"HuBERT weights not found: {path}")
@@ -149,9 +149,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
                 path, map_location="cpu", weights_only=False, pickle_module=_SAFE_PICKLE
             )
     except Exception as exc:  # torch raises many kinds on a damaged file
-        raise CheckpointError(f"cannot read HuBERT checkpoint {path}: {exc}") from exc
+        raise BadCheckpoint(f"cannot read HuBERT checkpoint {path}: {exc}") from exc
     if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("model"), Mapping):
-        raise CheckpointError(f"{path} is not a fairseq checkpoint (no 'model' state dict)")
+        raise BadCheckpoint(f"{path} is not a fairseq checkpoint (no 'model' state dict)")
     return dict(ckpt)
 
 
@@ -318,5 +318,5 @@ def load_content_encoder(path: Path, version: str) -> ContentEncoder:
         encoder = ContentEncoder(layout, version)
         encoder.load_fairseq(state)
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} does not fit a HuBERT base layout: {exc}") from exc
+        raise BadCheckpoint(f"{path} does not fit a HuBERT base layout: {exc}") from exc
     return encoder

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mirage.models.base import WeightsMissing
+from mirage.models.checkpoint import BadCheckpoint
 
 K = 8
 _MIN_DISTANCE = 1e-12  # an exact match would divide by zero
@@ -31,11 +32,11 @@ class FeatureIndex:
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
-            raise WeightsMissing(f"cannot read feature index {path}: {exc}") from exc
+            raise BadCheckpoint(f"cannot read feature index {path}: {exc}") from exc
         if index.d != dim:
-            raise WeightsMissing(f"{path} holds {index.d}-dim features; the model uses {dim}")
+            raise BadCheckpoint(f"{path} holds {index.d}-dim features; the model uses {dim}")
         if index.ntotal == 0:
-            raise WeightsMissing(
+            raise BadCheckpoint(
                 f"{path} holds no vectors (a trained_*.index? use the added_*.index)"
             )
         self.path = path

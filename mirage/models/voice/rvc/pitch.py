@@ -85,7 +85,7 @@ class RmvpePitch:
     def __init__(self, path: Path, device: torch.device) -> None:
         from mirage.models.voice.rvc.checkpoint import load_rmvpe
 
-        model = load_rmvpe(path)  # WeightsMissing / CheckpointError name the file
+        model = load_rmvpe(path)  # WeightsMissing / BadCheckpoint name the file
         self.model = model.eval().to(device)
         self.device = device
 
