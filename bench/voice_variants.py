@@ -3,6 +3,7 @@ issue 21, each on the same clean speech and on several draws of each noise.
 
     python bench/voice_variants.py                 # every variant, 3 noise draws
     python bench/voice_variants.py chain no-voiced-noise-cut --seeds 5
+    python bench/voice_variants.py chain level-1 suppressor-dsp --preset deep
 
 One 10 s clip scores ±0.1 OVRL from one noise draw to the next (the same change can
 read +0.1 or -0.1), so each cell is the mean over ``--seeds`` draws ± their standard
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import voice_quality as vq
 
+from mirage.engine import denoise
 from mirage.engine.denoise import FrameSuppressor
 from mirage.engine.gate import GateTiming, VoiceGate
 from mirage.engine.voicechain import CleanVoice
@@ -118,6 +120,11 @@ def envelope_subtraction(x: np.ndarray, beta: float = 3.0, frames: int = 300) ->
         return chain(x)
 
 
+def without_low_shelf(x: np.ndarray) -> np.ndarray:
+    with patched(denoise.LowShelf, "__call__", lambda self, x: x):
+        return chain(x)
+
+
 def masked_by_clean(clean: np.ndarray) -> Variant:
     """Oracle: the chain's output silenced outside the clean speech's active frames
     (±30 ms): what a perfect gate would add."""
@@ -136,14 +143,16 @@ def masked_by_clean(clean: np.ndarray) -> Variant:
 def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
     """name -> (what it changes, the run)."""
     return {
-        "chain": ("as shipped: WebRTC NS 3 → gate → dsp (6 ms)", chain),
+        "chain": ("as shipped: WebRTC NS 3 → gate → low shelf → dsp (6 ms)", chain),
         "no-voiced-noise-cut": (
-            "dsp keeps voiced frames' aperiodic share (before this change)",
+            "dsp keeps voiced frames' aperiodic share (before)",
             without_voiced_noise_cut,
         ),
-        "suppressor+gate": ("no converter: what the front end gives it", gated),
+        "suppressor+gate": ("no converter: what the front end (NS, gate, shelf) gives it", gated),
         "suppressor": ("WebRTC NS alone", suppressed),
-        "suppressor-dsp": ("no gate", lambda x: dsp_alone(suppressed(x))),
+        "suppressor-dsp": ("no gate, no shelf", lambda x: dsp_alone(suppressed(x))),
+        "no-low-shelf": ("the suppressor's low cut not given back (before)", without_low_shelf),
+        "level-1": ("suppressor level 1 (low)", lambda x: chain(x, level=1)),
         "level-4": ("suppressor level 4 (max)", lambda x: chain(x, level=4)),
         "gate-100ms-12dB": (
             "gate hold 100 ms, margin 12 dB",
@@ -163,11 +172,14 @@ def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global PRESET
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="variants to run (default: all)")
     parser.add_argument("--seeds", type=int, default=3, help="noise draws per noise")
     parser.add_argument("--snr", type=float, default=10.0)
+    parser.add_argument("--preset", default=PRESET, help="dsp preset to convert with")
     args = parser.parse_args(argv)
+    PRESET = args.preset
     clean = vq.clean_speech()
     noisy: dict[str, list[np.ndarray]] = {}
     for seed in range(args.seeds):
