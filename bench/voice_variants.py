@@ -5,9 +5,11 @@ issue 21, each on the same clean speech and on several draws of each noise.
     python bench/voice_variants.py chain no-voiced-noise-cut --seeds 5
     python bench/voice_variants.py chain level-1 suppressor-dsp --preset deep
 
-One 10 s clip scores ±0.1 OVRL from one noise draw to the next (the same change can
-read +0.1 or -0.1), so each cell is the mean over ``--seeds`` draws ± their standard
-deviation, then DNSMOS P.808 (the second, separately trained model). Material and
+One 10 s clip scores ±0.1 OVRL from one noise draw to the next, and clean speech
+±0.15 from one block phase to the next (the same clip started 0-7 ms later: the
+converter's 5 ms frames fall elsewhere), so each cell is the mean over ``--seeds``
+noise draws (clean: block phases) ± their standard deviation, then DNSMOS P.808 (the
+second, separately trained model). Material and
 scoring are bench/voice_quality.py's; the variants change one thing each, some by
 patching a module constant or method for the run (a measurement, not a setting).
 """
@@ -186,12 +188,17 @@ def main(argv: list[str] | None = None) -> None:
         rng = np.random.default_rng(100 + seed)
         for name, make in vq.NOISES.items():
             noisy.setdefault(name, []).append(vq.mix(clean, make(len(clean), rng), args.snr))
+    # Clean speech at as many block phases (0-7 ms of silence first) as noise draws.
+    phases = [
+        np.concatenate([np.zeros(i * 120 // args.seeds, np.float32), clean])
+        for i in range(args.seeds)
+    ]
     table = variants(clean)
     unknown = set(args.names) - set(table)
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(sorted(unknown))}; known: {', '.join(table)}")
     print(
-        f"DNSMOS P.835 OVRL (mean ± sd over {args.seeds} noise draws) / P.808, "
+        f"DNSMOS P.835 OVRL (mean ± sd over {args.seeds} noise draws or block phases) / P.808, "
         f"{args.snr:g} dB SNR, dsp {PRESET}\n"
     )
     print("| variant | what | clean | " + " | ".join(noisy) + " | mean of the noisy |")
@@ -199,12 +206,13 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.names or list(table):
         what, run = table[name]
         t0 = time.perf_counter()
-        on_clean = vq.dnsmos(run(clean))
-        cells, means = [f"{on_clean[0]:.2f} / {on_clean[3]:.2f}"], []
-        for xs in noisy.values():
+        cells, means = [], []
+        for label, xs in {"clean": phases, **noisy}.items():
             scores = np.array([vq.dnsmos(run(x)) for x in xs])
-            means.append(scores.mean(axis=0))
-            cells.append(f"{means[-1][0]:.2f} ± {scores[:, 0].std():.2f} / {means[-1][3]:.2f}")
+            mean = scores.mean(axis=0)
+            cells.append(f"{mean[0]:.2f} ± {scores[:, 0].std():.2f} / {mean[3]:.2f}")
+            if label != "clean":
+                means.append(mean)
         mean = np.mean(means, axis=0)
         print(
             f"| {name} | {what} | " + " | ".join(cells) + f" | {mean[0]:.3f} / {mean[3]:.3f} |",
