@@ -18,7 +18,9 @@ different networks, so they can disagree. Speaker similarity: cosine of
 ``resemblyzer`` embeddings against the converted clean speech (skipped when not
 installed). Delay: the cross-correlation peak of output against input, next to
 the ``latency_s`` the chain reports. RTF: wall time and the process's CPU time
-over the audio's length, pinned to one core. A "candidates" table compares the
+over the audio's length, pinned to one core. A "where the OVRL goes" table scores
+each 10 dB input after each stage (suppressor, + gate and shelf, + dsp) beside the
+target and dsp's score on clean speech. A "candidates" table compares the
 suppressors that ship their model in a PyPI package (RNNoise when ``pyrnnoise``
 is installed).
 """

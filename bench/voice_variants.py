@@ -150,6 +150,7 @@ def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
             "dsp keeps voiced frames' aperiodic share (before)",
             without_voiced_noise_cut,
         ),
+        "dsp-alone": ("the converter without the chain", dsp_alone),
         "suppressor+gate": ("no converter: what the front end (NS, gate, shelf) gives it", gated),
         "suppressor": ("WebRTC NS alone", suppressed),
         "suppressor-dsp": ("no gate, no shelf", lambda x: dsp_alone(suppressed(x))),
