@@ -16,7 +16,7 @@ WebRTC's suppressor also cuts the low end of the voice (measured on espeak speec
 -10 dB below 80 Hz, -6 dB to 160 Hz): a voice's fundamental. The converter then
 resynthesises a thin voice that DNSMOS marks down. ``LowShelf`` gives +8 dB back
 below 100 Hz (10 dB SNR: OVRL +0.07 over three noises x three draws; clean speech
-+0.02 to +0.07, bench/voice_variants.py), a causal biquad (no added delay), after
++0.02 to +0.12, bench/voice_variants.py), a causal biquad (no added delay), after
 the voice gate: the gate judges the suppressor's own output (shelved, a fan's rumble
 opened it while the suppressor was still learning the noise).
 

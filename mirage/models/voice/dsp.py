@@ -84,9 +84,9 @@ _AP_STRIDE = 2  # D4C on every 2nd frame (10 ms), interpolated between
 #: Voiced frames' aperiodic share below ``_VOICED_NOISE_HZ`` is scaled by this. D4C reads
 #: whatever a suppressor left between the harmonics as aperiodicity, and the synthesis
 #: turns it into a hiss over the voice. Behind the suppressor at 10 dB SNR this lifts
-#: DNSMOS OVRL by +0.09 on average (babble +0.03, music +0.06, fan +0.17; three noise
-#: seeds each) and costs clean espeak speech 0.03 (P.808: +0.04); docs/benchmarks.md,
-#: issue 21. Breath and fricatives live in unvoiced frames and above 4 kHz: kept.
+#: DNSMOS OVRL by +0.08 on average (babble +0.04, music +0.12, fan +0.08; three noise
+#: draws each), clean espeak speech +0.02 (P.808 -0.04): bench/voice_variants.py,
+#: docs/benchmarks.md, issue 21. Breath and fricatives live in unvoiced frames and above 4 kHz: kept.
 _VOICED_NOISE_SCALE = 0.1
 _VOICED_NOISE_HZ = 4000.0
 _SILENCE = 1e-4  # peak below which a frame is digital silence (-80 dBFS)
