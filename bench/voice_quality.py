@@ -18,7 +18,9 @@ different networks, so they can disagree. Speaker similarity: cosine of
 ``resemblyzer`` embeddings against the converted clean speech (skipped when not
 installed). Delay: the cross-correlation peak of output against input, next to
 the ``latency_s`` the chain reports. RTF: wall time and the process's CPU time
-over the audio's length, pinned to one core. A "candidates" table compares the
+over the audio's length, pinned to one core. A "where the OVRL goes" table scores
+each 10 dB input after each stage (suppressor, + gate and shelf, + dsp) beside the
+target and dsp's score on clean speech. A "candidates" table compares the
 suppressors that ship their model in a PyPI package (RNNoise when ``pyrnnoise``
 is installed).
 """
@@ -243,6 +245,26 @@ def candidates(clean: np.ndarray, noisy10: dict[str, np.ndarray]) -> list[str]:
     return rows
 
 
+def stages(clean: np.ndarray, noisy10: dict[str, np.ndarray], level: int, preset: str) -> list[str]:
+    """Where the OVRL goes: each input after each stage of the chain, and the target
+    (noisy input + 0.5) beside the converter's own score on clean speech."""
+    ref, _, _ = run_stream(create_converter("dsp", preset=preset), clean)
+    ceiling = dnsmos(ref)[0]
+    rows = []
+    for name, x in {"clean": clean, **noisy10}.items():
+        s_in = dnsmos(x)[0]
+        ns = dnsmos(webrtc_candidate(level)(x))[0]
+        gated, _, _ = run_stream(CleanVoice(PassthroughConverter(RATE, 10.0), level), x)
+        chain, _, _ = run_stream(CleanVoice(create_converter("dsp", preset=preset), level), x)
+        s_gate, s_chain = dnsmos(gated)[0], dnsmos(chain)[0]
+        target = "-" if name == "clean" else f"{s_in + 0.5:.2f}"
+        rows.append(
+            f"| {name} | {s_in:.2f} | {ns:.2f} | {s_gate:.2f} | {s_chain:.2f} | "
+            f"{s_chain - s_gate:+.2f} | {target} | {ceiling:.2f} |"
+        )
+    return rows
+
+
 # -- the table --------------------------------------------------------------------------
 def fmt(scores: tuple[float, float, float, float]) -> str:
     """One cell: OVRL / SIG / BAK / P.808."""
@@ -353,6 +375,14 @@ def main(argv: list[str] | None = None) -> None:
         f"\ngate open share: fan alone {fan_share:.3f}; clean speech {c2.gate_open_share:.3f} "
         f"(speech active {np.mean(_active(clean)):.3f} of the clip, 10 ms frames)"
     )
+    if noisy10:
+        print("\nWhere the OVRL goes (DNSMOS P.835 OVRL after each stage; 10 dB SNR):\n")
+        print(
+            "| clip | input | suppressor | suppressor + gate | + dsp (the chain) "
+            "| the converter's share | target (input + 0.5) | dsp on clean speech |"
+        )
+        print("|---" * 8 + "|")
+        print("\n".join(stages(clean, noisy10, level, args.preset)))
     if not args.no_candidates and noisy10:
         print("\nSuppressors alone (no converter, no gate), noisy inputs at 10 dB SNR:\n")
         print(

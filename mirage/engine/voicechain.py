@@ -1,4 +1,4 @@
-"""The voice chain: noise suppression → voice gate → the session's converter.
+"""The voice chain: noise suppression → voice gate → low shelf → the session's converter.
 
 ``CleanVoice`` has the ``VoiceConverter`` interface (same rate and block size as
 the converter it wraps; ``latency_s`` includes its own delay, which the A/V sync
@@ -20,7 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from mirage.engine.denoise import FRAME, NS_DELAY, RATE, FrameSuppressor, parse_denoise
+from mirage.engine.denoise import (
+    FRAME,
+    NS_DELAY,
+    RATE,
+    FrameSuppressor,
+    LowShelf,
+    parse_denoise,
+)
 from mirage.engine.gate import VoiceGate
 from mirage.engine.guard import close_model
 from mirage.engine.resample import FirResampler
@@ -86,6 +93,7 @@ class Cleaner:
         self._up = FirResampler(RATE, rate) if resampled else None
         self.suppressor = FrameSuppressor(level)
         self.gate = VoiceGate(RATE, FRAME)
+        self.shelf = LowShelf()  # the suppressor's low cut given back, after the gate
         self._pending = np.zeros(0, np.float32)  # 16 kHz samples short of a frame
         fill = self._framing_fill(block_size)
         self._out = np.zeros(fill, np.float32)  # at `rate`, primed so a block is ready
@@ -124,7 +132,7 @@ class Cleaner:
         gate = self.suppressor.level > 0
         for start in range(0, whole, FRAME):
             clean, speech = self.suppressor(joined[start : start + FRAME])
-            frames.append(self.gate(clean, speech) if gate else clean)
+            frames.append(self.shelf(self.gate(clean, speech)) if gate else clean)
         t1 = time.perf_counter()
         if frames:
             y16 = np.concatenate(frames)

@@ -1,0 +1,226 @@
+"""Which change to the voice chain lifts DNSMOS at 10 dB SNR: the variants tried for
+issue 21, each on the same clean speech and on several draws of each noise.
+
+    python bench/voice_variants.py                 # every variant, 3 noise draws
+    python bench/voice_variants.py chain no-voiced-noise-cut --seeds 5
+    python bench/voice_variants.py chain level-1 suppressor-dsp --preset deep
+
+One 10 s clip scores ±0.1 OVRL from one noise draw to the next, and clean speech
+±0.15 from one block phase to the next (the same clip started 0-7 ms later: the
+converter's 5 ms frames fall elsewhere), so each cell is the mean over ``--seeds``
+noise draws (clean: block phases) ± their standard deviation, then DNSMOS P.808 (the
+second, separately trained model). Material and
+scoring are bench/voice_quality.py's; the variants change one thing each, some by
+patching a module constant or method for the run (a measurement, not a setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import voice_quality as vq
+
+from mirage.engine import denoise
+from mirage.engine.denoise import FrameSuppressor
+from mirage.engine.gate import GateTiming, VoiceGate
+from mirage.engine.voicechain import CleanVoice
+from mirage.models import create_converter
+from mirage.models.voice import dsp
+from mirage.models.voice.passthrough import PassthroughConverter
+
+RATE = vq.RATE
+PRESET = "bright"
+Variant = Callable[[np.ndarray], np.ndarray]
+
+
+@contextlib.contextmanager
+def patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    old = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, old)
+
+
+def chain(x: np.ndarray, level: int = 3, timing: GateTiming | None = None) -> np.ndarray:
+    voice = CleanVoice(create_converter("dsp", preset=PRESET), level)
+    if timing is not None:
+        voice.cleaner.gate = VoiceGate(RATE, 160, timing)
+    return vq.run_stream(voice, x)[0]
+
+
+def dsp_alone(x: np.ndarray) -> np.ndarray:
+    return vq.run_stream(create_converter("dsp", preset=PRESET), x)[0]
+
+
+def suppressed(x: np.ndarray, level: int = 3) -> np.ndarray:
+    ns = FrameSuppressor(level)
+    return np.concatenate([ns(x[i : i + 160])[0] for i in range(0, len(x) // 160 * 160, 160)])
+
+
+def gated(x: np.ndarray) -> np.ndarray:
+    return vq.run_stream(CleanVoice(PassthroughConverter(RATE, 10.0), 3), x)[0]
+
+
+def rnnoise(x: np.ndarray) -> np.ndarray:
+    run = vq.rnnoise_candidate()
+    if run is None:
+        raise SystemExit("RNNoise variants need pyrnnoise")
+    return run(x)
+
+
+def without_voiced_noise_cut(x: np.ndarray) -> np.ndarray:
+    with patched(dsp, "_VOICED_NOISE_SCALE", 1.0):
+        return chain(x)
+
+
+def quieter_unvoiced(x: np.ndarray) -> np.ndarray:
+    call = dsp.PulseSynth.__call__
+
+    def quieter(self: Any, f0: Any, envelope: Any, ratio: Any, gain: Any) -> Any:
+        return call(self, f0, envelope, ratio, np.where(f0 > 0, gain, 0.3 * gain))
+
+    with patched(dsp.PulseSynth, "__call__", quieter):
+        return chain(x)
+
+
+def voicing_threshold(value: float) -> Variant:
+    def run(x: np.ndarray) -> np.ndarray:
+        with patched(dsp, "_NCCF_VOICED", value):
+            return chain(x)
+
+    return run
+
+
+def envelope_subtraction(x: np.ndarray, beta: float = 3.0, frames: int = 300) -> np.ndarray:
+    """Spectral subtraction inside the converter (no added delay): each envelope less
+    ``beta`` x its per-bin minimum over the last 1.5 s of analysed frames."""
+    analyse = dsp.DspConverter._analyse
+    recent: collections.deque[np.ndarray] = collections.deque(maxlen=frames)
+
+    def subtracted(self: Any, history: Any, first: int, last: int) -> Any:
+        f0, envelope, aperiodicity = analyse(self, history, first, last)
+        recent.extend(envelope)
+        floor = np.min(np.asarray(recent), axis=0)
+        gain = np.maximum(1.0 - beta * floor / np.maximum(envelope, 1e-16), 0.1)
+        return f0, envelope * gain, aperiodicity
+
+    with patched(dsp.DspConverter, "_analyse", subtracted):
+        return chain(x)
+
+
+def without_low_shelf(x: np.ndarray) -> np.ndarray:
+    with patched(denoise.LowShelf, "__call__", lambda self, x: x):
+        return chain(x)
+
+
+def masked_by_clean(clean: np.ndarray) -> Variant:
+    """Oracle: the chain's output silenced outside the clean speech's active frames
+    (±30 ms): what a perfect gate would add."""
+    frames = clean[: len(clean) // 160 * 160].reshape(-1, 160)
+    power = np.mean(frames**2, axis=1)
+    active = np.convolve((power > power.max() * 1e-4).astype(float), np.ones(7), "same") > 0
+
+    def run(x: np.ndarray) -> np.ndarray:
+        y = chain(x)
+        n = min(len(y) // 160, len(active))
+        return (y[: n * 160].reshape(-1, 160) * active[:n, None]).reshape(-1)
+
+    return run
+
+
+def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
+    """name -> (what it changes, the run)."""
+    return {
+        "chain": ("as shipped: WebRTC NS 3 → gate → low shelf → dsp (6 ms)", chain),
+        "no-voiced-noise-cut": (
+            "dsp keeps voiced frames' aperiodic share (before)",
+            without_voiced_noise_cut,
+        ),
+        "dsp-alone": ("the converter without the chain", dsp_alone),
+        "suppressor+gate": ("no converter: what the front end (NS, gate, shelf) gives it", gated),
+        "suppressor": ("WebRTC NS alone", suppressed),
+        "suppressor-dsp": ("no gate, no shelf", lambda x: dsp_alone(suppressed(x))),
+        "no-low-shelf": ("the suppressor's low cut not given back (before)", without_low_shelf),
+        "level-1": ("suppressor level 1 (low)", lambda x: chain(x, level=1)),
+        "level-4": ("suppressor level 4 (max)", lambda x: chain(x, level=4)),
+        "gate-100ms-12dB": (
+            "gate hold 100 ms, margin 12 dB",
+            lambda x: chain(x, timing=GateTiming(hold_ms=100.0, margin_db=12.0)),
+        ),
+        "oracle-gate": ("chain, silenced where the clean speech is", masked_by_clean(clean)),
+        "unvoiced-x0.3": ("dsp's unvoiced frames 10 dB quieter", quieter_unvoiced),
+        "voicing-0.7": ("pitch tracker voiced above 0.7 (not 0.6)", voicing_threshold(0.7)),
+        "envelope-subtraction": ("min-statistics subtraction in dsp", envelope_subtraction),
+        "output-ns": ("chain → WebRTC NS 3 again (+6 ms)", lambda x: suppressed(chain(x))),
+        "rnnoise-front": (
+            "RNNoise → WebRTC NS → gate → dsp (+20 ms)",
+            lambda x: dsp_alone(gated(rnnoise(x))),
+        ),
+        "rnnoise": ("RNNoise alone (20 ms)", rnnoise),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    global PRESET
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="variants to run (default: all)")
+    parser.add_argument("--seeds", type=int, default=3, help="noise draws per noise")
+    parser.add_argument("--snr", type=float, default=10.0)
+    parser.add_argument("--preset", default=PRESET, help="dsp preset to convert with")
+    args = parser.parse_args(argv)
+    PRESET = args.preset
+    clean = vq.clean_speech()
+    noisy: dict[str, list[np.ndarray]] = {}
+    for seed in range(args.seeds):
+        rng = np.random.default_rng(100 + seed)
+        for name, make in vq.NOISES.items():
+            noisy.setdefault(name, []).append(vq.mix(clean, make(len(clean), rng), args.snr))
+    # Clean speech at as many block phases (0-7 ms of silence first) as noise draws.
+    phases = [
+        np.concatenate([np.zeros(i * 120 // args.seeds, np.float32), clean])
+        for i in range(args.seeds)
+    ]
+    table = variants(clean)
+    unknown = set(args.names) - set(table)
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(sorted(unknown))}; known: {', '.join(table)}")
+    print(
+        f"DNSMOS P.835 OVRL (mean ± sd over {args.seeds} noise draws or block phases) / P.808, "
+        f"{args.snr:g} dB SNR, dsp {PRESET}\n"
+    )
+    print("| variant | what | clean | " + " | ".join(noisy) + " | mean of the noisy |")
+    print("|---" * (4 + len(noisy)) + "|")
+    for name in args.names or list(table):
+        what, run = table[name]
+        t0 = time.perf_counter()
+        cells, means = [], []
+        for label, xs in {"clean": phases, **noisy}.items():
+            scores = np.array([vq.dnsmos(run(x)) for x in xs])
+            mean = scores.mean(axis=0)
+            cells.append(f"{mean[0]:.2f} ± {scores[:, 0].std():.2f} / {mean[3]:.2f}")
+            if label != "clean":
+                means.append(mean)
+        mean = np.mean(means, axis=0)
+        print(
+            f"| {name} | {what} | " + " | ".join(cells) + f" | {mean[0]:.3f} / {mean[3]:.3f} |",
+            flush=True,
+        )
+        print(f"  ({name}: {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
