@@ -3,6 +3,7 @@
     python bench/avatar.py                          # warp at 512, 384 and 256
     python bench/avatar.py --frames 300 --option grid=4
     python bench/avatar.py --backend passthrough
+    python bench/avatar.py --camera 640x480         # drivers padded to the browser's camera size
 
 The process is pinned to one core (``sched_setaffinity``; mediapipe's and
 OpenCV's worker threads included) and OpenCV runs single-threaded. Animators
@@ -58,7 +59,9 @@ def one_core() -> str:
     return "all cores (no sched_setaffinity here)"
 
 
-def driver_frames(limit: int = 400) -> list[np.ndarray]:
+def driver_frames(limit: int = 400, camera: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """The driving videos' frames (RGB); with ``camera`` (w, h), each is cut or padded
+    (edge pixels repeated) to that size, centred, as a webcam frame of the same face."""
     frames: list[np.ndarray] = []
     for name in ("d0.mp4", "d19.mp4"):
         cap = cv2.VideoCapture(str(SHARED / "media" / name))
@@ -66,11 +69,21 @@ def driver_frames(limit: int = 400) -> list[np.ndarray]:
             ok, frame = cap.read()
             if not ok:
                 break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            frames.append(rgb if camera is None else _fit(rgb, *camera))
         cap.release()
     if not frames:
         raise SystemExit(f"no driving videos under {SHARED / 'media'} (set MIRAGE_SHARED)")
     return frames
+
+
+def _fit(image: np.ndarray, w: int, h: int) -> np.ndarray:
+    ih, iw = image.shape[:2]
+    y0, x0 = max((ih - h) // 2, 0), max((iw - w) // 2, 0)
+    image = image[y0 : y0 + h, x0 : x0 + w]
+    ih, iw = image.shape[:2]
+    top, left = (h - ih) // 2, (w - iw) // 2
+    return cv2.copyMakeBorder(image, top, h - ih - top, left, w - iw - left, cv2.BORDER_REPLICATE)
 
 
 def measure(animator: Any, frames: list[np.ndarray], size: int, count: int) -> Result:
@@ -109,17 +122,22 @@ def main() -> None:
     parser.add_argument("--sizes", default="512,384,256")
     parser.add_argument("--frames", type=int, default=200, help="timed frames per size")
     parser.add_argument("--option", action="append", default=[], help="key=value, repeatable")
+    parser.add_argument("--camera", default="", help="WxH: pad/cut drivers to this size")
     args = parser.parse_args()
+    camera = None
+    if args.camera:
+        cw, _, ch = args.camera.partition("x")
+        camera = (int(cw), int(ch))
 
     reason = unavailable_reason(find("face", args.backend))
     if reason:
         raise SystemExit(f"{args.backend} cannot run here: {reason}")
     where = one_core()
-    frames = driver_frames()
+    frames = driver_frames(camera=camera)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"backend {args.backend} {parse_options(args.option) or ''}; {where}; "
-        f"{len(frames)} driver frames; load average {load:.1f} on {os.cpu_count()} cpus"
+        f"{len(frames)} driver frames {frames[0].shape[1]}x{frames[0].shape[0]}; load average {load:.1f} on {os.cpu_count()} cpus"
     )
     results = []
     for size in (int(s) for s in args.sizes.split(",")):

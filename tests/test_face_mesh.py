@@ -94,6 +94,23 @@ def test_tracking_mode_follows_a_video() -> None:
     assert max(steps) < 3.0
 
 
+def test_scaled_landmarks(mesh: FaceMesh) -> None:
+    """Landmarks found on an image shrunk by half, scaled by two, match the full image's."""
+    image = _load("s0.jpg")
+    h, w = image.shape[:2]
+    half = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    full, small = mesh.detect(image), mesh.detect(half)
+    assert full is not None and small is not None
+    up = small.scaled(2.0)
+    width = full.box[2] - full.box[0]
+    assert float(np.median(np.abs(up.points[:, :2] - full.points[:, :2]))) < 0.02 * width
+    depth = float(np.ptp(up.points[:, 2]) / np.ptp(full.points[:, 2]))
+    assert 0.9 < depth < 1.1  # z is in pixels too
+    assert np.allclose(up.box, full.box, atol=0.03 * width)
+    assert up.score == small.score
+    assert np.allclose(small.points, small.scaled(1.0).points)
+
+
 def test_bad_input_and_closed_graph() -> None:
     detector = FaceMesh(static=True)
     with pytest.raises(BadInput):

@@ -212,6 +212,29 @@ def test_largest_face_is_the_reference() -> None:
     assert left + side / 2 > 440
 
 
+@pytest.mark.parametrize("side", [256, 128])
+def test_landmarks_in_the_shrunk_drivers_pixels(
+    d0: list[np.ndarray], detector: FaceMesh, side: int
+) -> None:
+    """A driver larger than ``landmark_side`` gives landmarks in the pixels of the
+    driver shrunk to that side, whether it goes to mediapipe whole (480 px for 256)
+    or pre-shrunk (for 128, past twice the side)."""
+    frame = d0[0]
+    h, w = frame.shape[:2]
+    k = side / max(h, w)
+    small = cv2.resize(frame, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
+    expected = _face(detector, small).points
+    animator = WarpAnimator(landmark_side=side)
+    try:
+        found = animator._landmarks(frame)
+    finally:
+        animator.close()
+    assert found is not None
+    err = np.abs(found.points[:, :2] - expected[:, :2]).max(axis=1)
+    assert float(np.median(err)) < 0.02 * face_width(expected)
+    assert np.allclose(found.box, _face(detector, small).box, atol=0.03 * face_width(expected))
+
+
 # -- motion carried from the driver to the avatar ----------------------------------------
 
 

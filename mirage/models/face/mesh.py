@@ -26,6 +26,13 @@ class FaceLandmarks:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
     score: float  # share of the landmarks inside the image, in [0, 1]
 
+    def scaled(self, factor: float) -> FaceLandmarks:
+        """The same face in an image resized by ``factor`` (points, z and box alike)."""
+        x0, y0, x1, y1 = self.box
+        f = float(factor)
+        box = (x0 * f, y0 * f, x1 * f, y1 * f)
+        return FaceLandmarks(points=self.points * np.float32(f), box=box, score=self.score)
+
     @property
     def size(self) -> float:
         """The larger side of the box, in pixels."""

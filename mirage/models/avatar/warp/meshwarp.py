@@ -94,11 +94,11 @@ def _evaluate(
         cv2.fillConvexPoly(ids, tri, i, cv2.LINE_8, _SHIFT)
     xs = (np.arange(x0, x0 + w, dtype=np.float32) + 0.5) * k - 0.5
     ys = (np.arange(y0, y0 + h, dtype=np.float32) + 0.5) * k - 0.5
-    gx, gy = np.meshgrid(xs, ys)
+    gy = ys[:, None]
     a = aff[ids]
     xy = np.empty((h, w, 2), dtype=np.float32)
-    xy[..., 0] = a[..., 0] * gx + a[..., 1] * gy + a[..., 2]
-    xy[..., 1] = a[..., 3] * gx + a[..., 4] * gy + a[..., 5]
+    xy[..., 0] = a[..., 0] * xs + a[..., 1] * gy + a[..., 2]
+    xy[..., 1] = a[..., 3] * xs + a[..., 4] * gy + a[..., 5]
     return xy
 
 
@@ -120,9 +120,11 @@ def backward_map(
     the map has edges an upsampled one would blur (a shut eye's lid line).
     """
     size, k = grid.size, grid.grid
-    touched = tris[moving[tris].any(axis=1)]
-    if len(touched) == 0:
+    # Triangles with no moving corner are the identity, which uncovered cells get anyway.
+    drawn = np.nonzero(moving[tris].any(axis=1))[0]
+    if len(drawn) == 0:
         return None
+    touched = tris[drawn]
     pts = np.concatenate([target[touched].reshape(-1, 2), source[touched].reshape(-1, 2)])
     lo = np.floor(pts.min(axis=0) / k).astype(int) - 1
     hi = np.ceil(pts.max(axis=0) / k).astype(int) + 2
@@ -132,8 +134,6 @@ def backward_map(
         return None
     w, h = cx1 - cx0, cy1 - cy0
     aff = np.concatenate([triangle_affines(target, source, tris), _IDENTITY])
-    # Triangles with no moving corner are the identity, which uncovered cells get anyway.
-    drawn = np.nonzero(moving[tris].any(axis=1))[0]
     ox0, oy0 = cx0 * k, cy0 * k
     ox1, oy1 = min(cx1 * k, size), min(cy1 * k, size)
     if k == 1:
@@ -145,20 +145,22 @@ def backward_map(
         xy = cv2.resize(xy, ((w + 2) * k, (h + 2) * k), interpolation=cv2.INTER_LINEAR)
         xy = xy[k:-k, k:-k]
     xy = xy[: oy1 - oy0, : ox1 - ox0]
-    if k > 1:
-        tri_lo = target[tris].min(axis=1)
-        tri_hi = target[tris].max(axis=1)
-        for bx0, by0, bx1, by1 in details or ():
+    if k > 1 and details:
+        corners = target[touched]
+        tri_lo, tri_hi = corners.min(axis=1), corners.max(axis=1)
+        for bx0, by0, bx1, by1 in details:
             bx0, by0 = max(bx0, ox0), max(by0, oy0)
             bx1, by1 = min(bx1, ox1), min(by1, oy1)
             if bx1 <= bx0 or by1 <= by0:
                 continue
-            near = np.nonzero(
-                (tri_hi[:, 0] >= bx0 - 1)
-                & (tri_lo[:, 0] <= bx1)
-                & (tri_hi[:, 1] >= by0 - 1)
-                & (tri_lo[:, 1] <= by1)
-            )[0]
+            near = drawn[
+                np.nonzero(
+                    (tri_hi[:, 0] >= bx0 - 1)
+                    & (tri_lo[:, 0] <= bx1)
+                    & (tri_hi[:, 1] >= by0 - 1)
+                    & (tri_lo[:, 1] <= by1)
+                )[0]
+            ]
             fine = _evaluate(target, aff, tris, near, (bx0, by0, bx1 - bx0, by1 - by0), 1)
             xy[by0 - oy0 : by1 - oy0, bx0 - ox0 : bx1 - ox0] = fine
     return BoxMap(ox0, oy0, xy)
