@@ -163,13 +163,12 @@ def test_page_measures_the_browser_round_trip(browser_run: tuple[dict, Path, lis
     assert abs(page["audioRoundTripMs"] - audio) <= tick, (page, edges)
     assert abs(page["skewMs"] - (audio - video)) <= tick, (page, edges)
     assert page["latencyMs"] == page["roundTripMs"], "the overlay shows the measured figure"
-    # The page reports its own delays after receipt, and the server leads the video by
-    # the codec constant + how much longer the video's part is than the voice's (at
-    # most 100 ms, never negative: mirage/tracks/sync.py).
+    # The page measures its own delays after receipt but does not report them (a lead
+    # from Chromium's audio jitter buffer, which holds the voice for its own lip sync,
+    # measured worse): the server keeps the codec constant (mirage/tracks/sync.py).
     report = page["receiverDelayMs"]
     assert report is not None and report["video"] > 0, page
-    want = min(100.0, max(0.0, 20 + report["video"] - report["audio"]))
-    assert page["videoLeadMs"] == pytest.approx(want, abs=0.1), page
+    assert page["videoLeadMs"] == pytest.approx(20.0, abs=0.1), page
 
 
 def test_page_reconnects_after_the_server_comes_back(browser_run: tuple[dict, Path, list]) -> None:

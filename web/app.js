@@ -10,7 +10,6 @@ const state = {
   retries: 0, retryTimer: null,
   connection: "idle",
   server: null,           // last GET /sessions/{id}
-  reported: null,         // the last receiver_delay_ms the server accepted
   numbers: { fpsIn: 0, fpsOut: 0, framesReceived: 0, latencyMs: null, roundTripMs: null,
              audioRoundTripMs: null, estimateMs: null, skewMs: null, playoutDelayMs: null,
              level: null, audioPlaying: false, receiverDelayMs: null },
@@ -231,7 +230,6 @@ function teardownPeer() {
   state.pc = null;
   state.sessionId = null;
   state.server = null;
-  state.reported = null;
 }
 
 function stop() {
@@ -517,19 +515,12 @@ async function refreshNumbers() {
   previous = sample;
   if (state.sessionId) {
     try {
-      // With a reading of our own delays after receipt, the poll reports them (PATCH),
-      // so that the server leads the video by its longer way to this screen.
-      const report = n.receiverDelayMs;
-      const res = report
-        ? await fetch(`/sessions/${state.sessionId}`, {
-          method: "PATCH", headers: authHeaders({ "Content-Type": "application/json" }),
-          body: JSON.stringify({ receiver_delay_ms: report }),
-        })
-        : await fetch(`/sessions/${state.sessionId}`, { headers: authHeaders() });
-      if (res.ok) {
-        state.server = await res.json();
-        if (report) state.reported = report;  // the report the server's answer reflects
-      }
+      // The page measures its own delays after receipt (stats().receiverDelayMs) but does
+      // not report them (PATCH receiver_delay_ms): Chromium's audio jitter buffer holds the
+      // voice for its own lip sync, so a lead computed from it held the video back more
+      // (docs/benchmarks.md, browser round trip, 2026-12-02).
+      const res = await fetch(`/sessions/${state.sessionId}`, { headers: authHeaders() });
+      if (res.ok) state.server = await res.json();
     } catch (err) { /* the overlay keeps the last numbers */ }
   }
   const server = state.server;
@@ -590,7 +581,7 @@ window.mirage = {
     playoutDelayMs: state.numbers.playoutDelayMs,
     level: state.numbers.level,
     audioPlaying: state.numbers.audioPlaying,
-    receiverDelayMs: state.reported,
+    receiverDelayMs: state.numbers.receiverDelayMs,
     videoLeadMs: state.server ? state.server.video_lead_ms : null,
   }),
 };
