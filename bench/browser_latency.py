@@ -398,18 +398,22 @@ STAGES = [
 ]
 
 
+def print_per_case(
+    title: str, field: str, rows_spec: list, rows: list[tuple[int, str, dict]]
+) -> None:
+    """One Markdown table: a row per (key, label, digits) of ``rows_spec``, a column per case."""
+    print()
+    print(f"| {title} | " + " | ".join(f"{lbl} ({loss} %)" for loss, lbl, _ in rows) + " |")
+    print("|---|" + "---|" * len(rows))
+    for key, label, digits in rows_spec:
+        cells = [fmt(r[field].get(key), "", digits) for _, _, r in rows]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
 def print_stages(rows: list[tuple[int, str, dict]]) -> None:
     """Mean ms per video frame in each stage we can see, one column per case."""
-    print()
-    print(
-        "| video stage (ms per frame) | "
-        + " | ".join(f"{lbl} ({loss} %)" for loss, lbl, _ in rows)
-        + " |"
-    )
-    print("|---|" + "---|" * len(rows))
-    for key, label in STAGES:
-        cells = [fmt(r["stages"].get(key), "", 1) for _, _, r in rows]
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    spec = [(key, label, 1) for key, label in STAGES]
+    print_per_case("video stage (ms per frame)", "stages", spec, rows)
 
 
 RECOVERY_ROWS = [
@@ -432,16 +436,7 @@ RECOVERY_ROWS = [
 
 def print_recovery(rows: list[tuple[int, str, dict]]) -> None:
     """Stalls and loss recovery over the logged span (sums over the repeats)."""
-    print()
-    print(
-        "| over the logged span (all runs) | "
-        + " | ".join(f"{lbl} ({loss} %)" for loss, lbl, _ in rows)
-        + " |"
-    )
-    print("|---|" + "---|" * len(rows))
-    for key, label, digits in RECOVERY_ROWS:
-        cells = [fmt(r["recovery"].get(key), "", digits) for _, _, r in rows]
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    print_per_case("over the logged span (all runs)", "recovery", RECOVERY_ROWS, rows)
 
 
 def main() -> None:

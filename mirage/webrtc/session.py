@@ -175,10 +175,8 @@ class Session:
     # -- ending ------------------------------------------------------------------
     def report_receiver(self, video_ms: float, audio_ms: float) -> None:
         """The viewer's own delays after it receives each track (video: receive →
-        display; audio: its jitter buffer), so that lips meet on its screen."""
-        for name, ms in (("video", video_ms), ("audio", audio_ms)):
-            if not 0.0 <= ms <= MAX_RECEIVER_DELAY_MS:
-                raise BadInput(f"receiver_delay_ms.{name} must be 0..{MAX_RECEIVER_DELAY_MS:.0f}")
+        display; audio: its jitter buffer), so that lips meet on its screen. The PATCH
+        handler checks them (0..MAX_RECEIVER_DELAY_MS) before anything changes."""
         clock = self.clock
         video_s = video_codec_lead_s(self.settings) + video_ms / 1000
         clock.set_downstream("video", min(clock.max_delay_s, video_s))
