@@ -33,7 +33,9 @@ check: $(VENV)/.test-stamp
 system-packages:
 	@sh scripts/system-packages.sh
 
+# The GPU rehearsal's device-like venv is installed here (cached in .rehearsal/), not in a test.
 test: system-packages $(VENV)/.test-stamp
+	@echo "device-like venv for the GPU rehearsal: $$($(BIN)/python bench/device_venv.py)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: system-packages $(VENV)/.test-stamp

@@ -2,15 +2,14 @@
 
 No GPU is lent to CI, so ``bench/gpu.py --quick`` runs here in a fresh venv holding only
 the device machine's packages (torch 2.13 CPU, numpy 2, opencv-python-headless, scipy,
-pillow, transformers: no aiortc, PyAV, MediaPipe, pyworld or soxr), on data laid out by
-``bench/gpu_prepare.py`` exactly as it would travel. The venv is cached under
-``.rehearsal/`` (ignored), keyed by its requirements, so only the first run installs.
+pillow, transformers: no aiortc, PyAV, MediaPipe, pyworld or soxr; ``bench/device_venv.py``,
+which ``make test`` runs before the suite), on data laid out by ``bench/gpu_prepare.py``
+exactly as it would travel.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import json
 import os
@@ -27,16 +26,6 @@ from tests.conftest import GOLDEN, load_fill
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
-#: What the lent GPU machine has (device tool's KINDS.md), torch at the project's pin.
-DEVICE_REQUIREMENTS = (
-    "torch==2.13.0",
-    "numpy>=2",
-    "opencv-python-headless",
-    "scipy",
-    "pillow",
-    "transformers",
-)
-DEVICE_LACKS = ("aiortc", "av", "mediapipe", "pyworld", "soxr")
 
 
 @functools.cache
@@ -51,20 +40,6 @@ def bench_module(name: str) -> ModuleType:
     finally:
         sys.path.remove(str(BENCH))
     return module
-
-
-def device_venv() -> Path:
-    """The cached device-like venv's python (created on first use)."""
-    key = "\n".join((sys.version.split()[0], *DEVICE_REQUIREMENTS))
-    venv = ROOT / ".rehearsal" / f"venv-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    python = venv / "bin" / "python"
-    if not (venv / ".ready").is_file():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, DEVICE_REQUIREMENTS[0]], check=True)  # torch first: the CPU build
-        subprocess.run([*pip, *DEVICE_REQUIREMENTS[1:]], check=True)
-        (venv / ".ready").write_text(key + "\n")
-    return python
 
 
 @pytest.fixture(scope="module")
@@ -144,12 +119,13 @@ def test_a_failing_step_becomes_a_row_and_the_run_goes_on(tmp_path: Path) -> Non
     assert "| v | ERROR RuntimeError" in (tmp_path / "gpu.md").read_text()
 
 
-@pytest.mark.timeout(900)  # ~2 min on an idle 2-core machine; a first run adds the venv
+@pytest.mark.timeout(900)  # ~1.5 min on an idle 2-core machine; a missing venv adds ~1
 def test_quick_run_in_a_device_like_venv(prepared: Path, tmp_path: Path) -> None:
-    python = device_venv()
+    venv = bench_module("device_venv")
+    python = venv.ensure(ROOT)  # made by `make test` before the suite; here only if missing
     lacks = subprocess.run(
         [str(python), "-c", "import importlib.util as u, sys; "
-         f"print([m for m in {DEVICE_LACKS!r} if u.find_spec(m)])"],
+         f"print([m for m in {venv.DEVICE_LACKS!r} if u.find_spec(m)])"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert lacks.stdout.strip() == "[]", "the rehearsal venv must lack what the device lacks"
