@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import voice_quality as vq
 
-from mirage.engine import denoise
+from mirage.engine import denoise, strength
 from mirage.engine.denoise import FrameSuppressor
 from mirage.engine.gate import GateTiming, VoiceGate
 from mirage.engine.voicechain import CleanVoice
@@ -69,6 +69,16 @@ def dsp_alone(x: np.ndarray) -> np.ndarray:
 def suppressed(x: np.ndarray, level: int = 3) -> np.ndarray:
     ns = FrameSuppressor(level)
     return np.concatenate([ns(x[i : i + 160])[0] for i in range(0, len(x) // 160 * 160, 160)])
+
+
+def full_strength(run: Variant) -> Variant:
+    """``run`` with the suppressor at full strength whatever the input's SNR (before)."""
+
+    def full(x: np.ndarray) -> np.ndarray:
+        with patched(strength.SuppressionStrength, "target", lambda self, snr_db: 1.0):
+            return run(x)
+
+    return full
 
 
 def gated(x: np.ndarray) -> np.ndarray:
@@ -145,14 +155,22 @@ def masked_by_clean(clean: np.ndarray) -> Variant:
 def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
     """name -> (what it changes, the run)."""
     return {
-        "chain": ("as shipped: WebRTC NS 3 → gate → low shelf → dsp (6 ms)", chain),
+        "chain": (
+            "as shipped: WebRTC NS 3 by the SNR → gate → low shelf → dsp (6 ms)",
+            chain,
+        ),
+        "full-strength": (
+            "the suppressor at full strength on any input (before)",
+            full_strength(chain),
+        ),
         "no-voiced-noise-cut": (
             "dsp keeps voiced frames' aperiodic share (before)",
             without_voiced_noise_cut,
         ),
         "dsp-alone": ("the converter without the chain", dsp_alone),
         "suppressor+gate": ("no converter: what the front end (NS, gate, shelf) gives it", gated),
-        "suppressor": ("WebRTC NS alone", suppressed),
+        "suppressor": ("WebRTC NS alone, strength by the SNR", suppressed),
+        "suppressor-full": ("WebRTC NS alone, full strength", full_strength(suppressed)),
         "suppressor-dsp": ("no gate, no shelf", lambda x: dsp_alone(suppressed(x))),
         "no-low-shelf": ("the suppressor's low cut not given back (before)", without_low_shelf),
         "level-1": ("suppressor level 1 (low)", lambda x: chain(x, level=1)),

@@ -1,0 +1,73 @@
+"""How hard to suppress: the input's SNR, estimated frame by frame, mapped to a
+crossfade between the noise suppressor's output and its bypass.
+
+Why: WebRTC's suppressor costs clean speech ~0.12 DNSMOS OVRL (2.73 -> 2.61, it
+reshapes the voice even when there is nothing to remove) and the converter
+magnifies it; on a clean input the chain should hand the converter the input
+itself. The estimate is minimum statistics on the 10 ms frames: the noise floor
+is the quietest smoothed frame of the last ``floor_s``, the speech level the
+loudest of the last ``level_s``; their ratio is the SNR. At or below ``noisy_db``
+the suppressor works at full strength, at or above ``clean_db`` it is bypassed,
+linearly in dB between. The strength moves at most one full sweep per
+``release_s`` towards the bypass (a pause must not open it) and per ``attack_s``
+back (noise that starts is suppressed soon), in a per-sample ramp: no click.
+It starts at full strength, so background heard before any speech is suppressed.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import numpy as np
+
+SILENT_POWER = 1e-10  # -100 dBFS: quieter frames count as this
+
+
+@dataclass(frozen=True)
+class StrengthTiming:
+    noisy_db: float = 35.0
+    clean_db: float = 50.0
+    floor_s: float = 3.0
+    level_s: float = 3.0
+    smooth: float = 0.5  # one-pole smoothing of frame powers (~15 ms at 10 ms frames)
+    release_s: float = 1.0
+    attack_s: float = 0.2
+
+
+class SuppressionStrength:
+    """Per 10 ms frame of input: the suppressor's strength for each of its samples
+    (1: the suppressor's output, 0: the bypass), and the SNR estimate behind it."""
+
+    def __init__(self, frame: int, rate: int, timing: StrengthTiming = StrengthTiming()) -> None:
+        frames_per_s = rate / frame
+        self._timing = timing
+        self._floors: collections.deque[float] = collections.deque(
+            maxlen=max(1, round(timing.floor_s * frames_per_s))
+        )
+        self._levels: collections.deque[float] = collections.deque(
+            maxlen=max(1, round(timing.level_s * frames_per_s))
+        )
+        self._down = 1.0 / max(1.0, timing.release_s * frames_per_s)  # per frame
+        self._up = 1.0 / max(1.0, timing.attack_s * frames_per_s)
+        self._ramp = np.arange(1, frame + 1, dtype=np.float32) / frame
+        self._power = 0.0
+        self.value = 1.0  # the strength at the end of the last frame
+        self.snr_db = 0.0
+
+    def target(self, snr_db: float) -> float:
+        t = self._timing
+        return float(np.clip((t.clean_db - snr_db) / (t.clean_db - t.noisy_db), 0.0, 1.0))
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        power = float(np.mean(np.square(frame, dtype=np.float64)))
+        a = self._timing.smooth
+        self._power = a * self._power + (1 - a) * max(power, SILENT_POWER)
+        self._floors.append(self._power)
+        self._levels.append(self._power)
+        self.snr_db = 10 * np.log10(max(self._levels) / min(self._floors))
+        goal = self.target(self.snr_db)
+        start = self.value
+        step = np.clip(goal - start, -self._down, self._up)
+        self.value = float(start + step)
+        return (start + step * self._ramp).astype(np.float32)
