@@ -137,6 +137,11 @@ def without_low_shelf(x: np.ndarray) -> np.ndarray:
         return chain(x)
 
 
+def without_gate(x: np.ndarray) -> np.ndarray:
+    with patched(VoiceGate, "__call__", lambda self, frame, speech: frame):
+        return chain(x)
+
+
 def masked_by_clean(clean: np.ndarray) -> Variant:
     """Oracle: the chain's output silenced outside the clean speech's active frames
     (±30 ms): what a perfect gate would add."""
@@ -173,6 +178,7 @@ def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
         "suppressor-full": ("WebRTC NS alone, full strength", full_strength(suppressed)),
         "suppressor-dsp": ("no gate, no shelf", lambda x: dsp_alone(suppressed(x))),
         "no-low-shelf": ("the suppressor's low cut not given back (before)", without_low_shelf),
+        "no-gate": ("the chain without its voice gate", without_gate),
         "level-1": ("suppressor level 1 (low)", lambda x: chain(x, level=1)),
         "level-4": ("suppressor level 4 (max)", lambda x: chain(x, level=4)),
         "gate-100ms-12dB": (
