@@ -248,5 +248,8 @@ async def test_bad_denoise_is_400_at_offer_and_it_changes_live(start_server: Sta
         assert stage > 0
         assert f'mirage_voice_gate_open_ratio{{session="{probe.session_id}"}}' in text
         assert session.stats()["audio"]["gate_open_share"] is not None
+        assert f'mirage_voice_suppressor_strength{{session="{probe.session_id}"}}' in text
+        strength = session.stats()["audio"]["suppressor_strength"]
+        assert strength is not None and 0.0 <= strength <= 1.0
     finally:
         await probe.close()

@@ -172,6 +172,12 @@ class CleanVoice(VoiceConverter):
         return self.cleaner.gate.open_share if self.level else None
 
     @property
+    def suppressor_strength(self) -> float | None:
+        """How hard the suppressor works now: 1 in full, 0 bypassed (a clean input).
+        None when it is off."""
+        return self.cleaner.suppressor.strength.value if self.level else None
+
+    @property
     def stage_seconds(self) -> dict[str, float]:
         return self.cleaner.stage_seconds
 
