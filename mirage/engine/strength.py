@@ -32,8 +32,8 @@ SILENT_POWER = 1e-10  # -100 dBFS: quieter frames count as this
 
 @dataclass(frozen=True)
 class StrengthTiming:
-    noisy_db: float = 35.0
-    clean_db: float = 50.0
+    noisy_db: float = 45.0
+    clean_db: float = 60.0
     floor_s: float = 3.0
     level_s: float = 3.0
     smooth: float = 0.5  # one-pole smoothing of frame powers (~15 ms at 10 ms frames)
