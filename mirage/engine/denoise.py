@@ -24,9 +24,9 @@ the voice gate: the gate judges the suppressor's own output (shelved, a fan's ru
 opened it while the suppressor was still learning the noise).
 
 The suppressor's strength follows the input's SNR (``mirage.engine.strength``):
-a clean input passes it untouched, 6 ms late like the suppressed one, since even
-on clean speech it costs DNSMOS OVRL 0.2 after the converter (2.46 against 2.66
-over six block phases, bench/voice_variants.py ``full-strength``).
+an input with no measurable noise floor passes it untouched, 6 ms late like the
+suppressed one: there it costs DNSMOS OVRL 0.2 after the converter (2.46 against
+2.66 over six block phases, bench/voice_variants.py ``full-strength``).
 
 The suppressor works at 16 kHz, the rate of the voices that convert (dsp, rvc); a
 converter at 32 or 48 kHz is resampled around it with the low-delay FIR of
