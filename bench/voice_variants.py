@@ -143,8 +143,9 @@ def without_gate(x: np.ndarray) -> np.ndarray:
         return chain(x)
 
 
-def thresholds(noisy_db: float, clean_db: float) -> Variant:
-    """The chain with the strength's full/bypass SNR thresholds moved."""
+def linear(noisy_db: float, clean_db: float) -> Variant:
+    """The chain with a strength linear in dB between full (``noisy_db``) and the
+    bypass (``clean_db``), instead of the switch with hysteresis (tried first)."""
     span = clean_db - noisy_db
 
     def target(self: Any, snr_db: float) -> float:
@@ -176,7 +177,7 @@ def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
     """name -> (what it changes, the run)."""
     return {
         "chain": (
-            "as shipped: WebRTC NS 3 by the SNR → gate → low shelf → dsp (6 ms)",
+            "as shipped: WebRTC NS 3 (bypassed at ≥ 55 dB SNR) → gate → low shelf → dsp (6 ms)",
             chain,
         ),
         "full-strength": (
@@ -189,9 +190,13 @@ def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
         ),
         "dsp-alone": ("the converter without the chain", dsp_alone),
         "suppressor+gate": ("no converter: what the front end (NS, gate, shelf) gives it", gated),
-        "thresholds-35-50": (
-            "strength full at ≤ 35 dB, bypassed at ≥ 50 dB (not 45/60)",
-            thresholds(35.0, 50.0),
+        "linear-35-50": (
+            "strength linear from full at 35 dB to the bypass at 50 dB",
+            linear(35.0, 50.0),
+        ),
+        "linear-45-60": (
+            "strength linear from full at 45 dB to the bypass at 60 dB",
+            linear(45.0, 60.0),
         ),
         "suppressor": ("WebRTC NS alone, strength by the SNR", suppressed),
         "suppressor-full": ("WebRTC NS alone, full strength", full_strength(suppressed)),

@@ -36,8 +36,8 @@ SILENT_POWER = 1e-10  # -100 dBFS: quieter frames count as this
 
 @dataclass(frozen=True)
 class StrengthTiming:
-    noisy_db: float = 45.0
-    clean_db: float = 60.0
+    noisy_db: float = 50.0  # at or below: suppress in full
+    clean_db: float = 55.0  # at or above: bypass; between, keep the last choice
     floor_s: float = 3.0
     level_s: float = 3.0
     smooth: float = 0.5  # one-pole smoothing of frame powers (~15 ms at 10 ms frames)
@@ -62,12 +62,18 @@ class SuppressionStrength:
         self._up = 1.0 / max(1.0, timing.attack_s * frames_per_s)
         self._ramp = np.arange(1, frame + 1, dtype=np.float32) / frame
         self._power = 0.0
+        self._bypass = False
         self.value = 1.0  # the strength at the end of the last frame
         self.snr_db = 0.0
 
     def target(self, snr_db: float) -> float:
-        t = self._timing
-        return float(np.clip((t.clean_db - snr_db) / (t.clean_db - t.noisy_db), 0.0, 1.0))
+        """The strength to move to: 0 (bypass) once the SNR reaches ``clean_db``,
+        1 once it falls to ``noisy_db``; between, the last choice (hysteresis)."""
+        if snr_db >= self._timing.clean_db:
+            self._bypass = True
+        elif snr_db <= self._timing.noisy_db:
+            self._bypass = False
+        return 0.0 if self._bypass else 1.0
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         power = float(np.mean(np.square(frame, dtype=np.float64)))
