@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         + ("" if args.floor is None else f", clean over a {args.floor:g} dBFS hiss floor")
         + "\n"
     )
-    print("| variant | what | clean | " + " | ".join(noisy) + " | mean of the noisy |")
+    print("| variant | what | " + " | ".join(["clean", *noisy]) + " | mean of the noisy |")
     print("|---" * (4 + len(noisy)) + "|")
     for name in args.names or list(table):
         what, run = table[name]

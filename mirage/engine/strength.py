@@ -1,27 +1,28 @@
-"""How hard to suppress: the input's SNR, estimated frame by frame, mapped to a
-crossfade between the noise suppressor's output and its bypass.
+"""How hard to suppress: the input's SNR, estimated frame by frame, switches the
+noise suppressor between full strength and its bypass, in a crossfade.
 
 Why: on speech with no noise at all WebRTC's suppressor still reshapes the voice
 and the converter magnifies it (DNSMOS OVRL -0.2, below); such an input should
-reach the converter as it is. The estimate is minimum statistics on the 10 ms frames: the noise floor
-is the quietest smoothed frame of the last ``floor_s``, the speech level the
-loudest of the last ``level_s``; their ratio is the SNR. At or below ``noisy_db``
-the suppressor works at full strength, at or above ``clean_db`` it is bypassed,
-linearly in dB between. The strength moves at most one full sweep per
-``release_s`` towards the bypass (a pause must not open it) and per ``attack_s``
-back (noise that starts is suppressed soon), in a per-sample ramp: no click.
-It starts at full strength, so background heard before any speech is suppressed.
+reach the converter as it is. The estimate is minimum statistics on the 10 ms
+frames: the noise floor is the quietest smoothed frame of the last ``floor_s``,
+the speech level the loudest of the last ``level_s``; their ratio is the SNR.
+From ``clean_db`` up the suppressor is bypassed, from ``noisy_db`` down it works
+in full, between it keeps its last choice (hysteresis). The strength moves at
+most one full sweep per ``release_s`` towards the bypass and per ``attack_s``
+back (noise that starts is suppressed soon), in a per-sample ramp: no click. It
+starts at full strength, so background heard before any speech is suppressed.
 
 The numbers were chosen on the bench's material (bench/suppressor_strength.py,
-bench/voice_variants.py): clean speech over digital silence reads 67-80 dB
-(strength 0); with a -70 dBFS hiss floor 50 dB (0.62), -60 dBFS 40 dB (1.0);
-babble, music and a fan at 30 dB SNR 39-46 dB (0.94-1.0), at 20 dB and below
-1.0. WebRTC's suppressor harms only speech with no floor at all (after dsp,
-six block phases: 2.46 at full strength against 2.66 bypassed), not speech over
-a -60/-70 dBFS floor (2.60/2.71 at full strength, 2.55/2.68 at 35/50 dB
-thresholds) nor at 30 dB SNR (full +0.08 over 35/50), hence 45/60. A floor kept
-1.5 s read continuous clean speech as 22 dB (its quietest frames between two
-pauses); 3 s spans a pause.
+bench/voice_variants.py, docs/benchmarks.md): clean speech over digital silence
+reads 67-80 dB; with a -70 dBFS hiss floor 50 dB, -60 dBFS 40 dB; babble, music
+and a fan at 30 dB SNR 39-46 dB, at 20 dB and below under 37 dB. Only the first
+is bypassed. The suppressor harms speech with no floor at all (after dsp, six
+block phases: 2.46 at full strength against 2.66 bypassed), not speech over a
+-60/-70 dBFS floor nor at 30 dB SNR, where it gains. A strength in between
+(first tried: linear in dB) wandered with the estimate and scored worse than
+either end (2.44 against 2.65-2.79 over a -70 dBFS floor), hence the switch. A
+floor kept 1.5 s read continuous clean speech as 22 dB (its quietest frames
+between two pauses); 3 s spans a pause.
 """
 
 from __future__ import annotations
