@@ -42,6 +42,7 @@ import soxr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mirage.engine.denoise import DEFAULT_LEVEL, FrameSuppressor
+from mirage.engine.strength import StrengthTiming
 from mirage.engine.voicechain import CleanVoice
 from mirage.models import VoiceConverter, create_converter
 from mirage.models.voice.passthrough import PassthroughConverter
@@ -181,9 +182,13 @@ def raw_stream(converter: VoiceConverter, x: np.ndarray) -> np.ndarray:
 
 
 # -- the suppressor candidates -------------------------------------------------------------
-def webrtc_candidate(level: int) -> Callable[[np.ndarray], np.ndarray]:
+def webrtc_candidate(level: int, full: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+    """WebRTC NS alone: at full strength (the candidate) or as the chain runs it
+    (``full=False``: its strength follows the input's SNR)."""
+    timing = StrengthTiming(noisy_db=1e3, clean_db=1e3 + 1) if full else StrengthTiming()
+
     def run(x: np.ndarray) -> np.ndarray:
-        ns = FrameSuppressor(level)
+        ns = FrameSuppressor(level, timing)
         n = len(x) // 160 * 160
         return np.concatenate([ns(x[i : i + 160])[0] for i in range(0, n, 160)])
 
@@ -253,7 +258,7 @@ def stages(clean: np.ndarray, noisy10: dict[str, np.ndarray], level: int, preset
     rows = []
     for name, x in {"clean": clean, **noisy10}.items():
         s_in = dnsmos(x)[0]
-        ns = dnsmos(webrtc_candidate(level)(x))[0]
+        ns = dnsmos(webrtc_candidate(level, full=False)(x))[0]
         gated, _, _ = run_stream(CleanVoice(PassthroughConverter(RATE, 10.0), level), x)
         chain, _, _ = run_stream(CleanVoice(create_converter("dsp", preset=preset), level), x)
         s_gate, s_chain = dnsmos(gated)[0], dnsmos(chain)[0]

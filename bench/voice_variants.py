@@ -4,6 +4,7 @@ issue 21, each on the same clean speech and on several draws of each noise.
     python bench/voice_variants.py                 # every variant, 3 noise draws
     python bench/voice_variants.py chain no-voiced-noise-cut --seeds 5
     python bench/voice_variants.py chain level-1 suppressor-dsp --preset deep
+    python bench/voice_variants.py chain full-strength dsp-alone --floor -60
 
 One 10 s clip scores ±0.1 OVRL from one noise draw to the next, and clean speech
 ±0.15 from one block phase to the next (the same clip started 0-7 ms later: the
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import voice_quality as vq
 
-from mirage.engine import denoise
+from mirage.engine import denoise, strength
 from mirage.engine.denoise import FrameSuppressor
 from mirage.engine.gate import GateTiming, VoiceGate
 from mirage.engine.voicechain import CleanVoice
@@ -69,6 +70,16 @@ def dsp_alone(x: np.ndarray) -> np.ndarray:
 def suppressed(x: np.ndarray, level: int = 3) -> np.ndarray:
     ns = FrameSuppressor(level)
     return np.concatenate([ns(x[i : i + 160])[0] for i in range(0, len(x) // 160 * 160, 160)])
+
+
+def full_strength(run: Variant) -> Variant:
+    """``run`` with the suppressor at full strength whatever the input's SNR (before)."""
+
+    def full(x: np.ndarray) -> np.ndarray:
+        with patched(strength.SuppressionStrength, "target", lambda self, snr_db: 1.0):
+            return run(x)
+
+    return full
 
 
 def gated(x: np.ndarray) -> np.ndarray:
@@ -127,6 +138,26 @@ def without_low_shelf(x: np.ndarray) -> np.ndarray:
         return chain(x)
 
 
+def without_gate(x: np.ndarray) -> np.ndarray:
+    with patched(VoiceGate, "__call__", lambda self, frame, speech: frame):
+        return chain(x)
+
+
+def linear(noisy_db: float, clean_db: float) -> Variant:
+    """The chain with a strength linear in dB between full (``noisy_db``) and the
+    bypass (``clean_db``), instead of the switch with hysteresis (tried first)."""
+    span = clean_db - noisy_db
+
+    def target(self: Any, snr_db: float) -> float:
+        return float(np.clip((clean_db - snr_db) / span, 0.0, 1.0))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with patched(strength.SuppressionStrength, "target", target):
+            return chain(x)
+
+    return run
+
+
 def masked_by_clean(clean: np.ndarray) -> Variant:
     """Oracle: the chain's output silenced outside the clean speech's active frames
     (±30 ms): what a perfect gate would add."""
@@ -145,16 +176,33 @@ def masked_by_clean(clean: np.ndarray) -> Variant:
 def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
     """name -> (what it changes, the run)."""
     return {
-        "chain": ("as shipped: WebRTC NS 3 → gate → low shelf → dsp (6 ms)", chain),
+        "chain": (
+            "as shipped: WebRTC NS 3 (bypassed at ≥ 55 dB SNR) → gate → low shelf → dsp (6 ms)",
+            chain,
+        ),
+        "full-strength": (
+            "the suppressor at full strength on any input (before)",
+            full_strength(chain),
+        ),
         "no-voiced-noise-cut": (
             "dsp keeps voiced frames' aperiodic share (before)",
             without_voiced_noise_cut,
         ),
         "dsp-alone": ("the converter without the chain", dsp_alone),
         "suppressor+gate": ("no converter: what the front end (NS, gate, shelf) gives it", gated),
-        "suppressor": ("WebRTC NS alone", suppressed),
+        "linear-35-50": (
+            "strength linear from full at 35 dB to the bypass at 50 dB",
+            linear(35.0, 50.0),
+        ),
+        "linear-45-60": (
+            "strength linear from full at 45 dB to the bypass at 60 dB",
+            linear(45.0, 60.0),
+        ),
+        "suppressor": ("WebRTC NS alone, strength by the SNR", suppressed),
+        "suppressor-full": ("WebRTC NS alone, full strength", full_strength(suppressed)),
         "suppressor-dsp": ("no gate, no shelf", lambda x: dsp_alone(suppressed(x))),
         "no-low-shelf": ("the suppressor's low cut not given back (before)", without_low_shelf),
+        "no-gate": ("the chain without its voice gate", without_gate),
         "level-1": ("suppressor level 1 (low)", lambda x: chain(x, level=1)),
         "level-4": ("suppressor level 4 (max)", lambda x: chain(x, level=4)),
         "gate-100ms-12dB": (
@@ -181,28 +229,40 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="noise draws per noise")
     parser.add_argument("--snr", type=float, default=10.0)
     parser.add_argument("--preset", default=PRESET, help="dsp preset to convert with")
+    parser.add_argument("--clean-only", action="store_true", help="score the clean column only")
+    parser.add_argument(
+        "--floor",
+        type=float,
+        default=None,
+        help="dBFS of a white hiss added to the clean speech (a quiet microphone)",
+    )
     args = parser.parse_args(argv)
     PRESET = args.preset
     clean = vq.clean_speech()
     noisy: dict[str, list[np.ndarray]] = {}
     for seed in range(args.seeds):
         rng = np.random.default_rng(100 + seed)
-        for name, make in vq.NOISES.items():
+        for name, make in {} if args.clean_only else vq.NOISES.items():
             noisy.setdefault(name, []).append(vq.mix(clean, make(len(clean), rng), args.snr))
     # Clean speech at as many block phases (0-7 ms of silence first) as noise draws.
     phases = [
         np.concatenate([np.zeros(i * 120 // args.seeds, np.float32), clean])
         for i in range(args.seeds)
     ]
+    if args.floor is not None:
+        hiss = np.random.default_rng(99).standard_normal(len(phases[-1])) * 10 ** (args.floor / 20)
+        phases = [p + hiss[: len(p)].astype(np.float32) for p in phases]
     table = variants(clean)
     unknown = set(args.names) - set(table)
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(sorted(unknown))}; known: {', '.join(table)}")
     print(
         f"DNSMOS P.835 OVRL (mean ± sd over {args.seeds} noise draws or block phases) / P.808, "
-        f"{args.snr:g} dB SNR, dsp {PRESET}\n"
+        f"{args.snr:g} dB SNR, dsp {PRESET}"
+        + ("" if args.floor is None else f", clean over a {args.floor:g} dBFS hiss floor")
+        + "\n"
     )
-    print("| variant | what | clean | " + " | ".join(noisy) + " | mean of the noisy |")
+    print("| variant | what | " + " | ".join(["clean", *noisy]) + " | mean of the noisy |")
     print("|---" * (4 + len(noisy)) + "|")
     for name in args.names or list(table):
         what, run = table[name]
@@ -214,11 +274,9 @@ def main(argv: list[str] | None = None) -> None:
             cells.append(f"{mean[0]:.2f} ± {scores[:, 0].std():.2f} / {mean[3]:.2f}")
             if label != "clean":
                 means.append(mean)
-        mean = np.mean(means, axis=0)
-        print(
-            f"| {name} | {what} | " + " | ".join(cells) + f" | {mean[0]:.3f} / {mean[3]:.3f} |",
-            flush=True,
-        )
+        mean = np.mean(means, axis=0) if means else None
+        summary = "-" if mean is None else f"{mean[0]:.3f} / {mean[3]:.3f}"
+        print(f"| {name} | {what} | " + " | ".join(cells) + f" | {summary} |", flush=True)
         print(f"  ({name}: {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 
 

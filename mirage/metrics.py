@@ -139,6 +139,13 @@ class Metrics:
             ["session"],
             registry=r,
         )
+        self.suppressor_strength = Gauge(
+            "mirage_voice_suppressor_strength",
+            "Per session: how hard the noise suppressor works, by the microphone's SNR"
+            " (1 in full, 0 bypassed on a clean input)",
+            ["session"],
+            registry=r,
+        )
         self.loop_lag = Gauge(
             "mirage_event_loop_lag_seconds",
             "How late the event loop woke a 100 ms timer",

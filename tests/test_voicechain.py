@@ -16,6 +16,7 @@ from aiortc import RTCPeerConnection
 
 from mirage.client.probe import Probe
 from mirage.engine.denoise import DEFAULT_LEVEL, parse_denoise
+from mirage.engine.strength import StrengthTiming, SuppressionStrength
 from mirage.engine.voicechain import CleanVoice, split_options
 from mirage.models import create_converter
 from mirage.models.base import BadInput, VoiceConverter
@@ -68,12 +69,23 @@ def band_change_db(x: np.ndarray, y: np.ndarray, low: float, high: float) -> flo
 def test_the_suppressor_gives_a_low_voice_its_fundamental_back() -> None:
     """WebRTC's suppressor cuts a male voice's fundamental (-5.8 dB over 50-160 Hz on
     clean speech) and the converter then makes a thin, breathy voice of it; the chain's
-    low shelf brings the band back (to -2.2 dB) and leaves the rest alone."""
+    low shelf brings the band back (to -2.2 dB) and leaves the rest alone. The shelf
+    follows the suppressor's strength: on clean speech (the suppressor bypassed) the
+    band is the input's."""
     x = speech("The quick brown fox jumps over the lazy dog.", pitch=30)
-    chain = CleanVoice(PassthroughConverter(RATE, 10.0), DEFAULT_LEVEL)
-    y = stream(chain, x)[round(chain.delay_s * RATE) :]
+    full = CleanVoice(PassthroughConverter(RATE, 10.0), DEFAULT_LEVEL)
+    always = StrengthTiming(noisy_db=1e3, clean_db=1e3 + 1)  # full strength on any input
+    full.cleaner.suppressor.strength = SuppressionStrength(HOP, RATE, always)
+    y = stream(full, x)[round(full.delay_s * RATE) :]
     assert band_change_db(x, y, 50, 160) > -3.5
     assert abs(band_change_db(x, y, 300, 4000)) < 1.0
+    x = np.concatenate([np.zeros(RATE // 2, np.float32), x, x])
+    chain = CleanVoice(PassthroughConverter(RATE, 10.0), DEFAULT_LEVEL)
+    delay = round(chain.delay_s * RATE)
+    y = stream(chain, x)[delay:]
+    settled = slice(2 * RATE, len(y))  # the strength is 0 from here
+    assert abs(band_change_db(x[settled], y[settled], 50, 160)) < 0.5
+    assert abs(band_change_db(x[settled], y[settled], 300, 4000)) < 0.5
 
 
 @pytest.mark.parametrize(
@@ -236,5 +248,8 @@ async def test_bad_denoise_is_400_at_offer_and_it_changes_live(start_server: Sta
         assert stage > 0
         assert f'mirage_voice_gate_open_ratio{{session="{probe.session_id}"}}' in text
         assert session.stats()["audio"]["gate_open_share"] is not None
+        assert f'mirage_voice_suppressor_strength{{session="{probe.session_id}"}}' in text
+        strength = session.stats()["audio"]["suppressor_strength"]
+        assert strength is not None and 0.0 <= strength <= 1.0
     finally:
         await probe.close()

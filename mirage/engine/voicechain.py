@@ -131,8 +131,14 @@ class Cleaner:
         frames = []
         gate = self.suppressor.level > 0
         for start in range(0, whole, FRAME):
-            clean, speech = self.suppressor(joined[start : start + FRAME])
-            frames.append(self.shelf(self.gate(clean, speech)) if gate else clean)
+            done = self.suppressor(joined[start : start + FRAME])
+            if not gate:
+                frames.append(done.audio)
+                continue
+            gated = self.gate(done.audio, done.speech)
+            # The shelf gives back what the suppressor took: as much as it was used.
+            shelved = self.shelf(gated)
+            frames.append(gated + done.strength * (shelved - gated))
         t1 = time.perf_counter()
         if frames:
             y16 = np.concatenate(frames)
@@ -164,6 +170,12 @@ class CleanVoice(VoiceConverter):
     def gate_open_share(self) -> float | None:
         """Share of the last 10 s the gate let through (None: off or no audio yet)."""
         return self.cleaner.gate.open_share if self.level else None
+
+    @property
+    def suppressor_strength(self) -> float | None:
+        """How hard the suppressor works now: 1 in full, 0 bypassed (a clean input).
+        None when it is off."""
+        return self.cleaner.suppressor.strength.value if self.level else None
 
     @property
     def stage_seconds(self) -> dict[str, float]:

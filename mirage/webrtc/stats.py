@@ -70,6 +70,9 @@ def publish_gauges(session: Reported) -> None:
     share = converter.gate_open_share if isinstance(converter, SupervisedConverter) else None
     if share is not None:
         metrics.voice_gate_open.labels(sid).set(share)
+    strength = converter.suppressor_strength if isinstance(converter, SupervisedConverter) else None
+    if strength is not None:
+        metrics.suppressor_strength.labels(sid).set(strength)
 
 
 def remove_gauges(metrics: Metrics, session_id: str) -> None:
@@ -78,6 +81,7 @@ def remove_gauges(metrics: Metrics, session_id: str) -> None:
         metrics.quality_level,
         metrics.av_skew,
         metrics.voice_gate_open,
+        metrics.suppressor_strength,
     ):
         with contextlib.suppress(KeyError):  # never published: a session that never ran
             gauge.remove(session_id)
@@ -134,6 +138,8 @@ def session_stats(session: Reported) -> dict[str, Any]:
         if isinstance(converter, SupervisedConverter):
             share = converter.gate_open_share
             out["audio"]["gate_open_share"] = None if share is None else round(share, 3)
+            strength = converter.suppressor_strength
+            out["audio"]["suppressor_strength"] = None if strength is None else round(strength, 3)
     return out
 
 
