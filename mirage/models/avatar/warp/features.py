@@ -3,7 +3,8 @@
 A warp can only move pixels that exist. An opening mouth would show a smeared
 stretch of lip, a closing eye a squashed iris. So the mouth opening is painted
 (a dark cavity, a tongue, and upper teeth hanging from the upper lip: the
-reference's own when it shows them, painted ones otherwise), and the eye
+reference's own, stretched down as the mouth opens, when it shows them; painted
+ones otherwise), and the eye
 openings show the reference's eye white and iris (eyeball.py), which do not
 deform: the lids slide over them instead of squeezing them, and the iris moves
 with the driver's gaze.
@@ -257,7 +258,8 @@ def paint_mouth(
     ``strength`` in [0, 1] fades the painting in as the mouth opens. With
     ``teeth`` (the reference shows its own), the reference's mouth interior
     (``reference`` image, ``source`` landmarks) hangs from the upper lip, as upper
-    teeth do from the skull; otherwise teeth are painted there (``_cavity``).
+    teeth do from the skull, stretched down by up to ``TEETH_STRETCH`` as the mouth
+    opens past the reference's; otherwise teeth are painted there (``_cavity``).
     """
     if strength <= 0.0:
         return
