@@ -3,7 +3,8 @@
 A warp can only move pixels that exist. An opening mouth would show a smeared
 stretch of lip, a closing eye a squashed iris. So the mouth opening is painted
 (a dark cavity, a tongue, and upper teeth hanging from the upper lip: the
-reference's own when it shows them, painted ones otherwise), and the eye
+reference's own, stretched down as the mouth opens, when it shows them; painted
+ones otherwise), and the eye
 openings show the reference's eye white and iris (eyeball.py), which do not
 deform: the lids slide over them instead of squeezing them, and the iris moves
 with the driver's gaze.
@@ -33,6 +34,12 @@ _LID_BAND_FOLLOW = 1.0
 _CAVITY = np.array([70, 28, 30], dtype=np.float32)
 _TONGUE = np.array([120, 52, 56], dtype=np.float32)
 _UPPER_TEETH = np.array([232, 224, 208], dtype=np.float32)
+#: Painted upper teeth: at most this share of the mouth's width tall, and of its opening
+#: (a grin shows about a fifth of the mouth's width of incisor; less read as another face).
+TEETH_HEIGHT = 0.2
+TEETH_SHARE = 0.7
+#: A reference's own mouth interior stretches down with the opening by up to this much.
+TEETH_STRETCH = 2.0
 
 
 def _gaps(points: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, float]:
@@ -169,7 +176,7 @@ def _cavity(
     k = np.clip((1.0 - t) * 3.0, 0.0, 1.0)[..., None] * 0.8
     img = img + (_TONGUE * shade * 0.8 - img) * k
     if not teeth:
-        height = min(0.11 * width, 0.45 * tongue_gap)
+        height = min(TEETH_HEIGHT * width, TEETH_SHARE * tongue_gap)
         taper = np.sqrt(np.clip(1.0 - (2.0 * across / 1.6) ** 2, 0.0, 1.0))
         into = (v - v_up) / max(height, 1e-3)
         inside = (into >= 0) & (into <= taper)
@@ -180,6 +187,61 @@ def _cavity(
         teeth_rgb = _UPPER_TEETH * min(shade, 1.0) * tone[..., None]
         img = np.where(inside[..., None], teeth_rgb, img)
     return np.clip(img, 0, 255).astype(np.float32)
+
+
+def _hang(
+    canvas: np.ndarray,
+    reference: np.ndarray,
+    m: np.ndarray,
+    region: np.ndarray,
+    box: tuple[int, int, int, int],
+) -> np.ndarray:
+    """``canvas`` (the output ``box``) with the reference's pixels inside ``region``
+    (a polygon in reference pixels) laid over it through the target → reference map ``m``."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    layer = cv2.warpAffine(
+        reference,
+        _in_box(m, x0, y0),
+        (w, h),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    back = cv2.invertAffineTransform(m)
+    moved = region @ back[:, :2].T + back[:, 2] - np.array([x0, y0], dtype=np.float32)
+    own = np.zeros((h, w), dtype=np.uint8)
+    _fill(own, moved, (255.0,))
+    a = cv2.GaussianBlur(own, (3, 3), 0).astype(np.float32)[..., None] / 255.0
+    return canvas + (layer.astype(np.float32) - canvas) * a
+
+
+def _stretched(
+    m: np.ndarray,
+    up: np.ndarray,
+    low: np.ndarray,
+    src_up: np.ndarray,
+    src_low: np.ndarray,
+    most: float,
+) -> np.ndarray:
+    """The target → reference map ``m`` (fixed by the upper lip) stretched down
+    from the upper lip so the reference's opening grows with the target's, by
+    up to ``most`` times."""
+    a, b = up[0], up[-1]
+    along = (b - a) / max(float(np.linalg.norm(b - a)), 1e-6)
+    down = np.array([-along[1], along[0]])
+    if down[1] < 0:
+        down = -down
+    mid = len(up) // 2
+    gap_t = float((low[mid] - up[mid]) @ down) * float(np.hypot(m[0, 0], m[1, 0]))
+    gap_s = float(np.linalg.norm(src_low[mid] - src_up[mid]))
+    k = float(np.clip(gap_t / max(gap_s, 1e-6), 1.0, most))
+    d = down.astype(np.float32)
+    u = np.eye(2, dtype=np.float32) - np.float32(1 - 1 / k) * np.outer(d, d)
+    shift = np.float32(1 - 1 / k) * float(up[mid] @ down) * d
+    out = m.copy()
+    out[:, :2] = m[:, :2] @ u
+    out[:, 2] = m[:, :2] @ shift + m[:, 2]
+    return out
 
 
 def paint_mouth(
@@ -196,7 +258,8 @@ def paint_mouth(
     ``strength`` in [0, 1] fades the painting in as the mouth opens. With
     ``teeth`` (the reference shows its own), the reference's mouth interior
     (``reference`` image, ``source`` landmarks) hangs from the upper lip, as upper
-    teeth do from the skull; otherwise teeth are painted there (``_cavity``).
+    teeth do from the skull, stretched down by up to ``TEETH_STRETCH`` as the mouth
+    opens past the reference's; otherwise teeth are painted there (``_cavity``).
     """
     if strength <= 0.0:
         return
@@ -212,21 +275,12 @@ def paint_mouth(
         _cavity(h, w, upper - origin, lower - origin, shade, teeth), (3, 3), 0
     )
     if teeth:
-        m = _similarity(upper, source[LIP_UPPER, :2])
-        layer = cv2.warpAffine(
-            reference,
-            _in_box(m, x0, y0),
-            (w, h),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        inside = np.concatenate([source[LIP_UPPER, :2], source[LIP_LOWER[-2:0:-1], :2]])
-        back = cv2.invertAffineTransform(m)
-        moved = inside @ back[:, :2].T + back[:, 2] - origin
-        own = np.zeros((h, w), dtype=np.uint8)
-        _fill(own, moved, (255.0,))
-        a = cv2.GaussianBlur(own, (3, 3), 0).astype(np.float32)[..., None] / 255.0
-        canvas = canvas + (layer.astype(np.float32) - canvas) * a
+        # The reference's own interior hangs from the upper lip, as upper teeth do
+        # from the skull, and stretches down as the mouth opens wider than the
+        # reference's: a dark cavity under a strip of teeth read as another face.
+        src_up, src_low = source[LIP_UPPER, :2], source[LIP_LOWER, :2]
+        m = _stretched(_similarity(upper, src_up), upper, lower, src_up, src_low, TEETH_STRETCH)
+        canvas = _hang(canvas, reference, m, np.concatenate([src_up, src_low[-2:0:-1]]), box)
     mask = np.zeros((h, w), dtype=np.uint8)
     _fill(mask, poly - origin, (255.0,))
     soft = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)
