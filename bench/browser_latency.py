@@ -259,7 +259,25 @@ def stalls(log: dict, mark: float) -> dict[str, float]:
     }
 
 
-def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: float) -> dict:
+def schedstat(pid: int | None) -> tuple[float, float]:
+    """(CPU s, run-queue wait s) summed over the threads of process ``pid`` (Linux
+    ``/proc/PID/task/*/schedstat``): the wait is time a thread was ready to run and
+    had no core, the cost of a machine oversubscribed."""
+    run = wait = 0.0
+    if pid is None:
+        return run, wait
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:
+            continue
+        run, wait = run + int(fields[0]) / 1e9, wait + int(fields[1]) / 1e9
+    return run, wait
+
+
+def run_case(
+    pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: float, pid: int | None
+) -> dict:
     """One page session: connect, settle, log for ``seconds``, measure."""
     video, audio = media
     browser = launch(pw, video, audio)
@@ -274,12 +292,16 @@ def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: 
         time.sleep(2.0)  # let the jitter buffers and the playout delay settle
         mark = page.evaluate("() => performance.now()")
         before = server_stages(port)
+        sched_before, t_before = schedstat(pid), time.monotonic()
         browser_before = page.evaluate(BROWSER_STAGES)
         counters = page.evaluate(RECOVERY)
         time.sleep(seconds)
         log = page.evaluate("() => window.__probe")
         stats = page.evaluate("() => window.mirage.stats()")
+        (run1, wait1), span = schedstat(pid), time.monotonic() - t_before
         stages = {
+            "server_cpu": 1000 * (run1 - sched_before[0]) / span,
+            "server_runq": 1000 * (wait1 - sched_before[1]) / span,
             **browser_means(browser_before, page.evaluate(BROWSER_STAGES)),
             **stage_means(before, server_stages(port)),
             **session_needs(port, stats.get("sessionId")),
@@ -344,6 +366,7 @@ def inside(args: argparse.Namespace) -> None:
     variant = parse_variant(args.variant)
     root = Path(args.variant_root).resolve() if args.variant_root else None
     procs = servers(variant, root)
+    pids = dict(zip((MIRAGE_PORT, ECHO_PORT, VARIANT_PORT), (p.pid for p in procs), strict=False))
     cases = [
         (label, ECHO_PORT if server == "echo" else MIRAGE_PORT, q) for label, server, q in CASES
     ]
@@ -366,7 +389,8 @@ def inside(args: argparse.Namespace) -> None:
                 by_case: dict[str, list[dict]] = {label: [] for label, _, _ in cases}
                 for _ in range(args.repeat):
                     for label, port, query in cases:
-                        by_case[label].append(run_case(pw, media, port, query, args.seconds))
+                        got = run_case(pw, media, port, query, args.seconds, pids.get(port))
+                        by_case[label].append(got)
                 for label, _, _ in cases:
                     runs = by_case[label]
                     merged = {k: _median([r[k] for r in runs]) for k in KEYS}
@@ -425,6 +449,8 @@ def print_table(rows: list[tuple[int, str, dict]]) -> None:
 
 
 STAGES = [
+    ("server_cpu", "server process CPU (ms per s, all threads; /proc schedstat)"),
+    ("server_runq", "server threads' run-queue wait (ms per s: ready, no core free)"),
     ("encode", "browser encode"),
     ("pacer", "browser pacer"),
     ("network_rtt", "network RTT"),
