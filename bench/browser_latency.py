@@ -66,26 +66,47 @@ KEEP_PCS = """(() => {
   window.RTCPeerConnection = function (...args) { const pc = new Native(...args); window.__pcs.push(pc); return pc; };
   window.RTCPeerConnection.prototype = Native.prototype;
 })();"""
-# Per-frame means of the browser's own video stages, from getStats (ms).
+# The browser's own stage counters, cumulative (the means over the logged span are
+# differences of two reads): sums in seconds, each with its count.
 BROWSER_STAGES = """async () => {
   const pc = window.__pcs[window.__pcs.length - 1], out = {};
+  const put = (key, sum, count) => { if (count) out[key] = [sum, count]; };
   (await pc.getStats()).forEach((s) => {
-    if (s.type === 'outbound-rtp' && s.kind === 'video' && s.framesEncoded) {
-      out.encode = 1000 * s.totalEncodeTime / s.framesEncoded;
-      out.pacer = 1000 * s.totalPacketSendDelay / s.packetsSent;
+    if (s.type === 'outbound-rtp' && s.kind === 'video') {
+      put('encode', s.totalEncodeTime, s.framesEncoded);
+      put('pacer', s.totalPacketSendDelay, s.packetsSent);
     }
-    if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded) {
-      out.jitter_buffer = 1000 * s.jitterBufferDelay / s.jitterBufferEmittedCount;
-      out.decode = 1000 * s.totalDecodeTime / s.framesDecoded;
-      out.receive_to_decoded = 1000 * s.totalProcessingDelay / s.framesDecoded;
+    if (s.type === 'inbound-rtp' && s.kind === 'video') {
+      put('jitter_buffer', s.jitterBufferDelay, s.jitterBufferEmittedCount);
+      put('jitter_buffer_target', s.jitterBufferTargetDelay, s.jitterBufferEmittedCount);
+      put('jitter_buffer_minimum', s.jitterBufferMinimumDelay, s.jitterBufferEmittedCount);
+      put('decode', s.totalDecodeTime, s.framesDecoded);
     }
-    if (s.type === 'inbound-rtp' && s.kind === 'audio' && s.jitterBufferEmittedCount)
-      out.audio_jitter_buffer = 1000 * s.jitterBufferDelay / s.jitterBufferEmittedCount;
+    if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+      put('audio_jitter_buffer', s.jitterBufferDelay, s.jitterBufferEmittedCount);
+      put('audio_jitter_buffer_target', s.jitterBufferTargetDelay, s.jitterBufferEmittedCount);
+      put('audio_jitter_buffer_minimum', s.jitterBufferMinimumDelay, s.jitterBufferEmittedCount);
+    }
     if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime !== undefined)
-      out.network_rtt = 1000 * s.currentRoundTripTime;
+      out.network_rtt = [s.currentRoundTripTime, 1];
   });
   return out;
 }"""
+
+
+def browser_means(before: dict, after: dict) -> dict[str, float]:
+    """Mean ms per frame (or sample) of each browser stage between two reads."""
+    means = {}
+    for key, (total, count) in after.items():
+        if key == "network_rtt":  # a current value, not a sum
+            means[key] = 1000 * total
+            continue
+        t0, c0 = before.get(key, (0.0, 0.0))
+        if count > c0 and total is not None and t0 is not None:
+            means[key] = 1000 * (total - t0) / (count - c0)
+    return means
+
+
 # Loss-recovery counters of the avatar's inbound video (what the browser asked of the
 # server and got back) and of the camera's outbound video (what the server asked of it).
 RECOVERY = """async () => {
@@ -132,6 +153,20 @@ def server_stages(port: int) -> dict[str, tuple[float, float]]:
             stage = f"audio_{stage}" if audio else stage
             out.setdefault(stage, [0.0, 0.0])[0 if kind == "sum" else 1] += float(value)
     return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def session_needs(port: int, session_id: str | None) -> dict[str, float]:
+    """The playout clock's need per track (p95 own + median inbound, ms) from the
+    session's own report, read once at the end of the span."""
+    if not session_id:
+        return {}
+    url = f"http://127.0.0.1:{port}/sessions/{session_id}"
+    try:
+        body = json.loads(urllib.request.urlopen(url, timeout=5).read())
+    except (OSError, ValueError):
+        return {}
+    needs = body.get("latency_p95_ms") or {}
+    return {f"need_{track}": float(ms) for track, ms in needs.items()}
 
 
 def stage_means(before: dict, after: dict) -> dict[str, float]:
@@ -224,7 +259,25 @@ def stalls(log: dict, mark: float) -> dict[str, float]:
     }
 
 
-def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: float) -> dict:
+def schedstat(pid: int | None) -> tuple[float, float]:
+    """(CPU s, run-queue wait s) summed over the threads of process ``pid`` (Linux
+    ``/proc/PID/task/*/schedstat``): the wait is time a thread was ready to run and
+    had no core, the cost of a machine oversubscribed."""
+    run = wait = 0.0
+    if pid is None:
+        return run, wait
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:
+            continue
+        run, wait = run + int(fields[0]) / 1e9, wait + int(fields[1]) / 1e9
+    return run, wait
+
+
+def run_case(
+    pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: float, pid: int | None
+) -> dict:
     """One page session: connect, settle, log for ``seconds``, measure."""
     video, audio = media
     browser = launch(pw, video, audio)
@@ -239,11 +292,20 @@ def run_case(pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: 
         time.sleep(2.0)  # let the jitter buffers and the playout delay settle
         mark = page.evaluate("() => performance.now()")
         before = server_stages(port)
+        sched_before, t_before = schedstat(pid), time.monotonic()
+        browser_before = page.evaluate(BROWSER_STAGES)
         counters = page.evaluate(RECOVERY)
         time.sleep(seconds)
         log = page.evaluate("() => window.__probe")
         stats = page.evaluate("() => window.mirage.stats()")
-        stages = {**page.evaluate(BROWSER_STAGES), **stage_means(before, server_stages(port))}
+        (run1, wait1), span = schedstat(pid), time.monotonic() - t_before
+        stages = {
+            "server_cpu": 1000 * (run1 - sched_before[0]) / span,
+            "server_runq": 1000 * (wait1 - sched_before[1]) / span,
+            **browser_means(browser_before, page.evaluate(BROWSER_STAGES)),
+            **stage_means(before, server_stages(port)),
+            **session_needs(port, stats.get("sessionId")),
+        }
         after = page.evaluate(RECOVERY)
     finally:
         browser.close()
@@ -304,6 +366,7 @@ def inside(args: argparse.Namespace) -> None:
     variant = parse_variant(args.variant)
     root = Path(args.variant_root).resolve() if args.variant_root else None
     procs = servers(variant, root)
+    pids = dict(zip((MIRAGE_PORT, ECHO_PORT, VARIANT_PORT), (p.pid for p in procs), strict=False))
     cases = [
         (label, ECHO_PORT if server == "echo" else MIRAGE_PORT, q) for label, server, q in CASES
     ]
@@ -321,10 +384,15 @@ def inside(args: argparse.Namespace) -> None:
         with sync_playwright() as pw:
             for loss in args.loss:
                 set_loss(loss)
-                for label, port, query in cases:
-                    runs = [
-                        run_case(pw, media, port, query, args.seconds) for _ in range(args.repeat)
-                    ]
+                # Round-robin: each repeat runs every case once, so a load that drifts
+                # during the run (a shared machine) hits every case alike.
+                by_case: dict[str, list[dict]] = {label: [] for label, _, _ in cases}
+                for _ in range(args.repeat):
+                    for label, port, query in cases:
+                        got = run_case(pw, media, port, query, args.seconds, pids.get(port))
+                        by_case[label].append(got)
+                for label, _, _ in cases:
+                    runs = by_case[label]
                     merged = {k: _median([r[k] for r in runs]) for k in KEYS}
                     merged["n"] = tuple(sum(r["n"][i] for r in runs) for i in (0, 1))
                     names = {k for r in runs for k in r["stages"]}
@@ -337,7 +405,8 @@ def inside(args: argparse.Namespace) -> None:
                         k: _total(k, [r["recovery"].get(k) for r in runs]) for k in sorted(keys)
                     }
                     rows.append((loss, label, merged))
-                    print(f"# {loss}% {label}: {json.dumps(merged)}", file=sys.stderr, flush=True)
+                    each = [(r["video"], r["audio"]) for r in runs]
+                    print(f"# {loss}% {label}: runs {each} {json.dumps(merged)}", file=sys.stderr)
     finally:
         set_loss(0)
         for proc in procs:
@@ -380,21 +449,31 @@ def print_table(rows: list[tuple[int, str, dict]]) -> None:
 
 
 STAGES = [
+    ("server_cpu", "server process CPU (ms per s, all threads; /proc schedstat)"),
+    ("server_runq", "server threads' run-queue wait (ms per s: ready, no core free)"),
     ("encode", "browser encode"),
     ("pacer", "browser pacer"),
     ("network_rtt", "network RTT"),
+    ("server_queue", "server inbox wait (arrival→worker)"),
     ("server_decode", "server to_ndarray"),
     ("server_animate", "server animate"),
     ("server_convert", "server from_ndarray"),
+    ("server_held", "server held ready→send (delay line)"),
     ("server_capture_to_send", "server capture→send"),
+    ("need_video", "playout clock's need, video (p95 own + median inbound)"),
+    ("need_audio", "playout clock's need, voice (p95 own + median inbound)"),
     ("playout_delay", "of which the playout delay (lips held to the voice)"),
     ("server_audio_capture_to_send", "server capture→send, voice"),
     ("reported_video", "page's report: its video receive→display (ms)"),
     ("reported_audio", "page's report: its audio jitter buffer + output (ms)"),
     ("jitter_buffer", "browser jitter buffer"),
+    ("jitter_buffer_target", "browser jitter buffer target"),
+    ("jitter_buffer_minimum", "browser jitter buffer minimum (its lip sync's hold)"),
     ("decode", "browser decode"),
     ("receive_to_display", "browser receive→display"),
     ("audio_jitter_buffer", "browser audio jitter buffer (per sample)"),
+    ("audio_jitter_buffer_target", "browser audio jitter buffer target"),
+    ("audio_jitter_buffer_minimum", "browser audio jitter buffer minimum (its lip sync's hold)"),
 ]
 
 

@@ -13,6 +13,7 @@ from aiohttp import web
 from mirage import __version__, security
 from mirage.config import Settings
 from mirage.engine.adapt import LEVELS
+from mirage.engine.cputhreads import apply_opencv_threads
 from mirage.models import registry
 from mirage.models.base import MirageError
 from mirage.models.voice.presets import presets as voice_presets
@@ -114,6 +115,7 @@ async def _watch_loop_lag(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     aiortc_compat.install()
+    apply_opencv_threads(settings.opencv_threads)
     app = web.Application(
         middlewares=[
             *security.outer_middlewares(settings),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mirage.capacity import default_max_sessions
+from mirage.engine.cputhreads import parse_opencv_threads
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Settings:
     sync: bool = True  # hold the faster track back so lips and voice leave together
     max_playout_delay_ms: float = 500.0
     video_lead_ms: float = 20.0  # video leaves this much early: its codecs are slower than Opus
+    opencv_threads: int = 1  # OpenCV's pool per call, process-wide (mirage/engine/cputhreads.py)
     # Backends.
     face: str = "auto"  # liveportrait with its weights and a GPU, else warp
     voice: str = "auto"  # rvc with its weights and a GPU, else dsp
@@ -106,6 +108,7 @@ _ENV_PARSERS: dict[str, Any] = {
     "sync": lambda v: v.lower() not in ("0", "false", "no", "off"),
     "max_playout_delay_ms": float,
     "video_lead_ms": float,
+    "opencv_threads": parse_opencv_threads,
     "face": str,
     "voice": str,
     "voice_preset": str,

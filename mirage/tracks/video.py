@@ -30,6 +30,7 @@ from av import AudioFrame, VideoFrame
 from mirage.engine.adapt import Move, QualityController
 from mirage.engine.delayline import DelayLine
 from mirage.engine.latest import LatestSlot
+from mirage.engine.rategate import EARLY_SHARE, FrameRateGate
 from mirage.metrics import Metrics
 from mirage.models.avatar.passthrough import fit_square
 from mirage.models.base import FaceAnimator
@@ -61,6 +62,7 @@ class Rendered:
     frame: VideoFrame
     capture: float
     arrival: float
+    ready: float  # when the worker finished it (time.monotonic)
 
 
 class AvatarVideoTrack(TransformTrack):
@@ -85,7 +87,7 @@ class AvatarVideoTrack(TransformTrack):
         level = controller.level
         self.size = level.size
         self._interval = 1.0 / level.fps
-        self._next_start = 0.0
+        self._rate = FrameRateGate()
         self._apply_quality(level.quality)
         max_fps = max(lv.fps for lv in controller.levels)
         self._inbox: LatestSlot[Captured] = LatestSlot()
@@ -161,15 +163,17 @@ class AvatarVideoTrack(TransformTrack):
     # -- stage 2: the worker thread ---------------------------------------------
     def _work(self) -> None:
         self._apply_new_reference()
-        # Work at the level's frame rate: frames in between are replaced in the slot.
-        wait = self._next_start - time.monotonic()
-        if wait > 0:
-            time.sleep(min(wait, 0.2))
-            return
         item = self._inbox.take(timeout=0.2)
         if item is None or self._worker.stopping:
             return
+        # Work at the level's frame rate, deciding as each frame arrives (a timer of our
+        # own left every frame waiting half a camera interval in the slot).
+        if not self._rate.admit(item.arrival, self._interval):
+            self._metrics.frames_dropped.labels("video", "input").inc()
+            return
         stage = self._metrics.stage_seconds
+        # How long the newest camera frame waited in the slot for the worker.
+        stage.labels("video", "queue").observe(time.monotonic() - item.arrival)
         t0 = time.perf_counter()
         rgb = item.frame.to_ndarray(format="rgb24")
         t1 = time.perf_counter()
@@ -190,14 +194,12 @@ class AvatarVideoTrack(TransformTrack):
         for name, seconds in self._animator.stage_seconds.items():
             stage.labels("video", f"animate.{name}").observe(seconds)
         stage.labels("video", "convert").observe(t3 - t2)
-        self._next_start = t0 + 0.95 * self._interval
         move = self.controller.record(t3 - t0, time.monotonic())
         if move is not None:
             self._apply_level(move)
-        self._clock.observe(
-            "video", time.monotonic() - item.capture, inbound_s=item.arrival - item.capture
-        )
-        if self._outbox.put(Rendered(frame, item.capture, item.arrival)):
+        ready = time.monotonic()
+        self._clock.observe("video", ready - item.capture, inbound_s=item.arrival - item.capture)
+        if self._outbox.put(Rendered(frame, item.capture, item.arrival, ready)):
             self._metrics.frames_dropped.labels("video", "output").inc()
         self._wake_recv()
 
@@ -221,9 +223,11 @@ class AvatarVideoTrack(TransformTrack):
     async def recv(self) -> VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        # Never faster than max_fps (a little slack for jitter)...
+        # Never faster than the rate gate lets frames in (it takes two of every three
+        # frames of a 30 fps camera for 20 fps, 33 ms apart: a cap above that held each
+        # such frame back)...
         # (measured from the last *new* frame: a repeat must not hold back a fresh one)
-        earliest = self._last_new_sent + 0.75 * self._interval
+        earliest = self._last_new_sent + EARLY_SHARE * self._interval
         delay = earliest - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -257,6 +261,9 @@ class AvatarVideoTrack(TransformTrack):
             self._last_new_sent = now
             pts = self._clock.ticks(item.capture, VIDEO_RATE)
             self._metrics.frame_latency.labels("video").observe(now - item.capture)
+            # Ready → sent: the playout hold (lips waiting for the voice, or the video
+            # waiting for its own p95) plus the sender's wake-up.
+            self._metrics.stage_seconds.labels("video", "held").observe(now - item.ready)
             self.output_age = now - item.capture
         else:
             assert self._last is not None
