@@ -179,12 +179,18 @@ def stage_means(before: dict, after: dict) -> dict[str, float]:
     return means
 
 
-def servers(variant: dict[str, str], root: Path | None) -> list[subprocess.Popen[bytes]]:
+def servers(
+    variant: dict[str, str], root: Path | None, split_cores: bool
+) -> list[subprocess.Popen[bytes]]:
+    # --split-cores: every server on the last core (the browser gets the others, see
+    # inside()), as a server and its users' browsers are on different machines.
+    pin = ["taskset", "-c", str(max(os.sched_getaffinity(0)))] if split_cores else []
+
     def mirage(port: int) -> list[str]:
-        cmd = [sys.executable, "-m", "mirage", "serve", "--port", str(port)]
+        cmd = [*pin, sys.executable, "-m", "mirage", "serve", "--port", str(port)]
         return [*cmd, "--ice-host", "127.0.0.1", "--log-level", "WARNING"]
 
-    echo = [sys.executable, str(ROOT / "bench" / "echo_server.py"), "--port", str(ECHO_PORT)]
+    echo = [*pin, sys.executable, str(ROOT / "bench" / "echo_server.py"), "--port", str(ECHO_PORT)]
     procs = [
         start_and_wait(mirage(MIRAGE_PORT), f"http://127.0.0.1:{MIRAGE_PORT}/config", cwd=ROOT),
         start_and_wait(echo, f"http://127.0.0.1:{ECHO_PORT}/config", cwd=ROOT),
@@ -365,7 +371,12 @@ def inside(args: argparse.Namespace) -> None:
     media = write_media(work)
     variant = parse_variant(args.variant)
     root = Path(args.variant_root).resolve() if args.variant_root else None
-    procs = servers(variant, root)
+    procs = servers(variant, root, args.split_cores)
+    if args.split_cores:  # Chromium (started below) inherits this process's cores
+        cores = os.sched_getaffinity(0)
+        if len(cores) < 2:
+            raise SystemExit("--split-cores needs at least two cores")
+        os.sched_setaffinity(0, cores - {max(cores)})
     pids = dict(zip((MIRAGE_PORT, ECHO_PORT, VARIANT_PORT), (p.pid for p in procs), strict=False))
     cases = [
         (label, ECHO_PORT if server == "echo" else MIRAGE_PORT, q) for label, server, q in CASES
@@ -539,6 +550,11 @@ def main() -> None:
         help="the second server's code and page from this checkout (e.g. `git archive` of main)",
     )
     parser.add_argument("--variant-label", default="", help="how the tables name the variant")
+    parser.add_argument(
+        "--split-cores",
+        action="store_true",
+        help="the servers on the last core, Chromium on the others (as on separate machines)",
+    )
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.loss = [int(x) for x in args.loss.split(",") if x.strip()]
