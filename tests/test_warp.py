@@ -22,7 +22,7 @@ from skimage import data
 from mirage.models import create_animator
 from mirage.models.avatar.reference import default_reference
 from mirage.models.avatar.warp import unavailable_reason
-from mirage.models.avatar.warp.animator import WarpAnimator
+from mirage.models.avatar.warp.animator import WarpAnimator, WarpConfig
 from mirage.models.avatar.warp.features import _eye_frame, eye_openings, gaze
 from mirage.models.avatar.warp.meshwarp import WarpGrid, backward_map, triangle_affines, warp
 from mirage.models.avatar.warp.pose import euler_degrees, face_width, fit_similarity, pivot
@@ -160,6 +160,11 @@ def test_bad_options_and_inputs() -> None:
     for gain in (-0.5, 3.5):
         with pytest.raises(BadInput, match="gaze_gain"):
             create_animator("warp", gaze_gain=gain)
+    for gain in (0.4, 2.6):  # past 1 / (1 - knee) a squint would shut the eye
+        with pytest.raises(BadInput, match="lid_gain"):
+            create_animator("warp", lid_gain=gain)
+        with pytest.raises(BadInput, match="lid_gain"):
+            WarpConfig(lid_gain=gain)  # the Python API checks it too
     animator = create_animator("warp")
     frame = data.astronaut()
     for size in (0, 16, 4096, 256.0, "512"):
@@ -270,7 +275,7 @@ def _opening_shares(run: Run, frame: int) -> tuple[float, float]:
 
 @pytest.mark.parametrize(
     ("which", "most_dark", "least_bright", "identity"),
-    [("astronaut", 0.2, 0.5, 0.41), ("s1", 0.55, 0.12, 0.42)],
+    [("astronaut", 0.2, 0.5, 0.41), ("s1", 0.55, 0.12, 0.43)],
 )
 def test_an_open_mouth_shows_teeth_and_keeps_the_face(
     d0: list[np.ndarray],
@@ -283,7 +288,9 @@ def test_an_open_mouth_shows_teeth_and_keeps_the_face(
     """d0's grin on a portrait that shows its teeth (the astronaut) opens onto those
     teeth, stretched down, and on one that does not (s1) onto painted ones: a dark
     hole under a strip of teeth read as another person (dlib identity 0.435 and 0.44
-    before, 0.37 and 0.40 now; dark share 0.39 and 0.68, now 0.08 and 0.45)."""
+    before, 0.37 and 0.40 after; dark share 0.39 and 0.68, now 0.08 and 0.45). The
+    grin also narrows the driver's eyes (dlib 0.67 of rest): with ``lid_gain`` 1.8
+    s1's narrow to 0.55 (0.70 at 1) and its identity reads 0.426 (0.40 at 1)."""
     reference = default_reference() if which == "astronaut" else _rgb(f"{which}.jpg")
     run = _play(reference, d0[: MOUTH + 1], {MOUTH})
     dark, bright = _opening_shares(run, MOUTH)
@@ -449,6 +456,24 @@ def test_eyes_widen_beyond_the_portraits_own(d0: list[np.ndarray], dlib_face: Dl
     avatar = _dlib(dlib_face, run.outputs[len(frames) - 1]).eyes / _dlib(dlib_face, run.rest).eyes
     assert driver > 1.3
     assert avatar > 1.12
+
+
+SQUINT = 90  # d19: the driver squints (dlib eye aspect 0.52 of frame 2's; mediapipe 0.74)
+
+
+def test_a_squint_narrows_a_narrow_eyed_portrait_as_far(dlib_face: DlibFace) -> None:
+    """s1's narrow eyes narrow with the driver's squint, read by dlib, not half as far.
+
+    mediapipe reads the driver's squint short of dlib and the warped lid shows
+    only part of its motion, so the avatar's narrowing is scaled (``lid_gain``);
+    without it s1 stays at 0.81 of its rest opening here.
+    """
+    d19 = _frames("d19.mp4", SQUINT)
+    run = _play(_rgb("s1.jpg"), list(d19[: NEUTRAL[-1] + 1]) + [d19[SQUINT]] * 8, {NEUTRAL[-1] + 8})
+    driver = _dlib(dlib_face, d19[SQUINT]).eyes / _dlib(dlib_face, d19[NEUTRAL[-1]]).eyes
+    avatar = _dlib(dlib_face, run.outputs[NEUTRAL[-1] + 8]).eyes / _dlib(dlib_face, run.rest).eyes
+    assert driver < 0.6  # the driver squints
+    assert 0.3 < avatar < 0.7  # the avatar narrows most of the way, and is not shut
 
 
 def _iris_gaze(animator: WarpAnimator) -> np.ndarray:

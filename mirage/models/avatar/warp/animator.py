@@ -41,6 +41,7 @@ class WarpConfig:
     face_scale: float = 3.2  # reference crop side, in face sizes at most
     eye_closed_at: float = 0.25  # driver lid gap (of its neutral) that counts as shut
     gaze_gain: float = 1.0  # avatar iris shift per driver iris shift, both in eye widths
+    lid_gain: float = 1.8  # avatar lid narrowing per driver narrowing, of each neutral gap
     idle: float = 1.0  # strength of the idle sway and blinks shown while no face drives
     smoothing: OneEuroConfig = field(default_factory=OneEuroConfig)  # landmarks, in face widths
     lid_smoothing: OneEuroConfig = field(  # lid gaps, as shares of the neutral gap
@@ -60,6 +61,8 @@ class WarpConfig:
             raise BadInput(f"landmark_side must be >= 64, got {self.landmark_side}")
         if not 0.0 <= self.gaze_gain <= 3.0:
             raise BadInput(f"gaze_gain must be in [0, 3], got {self.gaze_gain}")
+        if not 0.5 <= self.lid_gain <= 2.5:  # past 1 / (1 - knee) a squint would shut it
+            raise BadInput(f"lid_gain must be in [0.5, 2.5], got {self.lid_gain}")
         if not 0.0 <= self.idle <= 2.0:
             raise BadInput(f"idle must be in [0, 2], got {self.idle}")
 
@@ -85,16 +88,23 @@ LID_IRIS_SLOPE = 0.5
 TEETH_OPENING = 0.08
 
 
-def _lid_curve(ratio: float, closed_at: float, knee: float = 0.65) -> float:
+def _lid_curve(ratio: float, closed_at: float, gain: float = 1.0, knee: float = 0.65) -> float:
     """Driver lid gap (of its neutral) → avatar lid gap (of the reference's).
 
-    Linear above ``knee``; below it, steeper, reaching 0 at ``closed_at``: the
-    landmark model rarely reports a blink as fully shut, and a half-shut avatar
-    eye reads as a squint rather than a blink.
+    Wider than the neutral: as the driver, up to 1.5 (past the reference's own
+    opening the render shows little more, and more reads as less). Between
+    ``knee`` and the neutral, ``gain`` times the driver's narrowing: mediapipe
+    reads a driver's squint at about 0.6 of what dlib does, and a warped lid
+    shows about 0.6 of its motion (issue 18). Below ``knee``, steeper, reaching
+    0 at ``closed_at``: the landmark model rarely reports a blink as fully shut,
+    and a half-shut avatar eye reads as a squint rather than a blink.
     """
-    if ratio >= knee:
+    at_knee = 1.0 + gain * (knee - 1.0)
+    if ratio >= 1.0:
         return float(min(ratio, 1.5))
-    return float(max(knee * (ratio - closed_at) / (knee - closed_at), 0.0))
+    if ratio >= knee:
+        return float(1.0 + gain * (ratio - 1.0))
+    return float(max(at_knee * (ratio - closed_at) / (knee - closed_at), 0.0))
 
 
 def _mean_gaze(points: np.ndarray) -> np.ndarray:
@@ -304,7 +314,9 @@ class WarpAnimator(FaceAnimator):
         # three or four frames, faster than the landmark filter lets through.
         raw = np.array(features.eye_openings(points)) / np.maximum(self._neutral_eyes, 1e-3)
         eyes = self._eye_filter(raw[:, None], dt)[:, 0]
-        ratios = [_lid_curve(float(r), self.config.eye_closed_at) for r in eyes]
+        ratios = [
+            _lid_curve(float(r), self.config.eye_closed_at, self.config.lid_gain) for r in eyes
+        ]
         features.set_lids(expr, ref, (ratios[0], ratios[1]))
         # Gaze in eye widths, so narrow and wide eyes look as far; from the raw
         # irises with a filter of their own (a saccade takes a frame). While the driver's eyes are (nearly) shut its irises are
