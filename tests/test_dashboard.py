@@ -136,6 +136,7 @@ async def test_every_dashboard_query_matches_live_metrics(start_server: StartSer
                 "mirage_av_skew_seconds",
                 "mirage_quality_level",
                 "mirage_voice_gate_open_ratio",
+                "mirage_voice_suppressor_strength",
             }
             deadline = asyncio.get_running_loop().time() + 20
             while True:
@@ -180,6 +181,7 @@ PER_SESSION = {
     "mirage_av_skew_seconds",
     "mirage_playout_delay_seconds",
     "mirage_voice_gate_open_ratio",
+    "mirage_voice_suppressor_strength",
 }
 
 
