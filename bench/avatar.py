@@ -147,9 +147,7 @@ def main() -> None:
             raise SystemExit(f"cannot make {args.backend}: {exc}") from exc
         animator.set_reference(default_reference())
         results.append(measure(animator, frames, size, args.frames))
-        close = getattr(animator, "close", None)
-        if close:
-            close()
+        animator.close()
     header = f"{'size':>5} | " + " | ".join(f"{s:>9}" for s in STAGES)
     print(f"{header} | {'total ms':>8} | {'p95 ms':>6} | {'cpu ms':>6} | {'fps':>5}")
     print("-" * (len(header) + 44))

@@ -491,16 +491,24 @@ def _held(
     animator.animate(frame, 128)
 
 
+def _s0_at_rest(
+    frame: np.ndarray, points: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> WarpAnimator:
+    """The s0 avatar after the neutral frames, each driven by ``points`` on ``frame``."""
+    animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s0.jpg"), idle=0)
+    assert isinstance(animator, WarpAnimator)
+    for _ in NEUTRAL:
+        _held(animator, frame, points, monkeypatch)
+    return animator
+
+
 def test_iris_ignores_landmark_tremble_but_follows_a_look(
     d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Irises that wobble by landmark noise (0.012 eye widths) leave the avatar's still;
     a look aside (0.15) moves them nearly as far."""
     real = _face(detector, d0[0]).points
-    animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s0.jpg"), idle=0)
-    assert isinstance(animator, WarpAnimator)
-    for _ in NEUTRAL:
-        _held(animator, d0[0], real, monkeypatch)
+    animator = _s0_at_rest(d0[0], real, monkeypatch)
     rest = _iris_gaze(animator)
 
     def looking(along: float) -> np.ndarray:
@@ -526,10 +534,7 @@ def test_iris_stays_put_in_a_squint(
     """mediapipe's iris drops by about half of what the upper lid comes down; the
     avatar's iris must not sink with it (it would read as a narrower eye)."""
     real = _face(detector, d0[0]).points
-    animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s0.jpg"), idle=0)
-    assert isinstance(animator, WarpAnimator)
-    for _ in NEUTRAL:
-        _held(animator, d0[0], real, monkeypatch)
+    animator = _s0_at_rest(d0[0], real, monkeypatch)
     rest = _iris_gaze(animator)
     squint = real.copy()
     for eye, (upper, lower) in enumerate(EYES):
@@ -565,10 +570,7 @@ def test_mouth_widens_and_corners_rise_with_a_smile(
 ) -> None:
     """A driver's smile (mouth 15 % wider, corners up) shows on the avatar as dlib reads it."""
     real = _face(detector, d0[0]).points
-    animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s0.jpg"), idle=0)
-    assert isinstance(animator, WarpAnimator)
-    for _ in NEUTRAL:
-        _held(animator, d0[0], real, monkeypatch)
+    animator = _s0_at_rest(d0[0], real, monkeypatch)
     rest = _dlib(dlib_face, animator.animate(d0[0], 512))
     smile = _smiling(real, 0.15, 0.06)
     unit = face_width(real)

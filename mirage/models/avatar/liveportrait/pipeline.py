@@ -36,6 +36,7 @@ from mirage.models.avatar.liveportrait.keypoints import (
     stitch,
     transform_keypoints,
 )
+from mirage.models.avatar.liveportrait.spade import SPADEDecoder
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,9 @@ class LivePortraitPipeline:
         self.timer = timer or StageTimer(device=device)
         self._warp: Any = networks.warping_module
         self._generate: Any = networks.spade_generator
-        fold = getattr(networks.spade_generator, "fold_spectral_norm", None)
-        if callable(fold):  # same outputs; spares the per-call weight / sigma division
-            fold()
+        if isinstance(networks.spade_generator, SPADEDecoder):
+            # same outputs; spares the per-call weight / sigma division
+            networks.spade_generator.fold_spectral_norm()
         if channels_last:
             for module in (networks.motion_extractor, networks.spade_generator):
                 module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
