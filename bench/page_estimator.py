@@ -48,10 +48,13 @@ def onsets(trace: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-def peak_of(bins: np.ndarray, step: float, first: float, s: Settings) -> float:
+def peak_of(bins: np.ndarray, step: float, first: float, s: Settings) -> float | None:
     """The lag the correlation points at: the weighted median of its positive mass
-    over the contiguous lobe around the peak (bins ≥ ``s.lobe`` × peak)."""
-    k = int(np.argmax(bins))
+    over the contiguous lobe around its peak at lag ≥ 0 (bins ≥ ``s.lobe`` × peak)."""
+    i0 = max(0, int(np.ceil(-first / step)))  # the peak among lags ≥ 0, its lobe anywhere
+    k = i0 + int(np.argmax(bins[i0:]))
+    if k == i0 and i0 > 0 and bins[i0 - 1] > bins[k]:
+        return None  # the correlation still rises below 0: no lag it can stand behind
     floor = s.lobe * bins[k]
     lo, hi = k, k
     while lo > 0 and bins[lo - 1] >= floor:

@@ -447,7 +447,7 @@ function audioLag() {
 }
 
 // The lag a correlation points at (bin i is lag first + i·step): the weighted median of
-// the peak's own lobe (out from the peak while bins stay ≥ 10 % of it), so that
+// the own lobe of its peak at lag ≥ 0 (out from the peak while bins stay ≥ 10 % of it), so that
 // scattered lags give their middle, as a median of per-event lags would. Side lobes
 // (other moves, the stimulus' echoes) are left out: over all bins ≥ 10 % they pulled
 // the median off the peak. `match` says how clearly the peak stands out; below
@@ -455,8 +455,12 @@ function audioLag() {
 function peakOf(bins, step, first, match, needed) {
   trace.quality = match;
   if (!(match >= needed)) return null;
-  let k = 0;
-  for (let i = 1; i < bins.length; i++) if (bins[i] > bins[k]) k = i;
+  // The peak among lags ≥ 0 (a round trip is never negative; the bins below 0 are there
+  // for a short lag's lobe, and would otherwise alias a periodic input's long one).
+  const i0 = Math.max(0, Math.ceil(-first / step));
+  let k = i0;
+  for (let i = i0 + 1; i < bins.length; i++) if (bins[i] > bins[k]) k = i;
+  if (k === i0 && i0 > 0 && bins[i0 - 1] > bins[k]) return null;  // it still rises below 0
   const floor = 0.1 * bins[k];
   let lo = k, hi = k, total = 0, run = 0;
   while (lo > 0 && bins[lo - 1] >= floor) lo--;
