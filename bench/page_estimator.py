@@ -51,7 +51,7 @@ def onsets(trace: list[tuple[float, float]]) -> list[tuple[float, float]]:
 def peak_of(bins: np.ndarray, step: float, first: float, s: Settings) -> float | None:
     """The lag the correlation points at: the weighted median of its positive mass
     over the contiguous lobe around its peak at lag ≥ 0 (bins ≥ ``s.lobe`` × peak)."""
-    i0 = max(0, int(np.ceil(-first / step)))  # the peak among lags ≥ 0, its lobe anywhere
+    i0 = max(0, round(-first / step))  # the peak among lags ≥ 0, its lobe anywhere
     k = i0 + int(np.argmax(bins[i0:]))
     if k == i0 and i0 > 0 and bins[i0 - 1] > bins[k]:
         return None  # the correlation still rises below 0: no lag it can stand behind

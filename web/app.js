@@ -418,7 +418,7 @@ function lagOf(early, later, width = 20, step = 2) {
 
 // The audio lag (ms): the same correlation on the two loudness rings, block by block,
 // from AUDIO_FROM_MS: a burst's envelope correlates over ± its length, and a search
-// cut at 0 kept only the late half of that lobe for a short lag (+20…+35 ms at 60 ms).
+// cut at 0 kept only the late part of that lobe for a short lag (+20…+45 ms at 30–60 ms).
 const AUDIO_FROM_MS = -200;
 function audioLag() {
   if (!trace.mic || trace.filled < trace.mic.length) return null;
@@ -457,7 +457,7 @@ function peakOf(bins, step, first, match, needed) {
   if (!(match >= needed)) return null;
   // The peak among lags ≥ 0 (a round trip is never negative; the bins below 0 are there
   // for a short lag's lobe, and would otherwise alias a periodic input's long one).
-  const i0 = Math.max(0, Math.ceil(-first / step));
+  const i0 = Math.max(0, Math.round(-first / step));  // first is a whole number of steps
   let k = i0;
   for (let i = i0 + 1; i < bins.length; i++) if (bins[i] > bins[k]) k = i;
   if (k === i0 && i0 > 0 && bins[i0 - 1] > bins[k]) return null;  // it still rises below 0
