@@ -8,8 +8,10 @@ same run before web/app.js is changed to match.
 
     python bench/page_estimator.py DIR [DIR ...]
 
-Prints, per dumped case: the page's figure, this mirror's (it must equal the page's
-when the settings match web/app.js), and the edges' median over the page's span.
+Prints, per dumped case: the page's figure, this mirror's with the rule before issue
+15 item 5 ("old") and with web/app.js's now ("new": it must equal the page's), and
+the edges' median over the page's span. ``Settings`` holds the options tried and not
+kept (motion onsets, the lobe-only median for the video), to try again on idle traces.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ class Settings:
 
     width_ms: float = 20.0  # the video correlation's triangle kernel, ± this
     step_ms: float = 2.0  # the video lag bins
-    onsets: bool = True  # correlate where motion starts (positive first difference)
-    lobe: float = 0.1  # weighted median over the contiguous lobe above this × peak
+    onsets: bool = False  # video: correlate where motion starts (positive first difference)
+    video_lobe: bool = False  # video: the median over the peak's lobe, not all bins ≥ lobe × peak
+    lobe: float = 0.1  # weighted median over the bins above this × peak
     audio_from_ms: float = -200.0  # the voice lag search starts here
     video_needed: float = 3.0  # peak / mean |correlation| below this: no figure
     audio_needed: float = 0.3  # correlation coefficient below this: no figure
@@ -48,20 +51,23 @@ def onsets(trace: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-def peak_of(bins: np.ndarray, step: float, first: float, s: Settings) -> float | None:
+def peak_of(
+    bins: np.ndarray, step: float, first: float, s: Settings, lobe: bool = True
+) -> float | None:
     """The lag the correlation points at: the weighted median of its positive mass
-    over the contiguous lobe around its peak at lag ≥ 0 (bins ≥ ``s.lobe`` × peak)."""
+    ≥ ``s.lobe`` × its peak at lag ≥ 0; with ``lobe``, over the peak's contiguous
+    lobe only (the voice's rule), else over every such bin (the video's)."""
     i0 = max(0, round(-first / step))  # the peak among lags ≥ 0, its lobe anywhere
     k = i0 + int(np.argmax(bins[i0:]))
     if k == i0 and i0 > 0 and bins[i0 - 1] > bins[k]:
         return None  # the correlation still rises below 0: no lag it can stand behind
     floor = s.lobe * bins[k]
-    lo, hi = k, k
-    while lo > 0 and bins[lo - 1] >= floor:
+    lo, hi = (k, k) if lobe else (0, len(bins) - 1)
+    while lobe and lo > 0 and bins[lo - 1] >= floor:
         lo -= 1
-    while hi < len(bins) - 1 and bins[hi + 1] >= floor:
+    while lobe and hi < len(bins) - 1 and bins[hi + 1] >= floor:
         hi += 1
-    mass = bins[lo : hi + 1]
+    mass = np.where(bins[lo : hi + 1] >= floor, bins[lo : hi + 1], 0.0)
     run = np.cumsum(mass)
     i = int(np.searchsorted(run, run[-1] / 2))
     return first + (lo + i) * step
@@ -103,7 +109,9 @@ def video_lag(
     match = peak / spread if spread > 0 else 0.0
     if not match >= s.video_needed:
         return None, match
-    return (peak_of_all(bins, step, 0.0) if old else peak_of(bins, step, 0.0, s)), match
+    if old:
+        return peak_of_all(bins, step, 0.0), match
+    return peak_of(bins, step, 0.0, s, lobe=s.video_lobe), match
 
 
 def audio_lag(

@@ -27,11 +27,14 @@ def motion(lag_ms: float, ramp: list[float], seconds: float = 8.0) -> tuple[list
     return early, later
 
 
-def test_a_ramp_of_avatar_motion_counts_where_it_starts() -> None:
+def test_motion_onsets_count_a_ramp_where_it_starts() -> None:
     # warp's One Euro filter: most of a fast move at once, then a tail over frames
     ramp = [8.0, 14.0, 10.0, 6.0, 4.0, 3.0, 2.0, 1.0]
     early, later = motion(130.0, ramp)
-    new, _ = video_lag(early, later, Settings(), old=False)
+    # Not the page's rule (web/app.js kept the old one for the video: on real loaded
+    # traces both options read worse, docs/benchmarks.md), the option kept to try again.
+    onsets = Settings(onsets=True, video_lobe=True)
+    new, _ = video_lag(early, later, onsets, old=False)
     old, _ = video_lag(early, later, Settings(), old=True)
     assert new is not None and abs(new - 130.0) <= 20.0, new
     assert old is not None and old - 130.0 > 20.0, old  # the bias the new rule removes

@@ -385,18 +385,14 @@ async function watchLoudness(mic, back) {
   } catch (err) { trace.mic = null; }  // no audio figure; the video one still works
 }
 
-// Where motion starts: each frame's rise in change over the frame before. The warp
-// avatar spreads one move over several frames (a ramp, where the self view has one
-// spike); correlated raw, the ramp's tail pulled the lag late (docs/benchmarks.md,
-// browser round trip, issue 15 item 5). A rise counts where the ramp begins.
-const onsetsOf = (xs) => xs.slice(1).map(([t, v], i) => [t, Math.max(0, v - xs[i][1])]);
-
 // The lag (ms) by which `later` follows `early`, from the cross-correlation of the two
-// mean-removed trains of motion onsets (display time, rise), a triangle kernel of ±`width` ms.
+// mean-removed impulse trains (display time, change), a triangle kernel of ±`width` ms.
+// The median over every bin ≥ 10 % of the peak (not the peak's lobe only, nor motion
+// onsets: both read worse against the edges on real loaded traces, issue 15 item 5).
 function lagOf(early, later, width = 20, step = 2) {
   if (early.length < 30 || later.length < 30) return null;
   const t0 = Math.max(early[0][0], later[0][0]), t1 = later[later.length - 1][0] - MAX_LAG_MS;
-  const a = onsetsOf(early).filter(([t]) => t >= t0 && t <= t1), b = onsetsOf(later).filter(([t]) => t >= t0);
+  const a = early.filter(([t]) => t >= t0 && t <= t1), b = later.filter(([t]) => t >= t0);
   if (a.length < 30 || t1 - t0 < 2000) return null;
   trace.window = [t0, t1];
   const mean = (xs) => xs.reduce((s, [, v]) => s + v, 0) / xs.length;
@@ -413,7 +409,7 @@ function lagOf(early, later, width = 20, step = 2) {
   }
   // Spikes (cuts, quick moves): how far the peak stands above the mean |correlation|.
   const peak = Math.max(...bins), spread = bins.reduce((s, v) => s + Math.abs(v), 0) / bins.length;
-  return peakOf(bins, step, 0, spread > 0 ? peak / spread : 0, 3);
+  return peakOf(bins, step, 0, spread > 0 ? peak / spread : 0, 3, false);
 }
 
 // The audio lag (ms): the same correlation on the two loudness rings, block by block,
@@ -443,16 +439,17 @@ function audioLag() {
   let ea = 0, eb = 0;
   for (let i = neg; i < m; i++) { ea += (a[i] - ma) ** 2; eb += (b[i + maxLag] - mb) ** 2; }
   const r = Math.max(...bins) / Math.sqrt(ea * eb);
-  return peakOf(bins, trace.blockMs, -neg * trace.blockMs, Number.isFinite(r) ? r : 0, 0.3);
+  return peakOf(bins, trace.blockMs, -neg * trace.blockMs, Number.isFinite(r) ? r : 0, 0.3, true);
 }
 
 // The lag a correlation points at (bin i is lag first + i·step): the weighted median of
-// the own lobe of its peak at lag ≥ 0 (out from the peak while bins stay ≥ 10 % of it), so that
-// scattered lags give their middle, as a median of per-event lags would. Side lobes
-// (other moves, the stimulus' echoes) are left out: over all bins ≥ 10 % they pulled
-// the median off the peak. `match` says how clearly the peak stands out; below
-// `needed` (still or silent input) there is no figure rather than a wrong one.
-function peakOf(bins, step, first, match, needed) {
+// its positive mass ≥ 10 % of its peak at lag ≥ 0, so that scattered lags give their
+// middle, as a median of per-event lags would; with `lobe`, of the peak's own lobe only
+// (out from the peak while bins stay ≥ 10 % of it): the voice's, whose search starts
+// below 0 and would otherwise take in a periodic input's echoes. `match` says how
+// clearly the peak stands out; below `needed` (still or silent input) there is no
+// figure rather than a wrong one.
+function peakOf(bins, step, first, match, needed, lobe) {
   trace.quality = match;
   if (!(match >= needed)) return null;
   // The peak among lags ≥ 0 (a round trip is never negative; the bins below 0 are there
@@ -462,11 +459,14 @@ function peakOf(bins, step, first, match, needed) {
   for (let i = i0 + 1; i < bins.length; i++) if (bins[i] > bins[k]) k = i;
   if (k === i0 && i0 > 0 && bins[i0 - 1] > bins[k]) return null;  // it still rises below 0
   const floor = 0.1 * bins[k];
-  let lo = k, hi = k, total = 0, run = 0;
-  while (lo > 0 && bins[lo - 1] >= floor) lo--;
-  while (hi < bins.length - 1 && bins[hi + 1] >= floor) hi++;
-  for (let i = lo; i <= hi; i++) total += bins[i];
-  for (let i = lo; i <= hi; i++) if ((run += bins[i]) >= total / 2) return first + i * step;
+  let lo = lobe ? k : 0, hi = lobe ? k : bins.length - 1, total = 0, run = 0;
+  while (lobe && lo > 0 && bins[lo - 1] >= floor) lo--;
+  while (lobe && hi < bins.length - 1 && bins[hi + 1] >= floor) hi++;
+  for (let i = lo; i <= hi; i++) if (bins[i] >= floor) total += bins[i];
+  for (let i = lo; i <= hi; i++) {
+    if (bins[i] < floor) continue;
+    if ((run += bins[i]) >= total / 2) return first + i * step;
+  }
   return first + k * step;
 }
 
