@@ -281,8 +281,25 @@ def schedstat(pid: int | None) -> tuple[float, float]:
     return run, wait
 
 
+# The page's own traces and, from the same instant, its figures: measureRoundTrip()
+# again on exactly these arrays, so bench/page_estimator.py can replay them offline.
+PAGE_TRACE = """() => {
+  measureRoundTrip();
+  const ring = (r) => r ? Array.from({ length: r.length }, (_, i) => r[(trace.head + i) % r.length]) : null;
+  return { stats: window.mirage.stats(), self: trace.self, avatar: trace.avatar,
+           mic: ring(trace.mic), back: ring(trace.back), blockMs: trace.blockMs,
+           filled: trace.filled };
+}"""
+
+
 def run_case(
-    pw: Any, media: tuple[Path, Path], port: int, query: str, seconds: float, pid: int | None
+    pw: Any,
+    media: tuple[Path, Path],
+    port: int,
+    query: str,
+    seconds: float,
+    pid: int | None,
+    dump: Path | None = None,
 ) -> dict:
     """One page session: connect, settle, log for ``seconds``, measure."""
     video, audio = media
@@ -303,7 +320,8 @@ def run_case(
         counters = page.evaluate(RECOVERY)
         time.sleep(seconds)
         log = page.evaluate("() => window.__probe")
-        stats = page.evaluate("() => window.mirage.stats()")
+        snapshot = page.evaluate(PAGE_TRACE)
+        stats = snapshot["stats"]
         (run1, wait1), span = schedstat(pid), time.monotonic() - t_before
         stages = {
             "server_cpu": 1000 * (run1 - sched_before[0]) / span,
@@ -315,12 +333,17 @@ def run_case(
         after = page.evaluate(RECOVERY)
     finally:
         browser.close()
-    if os.environ.get("BROWSER_LATENCY_DUMP"):
-        Path(os.environ["BROWSER_LATENCY_DUMP"]).write_text(json.dumps(log))
     measure = analyse(log, (mark, 1e12), (mark, 1e12))
     # The independent check of the page: edges over the very span it correlated.
     match = stats.get("match") or {}
     same = analyse(log, match.get("window"), match.get("audioWindow"))
+    if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
+        edges = {"video_ms": same.video_ms, "audio_ms": same.audio_ms}
+        record = {"query": query, "port": port, "probe": log, "page": snapshot, "edges": edges}
+        name = f"{port}-{query.replace('&', '_').replace('=', '-').replace(':', '-')}"
+        index = len(list(dump.glob(f"{name}-*.json")))
+        (dump / f"{name}-{index}.json").write_text(json.dumps(record))
     if stats.get("playoutDelayMs") is not None:
         stages["playout_delay"] = stats["playoutDelayMs"]
     report = stats.get("receiverDelayMs") or {}
@@ -391,6 +414,7 @@ def inside(args: argparse.Namespace) -> None:
             + ([(f"{label} [{named}]", VARIANT_PORT, q)] if port == MIRAGE_PORT else [])
         ]
     rows: list[tuple[int, str, dict]] = []
+    dump = Path(args.dump).resolve() if args.dump else None
     try:
         with sync_playwright() as pw:
             for loss in args.loss:
@@ -400,7 +424,7 @@ def inside(args: argparse.Namespace) -> None:
                 by_case: dict[str, list[dict]] = {label: [] for label, _, _ in cases}
                 for _ in range(args.repeat):
                     for label, port, query in cases:
-                        got = run_case(pw, media, port, query, args.seconds, pids.get(port))
+                        got = run_case(pw, media, port, query, args.seconds, pids.get(port), dump)
                         by_case[label].append(got)
                 for label, _, _ in cases:
                     runs = by_case[label]
@@ -554,6 +578,11 @@ def main() -> None:
         "--split-cores",
         action="store_true",
         help="the servers on the last core, Chromium on the others (as on separate machines)",
+    )
+    parser.add_argument(
+        "--dump",
+        default="",
+        help="DIR: write each case's probe log, page traces, page figures and edges (JSON)",
     )
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

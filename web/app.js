@@ -387,6 +387,8 @@ async function watchLoudness(mic, back) {
 
 // The lag (ms) by which `later` follows `early`, from the cross-correlation of the two
 // mean-removed impulse trains (display time, change), a triangle kernel of ±`width` ms.
+// The median over every bin ≥ 10 % of the peak (not the peak's lobe only, nor motion
+// onsets: both read worse against the edges on real loaded traces, issue 15 item 5).
 function lagOf(early, later, width = 20, step = 2) {
   if (early.length < 30 || later.length < 30) return null;
   const t0 = Math.max(early[0][0], later[0][0]), t1 = later[later.length - 1][0] - MAX_LAG_MS;
@@ -407,47 +409,65 @@ function lagOf(early, later, width = 20, step = 2) {
   }
   // Spikes (cuts, quick moves): how far the peak stands above the mean |correlation|.
   const peak = Math.max(...bins), spread = bins.reduce((s, v) => s + Math.abs(v), 0) / bins.length;
-  return peakOf(bins, step, spread > 0 ? peak / spread : 0, 3);
+  return peakOf(bins, step, 0, spread > 0 ? peak / spread : 0, 3, false);
 }
 
-// The audio lag (ms): the same correlation on the two loudness rings, block by block.
+// The audio lag (ms): the same correlation on the two loudness rings, block by block,
+// from AUDIO_FROM_MS: a burst's envelope correlates over ± its length, and a search
+// cut at 0 kept only the late part of that lobe for a short lag (+20…+45 ms at 30–60 ms).
+const AUDIO_FROM_MS = -200;
 function audioLag() {
   if (!trace.mic || trace.filled < trace.mic.length) return null;
   const now = performance.now();
   trace.audioWindow = [now - TRACE_MS, now - MAX_LAG_MS];  // the mic's span, roughly
   const n = trace.mic.length, maxLag = Math.floor(MAX_LAG_MS / trace.blockMs), m = n - maxLag;
+  const neg = Math.floor(-AUDIO_FROM_MS / trace.blockMs);
   const at = (ring, i) => ring[(trace.head + i) % n];  // oldest first
   const a = new Float64Array(m), b = new Float64Array(n);
   for (let i = 0; i < n; i++) { b[i] = at(trace.back, i); if (i < m) a[i] = at(trace.mic, i); }
-  const ma = a.reduce((s, v) => s + v, 0) / m, mb = b.reduce((s, v) => s + v, 0) / n;
-  const bins = new Float64Array(maxLag + 1);
-  for (let k = 0; k <= maxLag; k++) {
+  let ma = 0;
+  for (let i = neg; i < m; i++) ma += a[i];
+  ma /= m - neg;
+  const mb = b.reduce((s, v) => s + v, 0) / n;
+  const bins = new Float64Array(neg + maxLag + 1);  // bin j: lag j − neg blocks
+  for (let k = -neg; k <= maxLag; k++) {
     let s = 0;
-    for (let i = 0; i < m; i++) s += (a[i] - ma) * (b[i + k] - mb);
-    bins[k] = s;
+    for (let i = neg; i < m; i++) s += (a[i] - ma) * (b[i + k] - mb);
+    bins[k + neg] = s;
   }
   // Envelopes: the correlation coefficient at the peak.
   let ea = 0, eb = 0;
-  for (let i = 0; i < m; i++) { ea += (a[i] - ma) ** 2; eb += (b[i + maxLag] - mb) ** 2; }
+  for (let i = neg; i < m; i++) { ea += (a[i] - ma) ** 2; eb += (b[i + maxLag] - mb) ** 2; }
   const r = Math.max(...bins) / Math.sqrt(ea * eb);
-  return peakOf(bins, trace.blockMs, Number.isFinite(r) ? r : 0, 0.3);
+  return peakOf(bins, trace.blockMs, -neg * trace.blockMs, Number.isFinite(r) ? r : 0, 0.3, true);
 }
 
-// The lag a correlation points at: the weighted median of its positive mass near the
-// peak (≥ 10 % of it), so that scattered lags give their middle, as a median of
-// per-event lags would. `match` says how clearly the peak stands out; below `needed`
-// (still or silent input) there is no figure rather than a wrong one.
-function peakOf(bins, step, match, needed) {
+// The lag a correlation points at (bin i is lag first + i·step): the weighted median of
+// its positive mass ≥ 10 % of its peak at lag ≥ 0, so that scattered lags give their
+// middle, as a median of per-event lags would; with `lobe`, of the peak's own lobe only
+// (out from the peak while bins stay ≥ 10 % of it): the voice's, whose search starts
+// below 0 and would otherwise take in a periodic input's echoes. `match` says how
+// clearly the peak stands out; below `needed` (still or silent input) there is no
+// figure rather than a wrong one.
+function peakOf(bins, step, first, match, needed, lobe) {
   trace.quality = match;
   if (!(match >= needed)) return null;
-  let k = 0, total = 0, run = 0;
-  for (let i = 1; i < bins.length; i++) if (bins[i] > bins[k]) k = i;
-  for (const v of bins) if (v >= 0.1 * bins[k]) total += v;
-  for (let i = 0; i < bins.length; i++) {
-    if (bins[i] < 0.1 * bins[k]) continue;
-    if ((run += bins[i]) >= total / 2) return i * step;
+  // The peak among lags ≥ 0 (a round trip is never negative; the bins below 0 are there
+  // for a short lag's lobe, and would otherwise alias a periodic input's long one).
+  const i0 = Math.max(0, Math.round(-first / step));  // first is a whole number of steps
+  let k = i0;
+  for (let i = i0 + 1; i < bins.length; i++) if (bins[i] > bins[k]) k = i;
+  if (k === i0 && i0 > 0 && bins[i0 - 1] > bins[k]) return null;  // it still rises below 0
+  const floor = 0.1 * bins[k];
+  let lo = lobe ? k : 0, hi = lobe ? k : bins.length - 1, total = 0, run = 0;
+  while (lobe && lo > 0 && bins[lo - 1] >= floor) lo--;
+  while (lobe && hi < bins.length - 1 && bins[hi + 1] >= floor) hi++;
+  for (let i = lo; i <= hi; i++) if (bins[i] >= floor) total += bins[i];
+  for (let i = lo; i <= hi; i++) {
+    if (bins[i] < floor) continue;
+    if ((run += bins[i]) >= total / 2) return first + i * step;
   }
-  return k * step;
+  return first + k * step;
 }
 
 function measureRoundTrip() {
