@@ -275,6 +275,17 @@ def envelope_distance(y: np.ndarray, reference: np.ndarray) -> float:
     return float(np.mean(np.sqrt(np.mean((10 * (a - b)[active]) ** 2, axis=1))))
 
 
+def band_bias(y: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Mean dB of ``y``'s bands over ``reference``'s, on the reference's loud frames (within
+    20 dB of its loudest): where an output's envelope sits above (noise left) or below
+    (speech taken) the clean conversion's."""
+    a, b = band_log_spectra(y), band_log_spectra(reference)
+    n = min(len(a), len(b))
+    level = b[:n].max(axis=1)
+    loud = level > level.max() - 2.0
+    return np.asarray(10 * (a[:n] - b[:n])[loud].mean(axis=0))
+
+
 def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
     """name -> (what it changes, the run)."""
     return {
@@ -360,7 +371,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--lsd",
         action="store_true",
-        help="also the noisy outputs' log-spectral distance (dB) to dsp alone on the clean speech",
+        help="also the noisy outputs' log-spectral distance (dB) to dsp alone on the clean speech "
+        "(and, on stderr, draw 0's band bias against it: every 4th of the 32 bands)",
     )
     parser.add_argument("--clean-only", action="store_true", help="score the clean column only")
     parser.add_argument(
@@ -413,6 +425,11 @@ def main(argv: list[str] | None = None) -> None:
                     lsd = float(np.mean([envelope_distance(y, reference) for y in outputs]))
                     distances.append(lsd)
                     cell += f" / {lsd:.2f} dB"
+                    bias = band_bias(outputs[0], reference)[::4]
+                    print(
+                        f"  ({name}, {label}, draw 0: band bias dB {np.round(bias, 1)})",
+                        file=sys.stderr,
+                    )
             cells.append(cell)
         mean = np.mean(means, axis=0) if means else None
         summary = "-" if mean is None else f"{mean[0]:.3f} / {mean[3]:.3f}"
