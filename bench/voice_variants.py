@@ -5,12 +5,15 @@ issue 21, each on the same clean speech and on several draws of each noise.
     python bench/voice_variants.py chain no-voiced-noise-cut --seeds 5
     python bench/voice_variants.py chain level-1 suppressor-dsp --preset deep
     python bench/voice_variants.py chain full-strength dsp-alone --floor -60
+    python bench/voice_variants.py chain sharpen-1.3 voiced-sub-4 --seeds 4 --lsd
 
 One 10 s clip scores ±0.1 OVRL from one noise draw to the next, and clean speech
 ±0.15 from one block phase to the next (the same clip started 0-7 ms later: the
 converter's 5 ms frames fall elsewhere), so each cell is the mean over ``--seeds``
 noise draws (clean: block phases) ± their standard deviation, then DNSMOS P.808 (the
-second, separately trained model). Material and
+second, separately trained model); ``--lsd`` adds a measure with no network at all: the
+noisy outputs' log-spectral distance (dB, 32 mel bands) to dsp alone on the clean
+speech, over the clean speech's active frames. Material and
 scoring are bench/voice_quality.py's; the variants change one thing each, some by
 patching a module constant or method for the run (a measurement, not a setting).
 """
@@ -133,6 +136,81 @@ def envelope_subtraction(x: np.ndarray, beta: float = 3.0, frames: int = 300) ->
         return chain(x)
 
 
+def noise_share_cut(cut: float, floor: float = 0.1) -> Variant:
+    """dsp's voiced envelope below 4 kHz times ``max(1 - cut x share, floor)``, share the
+    aperiodic energy share D4C gave it (before the voiced-noise cut): the frame's own
+    noise estimate, no past needed."""
+    call = dsp.PulseSynth.__call__
+
+    def less(self: Any, f0: Any, envelope: Any, ratio: Any, gain: Any) -> Any:
+        voiced = f0 > 0
+        low = np.arange(ratio.shape[1]) * RATE / dsp._FFT < dsp._VOICED_NOISE_HZ
+        share = ratio[np.ix_(voiced, low)] / dsp._VOICED_NOISE_SCALE  # as D4C gave it
+        out = envelope.copy()
+        out[np.ix_(voiced, low)] *= np.maximum(1.0 - cut * share, floor)
+        return call(self, f0, out, ratio, gain)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with patched(dsp.PulseSynth, "__call__", less):
+            return chain(x)
+
+    return run
+
+
+def voiced_subtraction(
+    beta: float, floor: float = 0.1, frames: int = 300, inner: Variant = chain
+) -> Variant:
+    """Min-statistics subtraction on dsp's envelope, the floor taken over voiced frames
+    only (the gate leaves the pauses silent, so a minimum over all frames sees no noise)."""
+
+    def run(x: np.ndarray) -> np.ndarray:
+        analyse = dsp.DspConverter._analyse
+        recent: collections.deque[np.ndarray] = collections.deque(maxlen=frames)
+
+        def subtracted(self: Any, history: Any, first: int, last: int) -> Any:
+            f0, envelope, aperiodicity = analyse(self, history, first, last)
+            voiced = f0 > 0
+            recent.extend(envelope[voiced])
+            if not recent or not np.any(voiced):
+                return f0, envelope, aperiodicity
+            noise = np.min(np.asarray(recent), axis=0)
+            gain = np.maximum(1.0 - beta * noise / np.maximum(envelope, 1e-16), floor)
+            out = envelope.copy()
+            out[voiced] *= gain[voiced]
+            return f0, out, aperiodicity
+
+        with patched(dsp.DspConverter, "_analyse", subtracted):
+            return inner(x)
+
+    return run
+
+
+def sharpened(gamma: float, width_hz: float = 600.0, inner: Variant = chain) -> Variant:
+    """dsp's voiced envelope with its log contrast against a ``width_hz`` moving average
+    scaled by ``gamma`` (formant emphasis), frame energy kept."""
+    bins = max(3, int(width_hz * dsp._FFT / RATE) | 1)
+    kernel = np.ones(bins) / bins
+
+    def run(x: np.ndarray) -> np.ndarray:
+        analyse = dsp.DspConverter._analyse
+
+        def sharp(self: Any, history: Any, first: int, last: int) -> Any:
+            f0, envelope, aperiodicity = analyse(self, history, first, last)
+            out = envelope.copy()
+            for row in np.flatnonzero(f0 > 0):
+                log = np.log(envelope[row] + 1e-16)
+                pad = np.pad(log, bins // 2, mode="edge")
+                smooth = np.convolve(pad, kernel, mode="valid")
+                e = np.exp(smooth + gamma * (log - smooth))
+                out[row] = e * envelope[row].sum() / e.sum()
+            return f0, out, aperiodicity
+
+        with patched(dsp.DspConverter, "_analyse", sharp):
+            return inner(x)
+
+    return run
+
+
 def without_low_shelf(x: np.ndarray) -> np.ndarray:
     with patched(denoise.LowShelf, "__call__", lambda self, x: x):
         return chain(x)
@@ -171,6 +249,41 @@ def masked_by_clean(clean: np.ndarray) -> Variant:
         return (y[: n * 160].reshape(-1, 160) * active[:n, None]).reshape(-1)
 
     return run
+
+
+def band_log_spectra(x: np.ndarray, bands: int = 32) -> np.ndarray:
+    """Frames (32 ms, 10 ms hop) x log10 power in ``bands`` bands evenly spaced in mel."""
+    size, hop = 512, 160
+    n = (len(x) - size) // hop + 1
+    frames = np.lib.stride_tricks.sliding_window_view(x, size)[::hop][:n] * np.hanning(size)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    mel = 2595 * np.log10(1 + np.fft.rfftfreq(size, 1 / RATE) / 700)
+    edges = np.linspace(mel[1], mel[-1], bands + 1)
+    which = np.clip(np.searchsorted(edges, mel) - 1, 0, bands - 1)
+    summed = np.stack([power[:, which == b].sum(axis=1) for b in range(bands)], axis=1)
+    return np.asarray(np.log10(summed + 1e-12))
+
+
+def envelope_distance(y: np.ndarray, reference: np.ndarray) -> float:
+    """Log-spectral distance (dB, RMS over bands, mean over the reference's active
+    frames) of ``y``'s band envelope to ``reference``'s: a second measure, no network."""
+    a, b = band_log_spectra(y), band_log_spectra(reference)
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    level = b.max(axis=1)
+    active = level > level.max() - 4.0  # within 40 dB of the loudest frame
+    return float(np.mean(np.sqrt(np.mean((10 * (a - b)[active]) ** 2, axis=1))))
+
+
+def band_bias(y: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Mean dB of ``y``'s bands over ``reference``'s, on the reference's loud frames (within
+    20 dB of its loudest): where an output's envelope sits above (noise left) or below
+    (speech taken) the clean conversion's."""
+    a, b = band_log_spectra(y), band_log_spectra(reference)
+    n = min(len(a), len(b))
+    level = b[:n].max(axis=1)
+    loud = level > level.max() - 2.0
+    return np.asarray(10 * (a[:n] - b[:n])[loud].mean(axis=0))
 
 
 def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
@@ -213,6 +326,32 @@ def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
         "unvoiced-x0.3": ("dsp's unvoiced frames 10 dB quieter", quieter_unvoiced),
         "voicing-0.7": ("pitch tracker voiced above 0.7 (not 0.6)", voicing_threshold(0.7)),
         "envelope-subtraction": ("min-statistics subtraction in dsp", envelope_subtraction),
+        "share-cut-1": ("dsp's voiced envelope less its aperiodic share", noise_share_cut(1.0)),
+        "share-cut-2": ("dsp's voiced envelope less 2x its aperiodic share", noise_share_cut(2.0)),
+        "share-cut-4": ("dsp's voiced envelope less 4x its aperiodic share", noise_share_cut(4.0)),
+        "voiced-sub-2": (
+            "min-statistics over voiced frames, 2x subtracted",
+            voiced_subtraction(2.0),
+        ),
+        "voiced-sub-4": (
+            "min-statistics over voiced frames, 4x subtracted",
+            voiced_subtraction(4.0),
+        ),
+        "sharpen-1.3": ("voiced envelope's contrast x1.3 (600 Hz)", sharpened(1.3)),
+        "sharpen-1.6": ("voiced envelope's contrast x1.6 (600 Hz)", sharpened(1.6)),
+        "sharpen-1.2": ("voiced envelope's contrast x1.2 (600 Hz)", sharpened(1.2)),
+        "sharpen-1.3-1k": ("voiced envelope's contrast x1.3 (1 kHz)", sharpened(1.3, 1000.0)),
+        "voiced-sub-8": (
+            "min-statistics over voiced frames, 8x subtracted",
+            voiced_subtraction(8.0),
+        ),
+        "sub-4+sharpen-1.3": (
+            "voiced-sub-4, then sharpen-1.3",
+            voiced_subtraction(4.0, inner=sharpened(1.3)),
+        ),
+        "sharpen-2.0": ("voiced envelope's contrast x2 (600 Hz)", sharpened(2.0)),
+        "sharpen-1.6-1k": ("voiced envelope's contrast x1.6 (1 kHz)", sharpened(1.6, 1000.0)),
+        "sharpen-1.6-300": ("voiced envelope's contrast x1.6 (300 Hz)", sharpened(1.6, 300.0)),
         "output-ns": ("chain → WebRTC NS 3 again (+6 ms)", lambda x: suppressed(chain(x))),
         "rnnoise-front": (
             "RNNoise → WebRTC NS → gate → dsp (+20 ms)",
@@ -229,6 +368,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="noise draws per noise")
     parser.add_argument("--snr", type=float, default=10.0)
     parser.add_argument("--preset", default=PRESET, help="dsp preset to convert with")
+    parser.add_argument(
+        "--lsd",
+        action="store_true",
+        help="also the noisy outputs' log-spectral distance (dB) to dsp alone on the clean speech "
+        "(and, on stderr, draw 0's band bias against it: every 4th of the 32 bands)",
+    )
     parser.add_argument("--clean-only", action="store_true", help="score the clean column only")
     parser.add_argument(
         "--floor",
@@ -253,6 +398,7 @@ def main(argv: list[str] | None = None) -> None:
         hiss = np.random.default_rng(99).standard_normal(len(phases[-1])) * 10 ** (args.floor / 20)
         phases = [p + hiss[: len(p)].astype(np.float32) for p in phases]
     table = variants(clean)
+    reference = dsp_alone(clean) if args.lsd else None
     unknown = set(args.names) - set(table)
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(sorted(unknown))}; known: {', '.join(table)}")
@@ -267,15 +413,28 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.names or list(table):
         what, run = table[name]
         t0 = time.perf_counter()
-        cells, means = [], []
+        cells, means, distances = [], [], []
         for label, xs in {"clean": phases, **noisy}.items():
-            scores = np.array([vq.dnsmos(run(x)) for x in xs])
+            outputs = [run(x) for x in xs]
+            scores = np.array([vq.dnsmos(y) for y in outputs])
             mean = scores.mean(axis=0)
-            cells.append(f"{mean[0]:.2f} ± {scores[:, 0].std():.2f} / {mean[3]:.2f}")
+            cell = f"{mean[0]:.2f} ± {scores[:, 0].std():.2f} / {mean[3]:.2f}"
             if label != "clean":
                 means.append(mean)
+                if reference is not None:
+                    lsd = float(np.mean([envelope_distance(y, reference) for y in outputs]))
+                    distances.append(lsd)
+                    cell += f" / {lsd:.2f} dB"
+                    bias = band_bias(outputs[0], reference)[::4]
+                    print(
+                        f"  ({name}, {label}, draw 0: band bias dB {np.round(bias, 1)})",
+                        file=sys.stderr,
+                    )
+            cells.append(cell)
         mean = np.mean(means, axis=0) if means else None
         summary = "-" if mean is None else f"{mean[0]:.3f} / {mean[3]:.3f}"
+        if distances:
+            summary += f" / {np.mean(distances):.2f} dB"
         print(f"| {name} | {what} | " + " | ".join(cells) + f" | {summary} |", flush=True)
         print(f"  ({name}: {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 
