@@ -27,6 +27,10 @@ BROW_INNER = (
     np.array([107, 66, 105, 55, 65, 52], dtype=np.int32),
     np.array([336, 296, 334, 285, 295, 282], dtype=np.int32),
 )
+BROW_LOWER = (
+    np.array([46, 53, 52, 65, 55], dtype=np.int32),
+    np.array([276, 283, 282, 295, 285], dtype=np.int32),
+)
 BROW_OUTER = (
     np.array([70, 63, 105, 46, 53, 52], dtype=np.int32),
     np.array([300, 293, 334, 276, 283, 282], dtype=np.int32),
@@ -36,7 +40,7 @@ BROW_OUTER = (
 REACH_UP = 0.3
 REACH_DOWN = 0.12
 #: A brow rises at most this far (face widths), and each half comes down at most this
-#: share of its nearest approach to the lid band.
+#: share of its smallest gap to the lid band.
 MOST_UP = 0.2
 MOST_DOWN = 0.5
 
@@ -48,7 +52,8 @@ class BrowRig:
     ``inner`` / ``outer`` (2, N): how much of each brow half's displacement each
     landmark takes; ``up`` (2,): the portrait's up direction (perpendicular to the eye
     corners' line); ``unit``: its face width in pixels; ``room`` (2, 2): each brow
-    half's (inner, outer) nearest approach to its lid band, in face widths.
+    half's (inner, outer) smallest gap from its lower edge down to the lid band, in
+    face widths.
     """
 
     inner: np.ndarray
@@ -75,13 +80,21 @@ def _still() -> np.ndarray:
     return mask
 
 
+def _curve(across: np.ndarray, height: np.ndarray, chain: np.ndarray) -> np.ndarray:
+    """The height of ``chain`` (landmark ids) at each point's ``across`` position
+    (linear between its points, flat past its ends)."""
+    order = np.argsort(across[chain])
+    return np.interp(across, across[chain][order], height[chain][order])
+
+
 def rig(reference: np.ndarray) -> BrowRig:
     """The falloff of the portrait whose landmarks (478, 3) are ``reference``.
 
     Above a brow a point takes ``exp(-(d / REACH_UP)^2)`` of its motion (``d``: distance
-    to the nearest brow point). Below it, the share falls linearly with height to 0 at
-    the lid band, times a sideways falloff past the brow's ends: points keep their
-    order between brow and lid however far the brow moves within its room.
+    to the nearest brow point). Below it, the share falls linearly with height from the
+    brow's lower edge to 0 at the lid band (both as curves across the face), times a
+    sideways falloff past the brow's ends: points keep their order between brow and
+    lid band however far the brow comes down within its room.
     """
     p = reference[:NUM_POINTS, :2].astype(np.float64)
     up, unit = _up(p)
@@ -97,13 +110,14 @@ def rig(reference: np.ndarray) -> BrowRig:
         nearest = np.argmin(np.linalg.norm(rel, axis=2), axis=1)
         d = np.linalg.norm(rel[rows, nearest], axis=1)
         h = rel[rows, nearest] @ up
-        band = p[LID_BANDS[b]].mean(axis=0)
-        over_band = (p - band) @ up / unit
-        brow_over_band = (p[ids][nearest] - band) @ up / unit
-        across = (p - band) @ side / unit
-        ends = (p[ids] - band) @ side / unit
+        # Heights over the lid band and the brow's lower edge, as curves across the face.
+        across, height = p @ side / unit, p @ up / unit
+        band = _curve(across, height, LID_BANDS[b])
+        edge = _curve(across, height, BROW_LOWER[b])
+        gap = np.maximum(edge - band, 1e-6)
+        ends = across[ids]
         beyond = np.maximum(np.maximum(ends.min() - across, across - ends.max()), 0.0)
-        below = np.clip(over_band / np.maximum(brow_over_band, 1e-6), 0.0, 1.0)
+        below = np.clip((height - band) / gap, 0.0, 1.0)
         below *= np.exp(-((beyond / REACH_DOWN) ** 2))
         w = np.where(h > 0, np.exp(-((d / REACH_UP) ** 2)), below)
         w[ids] = 1.0
@@ -114,9 +128,7 @@ def rig(reference: np.ndarray) -> BrowRig:
         t = np.clip((p - a) @ span / max(float(span @ span), 1e-9), 0.0, 1.0)
         inner[b], outer[b] = w * (1.0 - t), w * t
         for k, half in enumerate((BROW_INNER[b], BROW_OUTER[b])):
-            lid = p[LID_BANDS[b]]
-            gaps = [float(np.min(np.linalg.norm(lid - q, axis=1))) for q in p[half]]
-            room[b, k] = min(gaps) / unit
+            room[b, k] = float(np.min(gap[half]))
     # Between the brows both pull: together as much as either would alone, at most.
     each = inner + outer
     both = 1.0 - np.prod(1.0 - each, axis=0)
