@@ -457,8 +457,9 @@ def test_brows_follow_a_real_drivers_raise_and_frown(
     """A driver frame whose brows are raised (or lowered at the inner ends) moves the
     avatar's brows as far, as dlib reads both (mediapipe is not the judge here).
 
-    Measured: raise 1.56 of the driver's on s1 (0.64 with ``brow_gain=0``, the raw
-    landmark delta alone); frown 0.90 on the astronaut (0.46 with ``brow_gain=0``).
+    Measured: raise 1.53 of the driver's on s1 (0.64 with ``brow_gain=0``, the raw
+    landmark delta alone); frown 0.95 on the astronaut (0.46 with ``brow_gain=0``;
+    s0 and s1 frown 0.61-0.63, against 0.44).
     """
     reference = default_reference() if portrait == "astronaut" else _rgb(portrait)
     animator = create_animator("warp", clock=FakeClock(), reference=reference, idle=0)
