@@ -172,6 +172,9 @@ def test_bad_options_and_inputs() -> None:
             create_animator("warp", lid_gain=gain)
         with pytest.raises(BadInput, match="lid_gain"):
             WarpConfig(lid_gain=gain)  # the Python API checks it too
+    for gain in (-0.1, 4.5):
+        with pytest.raises(BadInput, match="brow_gain"):
+            WarpConfig(brow_gain=gain)
     animator = create_animator("warp")
     frame = data.astronaut()
     for size in (0, 16, 4096, 256.0, "512"):
