@@ -19,7 +19,9 @@ same avatar frames. The second table is the gain: the avatar's standard
 deviation of each signal over the driver's (1 = as much motion); its last column
 is the mouth gain read by mediapipe instead (inner-lip gap over the eye-corner
 distance, driver and avatar), which tells a mouth that opens too little from one
-that dlib reads too little (a moustache over the lips, say).
+that dlib reads too little (a moustache over the lips, say); the two after it are
+mediapipe's brow height (``_mediapipe_brow``, as dlib's ``brow``) on the avatar
+against the driver's, r and gain: dlib and mediapipe disagreed on brows before.
 The last rows show how much each driver moves (standard deviation): a
 correlation over a signal that hardly moves is mostly landmark noise.
 """
@@ -117,6 +119,7 @@ class PairResult:
     frames: int  # frames where dlib read both faces
     cross: float  # r of dlib's and mediapipe's horizontal gaze on the avatar frames
     mouth_mp: float  # mediapipe's mouth gain (avatar std / driver std), a second reading
+    brow_mp: tuple[float, float]  # mediapipe's brow height, avatar vs driver: (r, gain)
     seconds: float
 
 
@@ -130,14 +133,36 @@ def _mediapipe_mouth(points: np.ndarray) -> float:
     return float(np.linalg.norm(points[13, :2] - points[14, :2]) / pose.face_width(points))
 
 
-def mediapipe_mouths(frames: list[np.ndarray], skip: int) -> list[float]:
-    """mediapipe's mouth opening of each frame (NaN where it finds no face or in ``skip``)."""
+#: mediapipe's brow points (upper and lower edge of each brow), and its lid centres.
+MP_BROWS = np.array([70, 63, 105, 66, 107, 46, 53, 52, 65, 55, 300, 293, 334, 296, 336, 276, 283,
+                     282, 295, 285])  # fmt: skip
+MP_EYE_CENTRES = ((33, 133, 159, 145), (263, 362, 386, 374))
+
+
+def _mediapipe_brow(points: np.ndarray) -> float:
+    """mediapipe's brow height above the line through the eye centres (as dlib's ``brow``)."""
+    p = points[:, :2].astype(np.float64)
+    c_r, c_l = (p[list(e)].mean(axis=0) for e in MP_EYE_CENTRES)
+    along = (c_l - c_r) / max(float(np.linalg.norm(c_l - c_r)), 1e-6)
+    up = np.array([along[1], -along[0]])
+    return float(np.mean((p[MP_BROWS] - (c_r + c_l) / 2) @ up) / pose.face_width(points))
+
+
+def mediapipe_reads(frames: list[np.ndarray], skip: int) -> tuple[list[float], list[float]]:
+    """mediapipe's mouth opening and brow height of each frame (NaN where it finds no
+    face or in ``skip``)."""
     mesh = FaceMesh(static=True)
     try:
         found = [mesh.detect(f) if i >= skip else None for i, f in enumerate(frames)]
     finally:
         mesh.close()
-    return [math.nan if f is None else _mediapipe_mouth(f.points) for f in found]
+    mouths = [math.nan if f is None else _mediapipe_mouth(f.points) for f in found]
+    return mouths, [math.nan if f is None else _mediapipe_brow(f.points) for f in found]
+
+
+def _gain(a: np.ndarray, d: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(d)
+    return float(a[ok].std() / d[ok].std()) if ok.sum() > 4 and d[ok].std() > 0 else math.nan
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -161,6 +186,7 @@ def run_pair(
     fps: float,
     driver: list[Signals | None],
     driver_mouths: list[float],
+    driver_brows: list[float],
     skip: int,
     identity_every: int,
     options: dict[str, float],
@@ -173,6 +199,7 @@ def run_pair(
     mesh = FaceMesh(static=True)
     pairs: list[tuple[float, float]] = []
     mouths = [math.nan] * len(frames)
+    brows = [math.nan] * len(frames)
     t0 = time.perf_counter()
     try:
         for i, frame in enumerate(frames):
@@ -181,6 +208,7 @@ def run_pair(
             found = mesh.detect(out) if i >= skip else None
             if found is not None:
                 mouths[i] = _mediapipe_mouth(found.points)
+                brows[i] = _mediapipe_brow(found.points)
             if avatar[-1] is not None and found is not None:
                 pairs.append((avatar[-1].gaze_x, float(_mediapipe_gaze(found.points))))
             if i >= skip and ref_desc is not None and (i - skip) % identity_every == 0:
@@ -204,11 +232,11 @@ def run_pair(
     ident = (float(np.mean(distances)), float(np.max(distances))) if distances else (math.nan,) * 2
     both_gaze = np.array(pairs).reshape(-1, 2)
     cross = pearson(both_gaze[:, 0], both_gaze[:, 1])
-    a, d = np.array(mouths), np.array(driver_mouths)
-    ok = np.isfinite(a) & np.isfinite(d)
-    mouth_mp = float(a[ok].std() / d[ok].std()) if ok.sum() > 4 and d[ok].std() > 0 else math.nan
+    mouth_mp = _gain(np.array(mouths), np.array(driver_mouths))
+    a, d = np.array(brows), np.array(driver_brows)
+    brow_mp = (pearson(d, a), _gain(a, d))
     return PairResult(
-        portrait_name, driver_name, corr, gain, ident, sum(both), cross, mouth_mp, seconds
+        portrait_name, driver_name, corr, gain, ident, sum(both), cross, mouth_mp, brow_mp, seconds
     )
 
 
@@ -229,16 +257,21 @@ def table(results: list[PairResult], drivers: dict[str, list[Signals | None]], s
         lines.append(
             f"| {r.portrait} x {r.driver} | {cells} | {ident} | {r.frames} | {_f(r.cross)} |"
         )
-    lines += ["", f"| gain: avatar std / driver std | {head} | mouth (mp) |", f"|{rule[:-8]}|"]
+    lines += [
+        "",
+        f"| gain: avatar std / driver std | {head} | mouth (mp) | brow r (mp) | brow gain (mp) |",
+        f"|{rule}|",
+    ]
     for r in results:
         cells = " | ".join(_f(r.gain[s]) for s in SIGNALS)
-        lines.append(f"| {r.portrait} x {r.driver} | {cells} | {_f(r.mouth_mp)} |")
+        mp = f"{_f(r.mouth_mp)} | {_f(r.brow_mp[0])} | {_f(r.brow_mp[1])}"
+        lines.append(f"| {r.portrait} x {r.driver} | {cells} | {mp} |")
     for name, measured in drivers.items():
         spread = []
         for s in SIGNALS:
             v = series(measured, s)[skip:]
             spread.append(_f(float(np.nanstd(v)), 3) if np.isfinite(v).any() else "n/a")
-        lines.append(f"| driver {name}: std | " + " | ".join(spread) + " | |")
+        lines.append(f"| driver {name}: std | " + " | ".join(spread) + " | | | |")
     return "\n".join(lines)
 
 
@@ -264,11 +297,11 @@ def main() -> None:
         frames = frames[: args.frames or None]
         driver = [dlib_face.measure(f) if i >= args.skip else None for i, f in enumerate(frames)]
         measured[driver_name] = driver
-        driver_mouths = mediapipe_mouths(frames, args.skip)
+        driver_mouths, driver_brows = mediapipe_reads(frames, args.skip)
         for portrait_name in args.portraits:
             r = run_pair(
                 dlib_face, args.backend, portrait_name, driver_name, frames, fps, driver,
-                driver_mouths, args.skip, args.identity_every, options,
+                driver_mouths, driver_brows, args.skip, args.identity_every, options,
             )  # fmt: skip
             print(f"{portrait_name} x {driver_name}: {r.seconds:.1f} s", file=sys.stderr)
             results.append(r)

@@ -76,6 +76,7 @@ WARP_OPTIONS = (
     Option("eye_closed_at", "float", 0.25, 0.0, 1.0),
     Option("gaze_gain", "float", 1.0, 0.0, 3.0),
     Option("lid_gain", "float", 1.8, 0.5, 2.5),
+    Option("brow_gain", "float", 2.0, 0.0, 4.0),
     Option("idle", "float", 1.0, 0.0, 2.0),
 )
 # compile, cuda_graphs and profile are Python-only: a compile can hold a thread for minutes.

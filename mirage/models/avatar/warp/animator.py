@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from mirage.models.avatar.reference import default_reference
-from mirage.models.avatar.warp import features, pose
+from mirage.models.avatar.warp import brows, features, pose
 from mirage.models.avatar.warp.meshwarp import backward_map, warp
 from mirage.models.avatar.warp.portrait import BASE, Portrait, prepare
 from mirage.models.avatar.warp.smoothing import OneEuroConfig, OneEuroFilter
@@ -42,6 +42,7 @@ class WarpConfig:
     eye_closed_at: float = 0.25  # driver lid gap (of its neutral) that counts as shut
     gaze_gain: float = 1.0  # avatar iris shift per driver iris shift, both in eye widths
     lid_gain: float = 1.8  # avatar lid narrowing per driver narrowing, of each neutral gap
+    brow_gain: float = 2.0  # avatar brow motion per driver brow motion (0: the raw delta only)
     idle: float = 1.0  # strength of the idle sway and blinks shown while no face drives
     smoothing: OneEuroConfig = field(default_factory=OneEuroConfig)  # landmarks, in face widths
     lid_smoothing: OneEuroConfig = field(  # lid gaps, as shares of the neutral gap
@@ -63,6 +64,8 @@ class WarpConfig:
             raise BadInput(f"gaze_gain must be in [0, 3], got {self.gaze_gain}")
         if not 0.5 <= self.lid_gain <= 2.5:  # past 1 / (1 - knee) a squint would shut it
             raise BadInput(f"lid_gain must be in [0.5, 2.5], got {self.lid_gain}")
+        if not 0.0 <= self.brow_gain <= 4.0:
+            raise BadInput(f"brow_gain must be in [0, 4], got {self.brow_gain}")
         if not 0.0 <= self.idle <= 2.0:
             raise BadInput(f"idle must be in [0, 2], got {self.idle}")
 
@@ -170,6 +173,7 @@ class WarpAnimator(FaceAnimator):
         self._eye_filter = OneEuroFilter(self.config.lid_smoothing)
         self._gaze_filter = OneEuroFilter(self.config.gaze_smoothing)
         self._portrait: Portrait | None = None
+        self._brows: brows.BrowRig | None = None
         self._neutral_sum: np.ndarray | None = None
         self._neutral_count = 0
         self._neutral: np.ndarray | None = None
@@ -200,6 +204,7 @@ class WarpAnimator(FaceAnimator):
         if face is None or pose.face_width(face.points) < 12:
             raise NoFaceError("no face found in the reference image; use a clear, frontal portrait")
         self._portrait = prepare(image, face, self.config.face_scale)
+        self._brows = brows.rig(self._portrait.points)
         self._target = None
         self._presence = 0.0
         self._fit_neutral()
@@ -310,6 +315,10 @@ class WarpAnimator(FaceAnimator):
         ref = portrait.points.astype(np.float64)
         motion = pose.transfer(self._neutral, smooth, ref, self._to_reference, self.config.limits)
         expr = motion.expression
+        # Brows from their halves' mean motion, scaled: mediapipe reads about half
+        # of a brow's motion, and single brow points tremble (brows.py).
+        assert self._brows is not None
+        brows.apply(expr, ref, self._brows, self.config.brow_gain)
         # Lids from the raw landmarks, with a filter of their own: a blink lasts
         # three or four frames, faster than the landmark filter lets through.
         raw = np.array(features.eye_openings(points)) / np.maximum(self._neutral_eyes, 1e-3)
