@@ -119,7 +119,7 @@ def test_a_failing_step_becomes_a_row_and_the_run_goes_on(tmp_path: Path) -> Non
     assert "| v | ERROR RuntimeError" in (tmp_path / "gpu.md").read_text()
 
 
-@pytest.mark.timeout(900)  # ~1.5 min on an idle 2-core machine; a missing venv adds ~1
+@pytest.mark.timeout(900)  # 1.5-4 min on an idle 2-core machine; a missing venv adds ~1
 def test_quick_run_in_a_device_like_venv(prepared: Path, tmp_path: Path) -> None:
     venv = bench_module("device_venv")
     python = venv.ensure(ROOT)  # made by `make test` before the suite; here only if missing
