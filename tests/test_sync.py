@@ -192,3 +192,42 @@ async def test_a_stall_leaves_no_backlog(start_server: StartServer) -> None:
         assert late is not None and late > 0, f"no late audio frame was dropped: {late}"
     finally:
         await probe.close()
+
+
+class HandSetClock(PlayoutClock):
+    """A playout clock whose delay only the test sets (no latency observations)."""
+
+    def observe(
+        self, track: str, latency_s: float, inbound_s: float = 0.0, window: int = 60
+    ) -> None:
+        pass
+
+
+async def test_a_falling_delay_never_sends_the_voice_faster_than_real_time() -> None:
+    """The delay falls (a stall is over): the voice must not leave faster than 20 ms
+    a frame to catch up, or the stream runs ahead of the wall clock by every fall and a
+    recorder or virtual microphone, which play samples back to back, drifts out of sync
+    (a 4 s recording held 0.3 s more voice than video). Late voice is dropped instead."""
+    from mirage.client.probe import BeepMicrophone
+    from mirage.metrics import Metrics
+    from mirage.models.voice.passthrough import PassthroughConverter
+    from mirage.tracks.audio import VoiceAudioTrack
+
+    clock = HandSetClock(delay_s=0.3)
+    mic = BeepMicrophone()
+    track = VoiceAudioTrack(
+        mic, PassthroughConverter(), "passthrough", clock=clock, metrics=Metrics(), backlog_ms=400
+    )
+    track.start()
+    try:
+        await asyncio.wait_for(track.recv(), 5.0)
+        start, sent = asyncio.get_running_loop().time(), 1
+        while (elapsed := asyncio.get_running_loop().time() - start) < 2.0:
+            clock.delay_s = max(0.0, 0.3 - 0.2 * elapsed)  # falls 200 ms a second
+            await asyncio.wait_for(track.recv(), 5.0)
+            sent += 1
+        ahead = sent * 0.02 - (asyncio.get_running_loop().time() - start)
+        assert ahead < 0.06, f"the voice ran {ahead * 1000:.0f} ms ahead of the wall clock"
+    finally:
+        track.stop()
+        mic.stop()
