@@ -192,11 +192,6 @@ async def test_hub_bounds_its_subscribers_and_keeps_time_across_gaps() -> None:
     assert a_track.dropped == 3, "the oldest audio goes first"
     got = [await a_track.recv() for _ in range(5)]
     assert [f.pts for f in got] == [960 * n for n in range(3, 8)]
-    await asyncio.sleep(0.3)  # a gap: audio jumps forward to the wall clock
-    frame = AudioFrame(format="s16", layout="mono", samples=960)
-    frame.sample_rate = 48000
-    audio.push(frame)
-    assert abs(frame.pts / 48000 - timeline.now()) < 0.05
     slow = AudioFrame.from_ndarray(np.zeros((1, 320), np.int16), format="s16", layout="mono")
     slow.sample_rate = 16000  # any source's rate: resampled to the client's 48 kHz
     for _ in range(5):
@@ -207,6 +202,37 @@ async def test_hub_bounds_its_subscribers_and_keeps_time_across_gaps() -> None:
     assert (await v_track.recv()).pts is not None
     with pytest.raises(MediaStreamError):
         await v_track.recv()
+
+
+async def test_hub_audio_fills_a_stall_with_its_burst_and_jumps_forward_after_a_gap() -> None:
+    """A stall (a busy event loop) delivers its audio late, in one burst: stamped back to
+    back it fills the stall and ends in step with the wall clock. Audio that never comes
+    (a reconnection) leaves the stamps behind; after GAP_S they jump to the wall clock."""
+    timeline = Timeline()
+    audio = Hub("audio", timeline)
+
+    def voice() -> AudioFrame:
+        frame = AudioFrame(format="s16", layout="mono", samples=960)
+        frame.sample_rate = 48000
+        audio.push(frame)
+        return frame
+
+    first = voice()
+    await asyncio.sleep(0.3)
+    burst = [voice() for _ in range(15)]
+    assert [f.pts for f in burst] == [first.pts + 960 * n for n in range(1, 16)]
+    lead = burst[-1].pts / 48000 + 0.02 - timeline.now()
+    assert abs(lead) < 0.05, f"the burst ends {lead * 1000:.0f} ms off the wall clock"
+
+    await asyncio.sleep(0.3)
+    late = voice()
+    assert late.pts == burst[-1].pts + 960, "one late frame alone is not a gap"
+    paced = [late]
+    while timeline.now() < late.pts / 48000 + 0.3 + 0.15:
+        await asyncio.sleep(0.02)
+        paced.append(voice())
+    lag = timeline.now() - paced[-1].pts / 48000 - 0.02
+    assert abs(lag) < 0.15, f"audio {lag * 1000:.0f} ms behind the wall clock after a gap"
 
 
 def test_pacat_stream_plays_into_the_named_sink_or_says_how_to_make_it(

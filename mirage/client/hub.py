@@ -24,7 +24,7 @@ from mirage.tracks.fanout import FanOut, Frame, TapBound
 
 VIDEO_RATE = 90000
 AUDIO_RATE = 48000
-GAP_S = 0.1  # audio this far behind the wall clock jumps forward (a gap, not jitter)
+GAP_S = 0.1  # audio this far behind the wall clock, for this long, jumps forward (a gap)
 
 
 class Timeline:
@@ -64,7 +64,8 @@ class Hub(FanOut):
     def __init__(self, kind: str, timeline: Timeline, max_audio_ms: float = 200.0) -> None:
         super().__init__(kind, TapBound(audio_ms=max_audio_ms))
         self.timeline = timeline
-        self._samples = 0  # audio: the next frame's timestamp
+        self._samples: int | None = None  # audio: the next frame's timestamp
+        self._behind_since: int | None = None  # audio: wall time (samples) it fell behind
         self._last_pts = -1
         self._resampler: av.AudioResampler | None = None
         self.meter = RateMeter()
@@ -89,11 +90,25 @@ class Hub(FanOut):
             pts = max(self._last_pts + 1, round(self.timeline.now() * VIDEO_RATE))
             frame.time_base = fractions.Fraction(1, VIDEO_RATE)
         else:
-            wall = round(self.timeline.now() * AUDIO_RATE)
-            if wall - self._samples > GAP_S * AUDIO_RATE:
-                self._samples = wall - frame.samples  # after a gap: back in step with video
-            pts = self._samples
-            self._samples += frame.samples
+            pts = self._audio_pts(round(self.timeline.now() * AUDIO_RATE), frame.samples)
             frame.time_base = fractions.Fraction(1, AUDIO_RATE)
         frame.pts = pts
         self._last_pts = pts
+
+    def _audio_pts(self, wall: int, samples: int) -> int:
+        """Audio is stamped back to back, so a burst after a stall (the stall's own
+        audio, arriving late) fills the stall instead of running ahead of the wall
+        clock. Only audio that stays behind for ``GAP_S`` of wall time, audio that
+        never came (a reconnection), jumps forward to the wall clock."""
+        gap = GAP_S * AUDIO_RATE
+        if self._samples is None:
+            self._samples = max(0, wall - samples)
+        elif wall - self._samples <= gap:
+            self._behind_since = None
+        elif self._behind_since is None:
+            self._behind_since = wall
+        elif wall - self._behind_since > gap:
+            self._samples, self._behind_since = wall - samples, None
+        pts = self._samples
+        self._samples += samples
+        return pts
