@@ -64,7 +64,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 async def test_slow_backend_keeps_latency_bounded_and_counts_drops(
     start_server: StartServer,
 ) -> None:
-    """A model 2× slower than the 50 ms frame budget for 20 s: no backlog builds."""
+    """A model 2× slower than the 50 ms frame budget for 14 s: no backlog builds."""
     import psutil
 
     server = await start_server()
@@ -75,21 +75,28 @@ async def test_slow_backend_keeps_latency_bounded_and_counts_drops(
         await asyncio.sleep(3.0)
         mem_start = rss.memory_info().rss
         mark = len(probe.received.video_latency)
-        await asyncio.sleep(20.0)
+        await asyncio.sleep(14.0)
         mem_end = rss.memory_info().rss
         lat = probe.received.video_latency[mark:]
-        assert len(lat) > 60, f"only {len(lat)} frames in 20 s"
+        assert len(lat) > 60, f"only {len(lat)} frames in 14 s"
         third = len(lat) // 3
         first, last = sorted(lat[:third]), sorted(lat[-third:])
         p95_first, p95_last = first[int(0.95 * third)], last[int(0.95 * third)]
-        # Unbounded queueing would add 50 ms per frame here (10 s after 20 s); the
+        # A bounded queue fills within the first seconds and then holds a steady delay
+        # (40 frames there read 2.1 s; a frame here takes ~0.2 s through).
+        p95 = sorted(lat)[int(0.95 * len(lat))]
+        assert p95 < 1.0, f"p95 latency {p95:.2f} s: frames wait behind a queue"
+        # Unbounded queueing would add 50 ms per frame here (7 s after 14 s); the
         # margins only absorb scheduling noise on a loaded 2-core machine.
         assert p95_last < p95_first * 1.5 + 0.15, f"p95 grew {p95_first:.3f} → {p95_last:.3f} s"
-        # And no single frame waits behind a queue: the worst of the last third stays
-        # within a few frames' time of the worst of the first (2 s once let 40 queue).
-        worst_first, worst_last = max(lat[:third]), max(lat[-third:])
-        assert worst_last < worst_first + 0.25, (
-            f"worst latency {worst_first:.2f} → {worst_last:.2f} s: a queue is building"
+        # And no queue grows late in the run: in the last third hardly any frame is later
+        # than a few frames' time past the worst of the first. A stall of the machine
+        # delays the one or two frames in flight, once (one read 0.97 s in CI).
+        worst_first = max(lat[:third])
+        late = sorted(x for x in lat[-third:] if x > worst_first + 0.25)
+        assert len(late) <= max(4, third // 10), (
+            f"{len(late)} of {third} frames over {worst_first + 0.25:.2f} s (up to "
+            f"{late[-1]:.2f} s): a queue is building"
         )
         ids = probe.received.video_ids
         assert ids[-1] - ids[mark] > 1.5 * (len(ids) - mark), "no frames were skipped"
