@@ -1,0 +1,214 @@
+"""Where do the avatar's frames bunch? Server stage times against the page's, per frame.
+
+Reads a bench/browser_latency.py run made with ``--dump DUMP --frame-trace TRACE``:
+each case's page log (requestVideoFrameCallback rows of the avatar, with their
+``rtpTimestamp``) and the server's stage records (bench/frame_trace.py). Matches the
+page's frames to the server's by RTP timestamp, and prints, per case and stage, the
+inter-frame interval distribution of
+
+* every frame that passed the stage in the page's logged span ("all"), and
+* the frames the page displayed, at each stage they passed ("displayed"),
+
+so the first stage where the intervals go uneven is the one to blame.
+
+    python bench/frame_stages.py DUMP TRACE
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GAP_MS = 150.0
+WRAP = 1 << 32
+
+
+@dataclass
+class Spread:
+    """Inter-frame intervals (ms) of one stage."""
+
+    count: int
+    fps: float
+    median: float
+    p95: float
+    max: float
+    gaps: int  # intervals over GAP_MS
+
+    @classmethod
+    def of(cls, times_s: list[float]) -> Spread | None:
+        t = np.sort(np.asarray(times_s, dtype=float)) * 1000.0
+        if len(t) < 3:
+            return None
+        d = np.diff(t)
+        fps = 1000.0 * (len(t) - 1) / (t[-1] - t[0])
+        return cls(
+            len(t), fps, float(np.median(d)), float(np.percentile(d, 95)), float(d.max()),
+            int((d > GAP_MS).sum()),
+        )  # fmt: skip
+
+    def row(self, label: str) -> str:
+        return (
+            f"| {label} | {self.count} | {self.fps:.1f} | {self.median:.1f} | {self.p95:.1f} "
+            f"| {self.max:.0f} | {self.gaps} |"
+        )
+
+
+def _mode_offset(pairs: list[tuple[int, int]]) -> int | None:
+    """The most common (a − b) mod 2^32: the constant a timestamp origin adds."""
+    counts = collections.Counter((a - b) % WRAP for a, b in pairs)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def analyse_case(
+    case: dict[str, Any], trace: dict[str, Any]
+) -> tuple[dict[str, Spread | None], tuple[float, float]]:
+    """Stage → Spread, "all" and "displayed" (see the module docstring), and the
+    span of the page's frames' sends (server monotonic s)."""
+    probe = case["probe"]
+    mark = case.get("mark", float("-inf"))
+    rows = [r for r in probe["avatar"] if r[0] >= mark and len(r) > 6 and r[6] is not None]
+    origin_ms = probe["timeOrigin"]
+    offset = trace["wall_minus_monotonic"]
+
+    def server_s(page_ms: float) -> float:  # page performance.now() → our monotonic
+        return (origin_ms + page_ms) / 1000.0 - offset
+
+    by: dict[str, list[list[Any]]] = collections.defaultdict(list)
+    for r in trace["records"]:
+        by[r[0]].append(r)
+    shown = {int(r[6]) for r in rows}
+    # The avatar's sender: the SSRC whose marker packets carry the page's timestamps.
+    ssrcs = collections.Counter(p[6] for p in by["rtp"] if p[5] and p[4] in shown)
+    if not ssrcs:
+        return {}, (0.0, 0.0)
+    ssrc = ssrcs.most_common(1)[0][0]
+    sent = {p[4]: p[1] for p in by["rtp"] if p[6] == ssrc and p[5]}  # rtp ts → marker send
+    matched = [sent[ts] for ts in shown if ts in sent]
+    lo, hi = min(matched), max(matched)
+    # Upstream stages of a frame come earlier than its send: widen the window back.
+    lo_up = lo - 0.5
+
+    def within(kind: str, start: float = lo_up, index: int = 1) -> list[list[Any]]:
+        return [r for r in by[kind] if start <= r[index] <= hi]
+
+    out: dict[str, Spread | None] = {}
+    out["all: jitter buffer out (inbound frame complete)"] = Spread.of([r[1] for r in within("jb")])
+    out["all: decoded (aiortc receiver track)"] = Spread.of([r[1] for r in within("dec")])
+    if by["ready"]:
+        out["all: worker done"] = Spread.of([r[1] for r in within("ready")])
+        out["all: recv() returned, new frames"] = Spread.of([r[1] for r in within("out") if r[3]])
+        out["all: recv() returned, with repeats"] = Spread.of([r[1] for r in within("out")])
+    if by["tap"]:
+        out["all: sender took it from its tap"] = Spread.of([r[1] for r in within("tap")])
+    out["all: encoded"] = Spread.of([r[1] for r in within("enc")])
+    out["all: RTP marker sent"] = Spread.of([t for t in sent.values() if lo <= t <= hi])
+    out["page: receiveTime"] = Spread.of([server_s(r[2]) for r in rows if r[2] is not None])
+    out["page: expectedDisplayTime"] = Spread.of([server_s(r[0]) for r in rows])
+    # The displayed frames, stage by stage (by timestamp: rtp → encoder pts → recv's
+    # pts → its capture → the worker's record and its arrival).
+    encs = [r for r in by["enc"] if lo_up <= r[1] <= hi]
+    enc_origin = _mode_offset(
+        [(p[4], e[2]) for e, p in zip(encs, _next_markers(encs, by["rtp"], ssrc), strict=True) if p]
+    )
+    if enc_origin is not None:
+        enc_at = {(e[2] + enc_origin) % WRAP: e for e in encs}
+        disp = [enc_at[ts] for ts in shown if ts in enc_at]
+        out["displayed: encoded"] = Spread.of([e[1] for e in disp])
+        out["displayed: sender asked recv()"] = Spread.of([e[5] for e in disp])
+        if by["out"]:
+            outs = {r[2]: r for r in by["out"] if lo_up <= r[1] <= hi}
+            # The encoder's timestamp is the pts in 1/90000 s, rounded down or up.
+            chain = [outs[k] for e in disp if (k := _near(outs, e[2])) is not None]
+            out["displayed: recv() returned"] = Spread.of([r[1] for r in chain])
+            readies = {r[2]: r for r in by["ready"]}
+            ready = [readies[r[4]] for r in chain if r[3] and r[4] in readies]
+            out["displayed: worker done"] = Spread.of([r[1] for r in ready])
+            out["displayed: arrival (drain)"] = Spread.of([r[3] for r in ready])
+    out["displayed: RTP marker sent"] = Spread.of(matched)
+    return out, (lo, hi)
+
+
+def _near(table: dict[int, Any], key: int) -> int | None:
+    """``key`` or a neighbour (±1) that ``table`` has."""
+    return next((k for k in (key, key + 1, key - 1) if k in table), None)
+
+
+def drops(trace: dict[str, Any], lo: float, hi: float) -> dict[str, int]:
+    """Frames Mirage dropped between its stages in [lo, hi] (server monotonic s)."""
+    recs = [r for r in trace["records"] if lo <= r[1] <= hi]
+    return {
+        "decoded": sum(r[0] == "dec" for r in recs),
+        "worker done (the rest: rate gate, slot)": sum(r[0] == "ready" for r in recs),
+        "recv() new": sum(r[0] == "out" and r[3] for r in recs),
+        "recv() repeats": sum(r[0] == "out" and not r[3] for r in recs),
+        "dropped in the sender's tap": sum(r[3] for r in recs if r[0] == "push"),
+        "encoded": sum(r[0] == "enc" for r in recs),
+    }
+
+
+def _next_markers(
+    encs: list[list[Any]], packets: list[list[Any]], ssrc: int
+) -> list[list[Any] | None]:
+    """For each encoded frame, the first marker packet of ``ssrc`` sent after it."""
+    markers = [p for p in packets if p[6] == ssrc and p[5]]
+    times = np.array([p[1] for p in markers])
+    found: list[list[Any] | None] = []
+    for e in encs:
+        i = int(np.searchsorted(times, e[1]))
+        found.append(markers[i] if i < len(markers) else None)
+    return found
+
+
+def one_way(case: dict[str, Any], trace: dict[str, Any]) -> tuple[float, float] | None:
+    """Median and p95 of RTP marker sent → page receiveTime (ms, wall clocks)."""
+    probe = case["probe"]
+    rows = [r for r in probe["avatar"] if len(r) > 6 and r[6] is not None and r[2] is not None]
+    sent = {p[4]: p[1] for p in trace["records"] if p[0] == "rtp" and p[5]}
+    lags = [
+        probe["timeOrigin"] + r[2] - 1000.0 * (sent[r[6]] + trace["wall_minus_monotonic"])
+        for r in rows
+        if r[6] in sent
+    ]
+    if not lags:
+        return None
+    return float(np.median(lags)), float(np.percentile(lags, 95))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dump")
+    parser.add_argument("trace")
+    args = parser.parse_args()
+    traces: dict[int, dict[str, Any]] = {}
+    for path in sorted(Path(args.dump).glob("*.json")):
+        case = json.loads(path.read_text())
+        port = int(case["port"])
+        if port not in traces:
+            file = Path(args.trace) / f"{port}.json"
+            if not file.exists():
+                print(f"no trace for {path.name}", file=sys.stderr)
+                continue
+            traces[port] = json.loads(file.read_text())
+        spreads, (lo, hi) = analyse_case(case, traces[port])
+        print(f"\n{path.name} ({case['query']})\n")
+        print("| stage | frames | fps | median interval | p95 | max | gaps > 150 ms |")
+        print("|---|---|---|---|---|---|---|")
+        for label, spread in spreads.items():
+            if spread is not None:
+                print(spread.row(label))
+        counts = drops(traces[port], lo, hi)
+        print("\nframes in the span: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        lag = one_way(case, traces[port])
+        if lag is not None:
+            print(f"\nRTP sent → page receiveTime: median {lag[0]:.1f} ms, p95 {lag[1]:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
