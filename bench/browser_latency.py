@@ -115,7 +115,7 @@ RECOVERY = """async () => {
     if (s.type === 'inbound-rtp' && s.kind === 'video') {
       for (const k of ['freezeCount', 'totalFreezesDuration', 'nackCount', 'pliCount', 'firCount',
                        'packetsLost', 'packetsReceived', 'retransmittedPacketsReceived',
-                       'keyFramesDecoded', 'framesDropped', 'framesDecoded'])
+                       'keyFramesDecoded', 'framesDropped', 'framesDecoded', 'framesReceived'])
         out['in_' + k] = s[k] ?? null;
     }
     if (s.type === 'outbound-rtp' && s.kind === 'video') {
@@ -563,6 +563,8 @@ RECOVERY_ROWS = [
     ("in_pliCount", "PLIs the browser sent for the avatar", 0),
     ("in_keyFramesDecoded", "avatar key frames decoded", 0),
     ("in_framesDropped", "avatar frames dropped by the browser", 0),
+    ("in_framesReceived", "avatar frames received (getStats)", 0),
+    ("in_framesDecoded", "avatar frames decoded (getStats)", 0),
     ("out_nackCount", "NACKs the server sent for the camera", 0),
     ("out_pliCount", "PLIs the server sent for the camera", 0),
     ("out_retransmittedPacketsSent", "camera retransmissions sent", 0),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import sys
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 GAP_MS = 150.0
 WRAP = 1 << 32
@@ -68,9 +71,9 @@ def _mode_offset(pairs: list[tuple[int, int]]) -> int | None:
 
 def analyse_case(
     case: dict[str, Any], trace: dict[str, Any]
-) -> tuple[dict[str, Spread | None], tuple[float, float]]:
+) -> tuple[dict[str, Spread | None], tuple[float, float, int]]:
     """Stage → Spread, "all" and "displayed" (see the module docstring), and the
-    span of the page's frames' sends (server monotonic s)."""
+    span of the page's frames' sends (server monotonic s) and the avatar's SSRC."""
     probe = case["probe"]
     mark = case.get("mark", float("-inf"))
     rows = [r for r in probe["avatar"] if r[0] >= mark and len(r) > 6 and r[6] is not None]
@@ -87,7 +90,7 @@ def analyse_case(
     # The avatar's sender: the SSRC whose marker packets carry the page's timestamps.
     ssrcs = collections.Counter(p[6] for p in by["rtp"] if p[5] and p[4] in shown)
     if not ssrcs:
-        return {}, (0.0, 0.0)
+        return {}, (0.0, 0.0, 0)
     ssrc = ssrcs.most_common(1)[0][0]
     sent = {p[4]: p[1] for p in by["rtp"] if p[6] == ssrc and p[5]}  # rtp ts → marker send
     matched = [sent[ts] for ts in shown if ts in sent]
@@ -132,7 +135,7 @@ def analyse_case(
             out["displayed: worker done"] = Spread.of([r[1] for r in ready])
             out["displayed: arrival (drain)"] = Spread.of([r[3] for r in ready])
     out["displayed: RTP marker sent"] = Spread.of(matched)
-    return out, (lo, hi)
+    return out, (lo, hi, ssrc)
 
 
 def _near(table: dict[int, Any], key: int) -> int | None:
@@ -181,6 +184,46 @@ def one_way(case: dict[str, Any], trace: dict[str, Any]) -> tuple[float, float] 
     return float(np.median(lags)), float(np.percentile(lags, 95))
 
 
+def callbacks(case: dict[str, Any], lo_s: float, hi_s: float, sent: int) -> str:
+    """How many frames the page presented (rVFC ``presentedFrames``) against how many
+    callbacks it ran (rows) and the server sent, over the logged span: a callback the
+    busy main thread misses is a gap in every rVFC trace, not on the screen."""
+    rows = [r for r in case["probe"]["avatar"] if r[0] >= case.get("mark", float("-inf"))]
+    presented = [r[7] for r in rows if len(r) > 7 and r[7] is not None]
+    if len(presented) < 2:
+        return f"page callbacks {len(rows)}, server sent {sent} (no presentedFrames)"
+    jumps = collections.Counter(int(b - a) for a, b in itertools.pairwise(presented))
+    missed = sum((k - 1) * n for k, n in jumps.items() if k > 1)
+    return (
+        f"page callbacks {len(presented)}, frames presented {presented[-1] - presented[0] + 1} "
+        f"(callbacks that skipped presented frames: {sum(n for k, n in jumps.items() if k > 1)}, "
+        f"{missed} frames unseen), server sent {sent}"
+    )
+
+
+def edge_gaps(case: dict[str, Any]) -> list[tuple[str, float, int | None]]:
+    """For each flash edge frame (self view and avatar): the display-time gap to the
+    callback before it and the frames presented in between (1: the edge is exact; more:
+    the change may have come in an unseen frame, up to the gap earlier)."""
+    from tests.flash_probe import _video_edges
+
+    out: list[tuple[str, float, int | None]] = []
+    for side, use_capture in (("self", True), ("avatar", False)):
+        rows = case["probe"][side]
+        times = [r[1] if use_capture and r[1] is not None else r[0] for r in rows]
+        index = {t: i for i, t in enumerate(times)}
+        for t in _video_edges(rows, use_capture):
+            i = index[t]
+            if i == 0 or rows[i][0] < case.get("mark", float("-inf")):
+                continue
+            prev, cur = rows[i - 1], rows[i]
+            jump = None
+            if len(cur) > 7 and cur[7] is not None and prev[7] is not None:
+                jump = int(cur[7] - prev[7])
+            out.append((side, times[i] - times[i - 1], jump))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dump")
@@ -196,7 +239,7 @@ def main() -> None:
                 print(f"no trace for {path.name}", file=sys.stderr)
                 continue
             traces[port] = json.loads(file.read_text())
-        spreads, (lo, hi) = analyse_case(case, traces[port])
+        spreads, (lo, hi, ssrc) = analyse_case(case, traces[port])
         print(f"\n{path.name} ({case['query']})\n")
         print("| stage | frames | fps | median interval | p95 | max | gaps > 150 ms |")
         print("|---|---|---|---|---|---|---|")
@@ -205,6 +248,16 @@ def main() -> None:
                 print(spread.row(label))
         counts = drops(traces[port], lo, hi)
         print("\nframes in the span: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        sent = sum(
+            1
+            for r in traces[port]["records"]
+            if r[0] == "rtp" and r[5] and r[6] == ssrc and lo <= r[1] <= hi
+        )
+        print("\n" + callbacks(case, lo, hi, sent))
+        for side in ("self", "avatar"):
+            gaps = [(g, j) for s, g, j in edge_gaps(case) if s == side]
+            cells = ", ".join(f"{g:.0f}" + (f"/{j}" if j is not None else "") for g, j in gaps)
+            print(f"{side} edges: gap to the callback before (ms)/frames presented: {cells}")
         lag = one_way(case, traces[port])
         if lag is not None:
             print(f"\nRTP sent → page receiveTime: median {lag[0]:.1f} ms, p95 {lag[1]:.1f} ms")

@@ -56,7 +56,8 @@ async () => {
         }
         prev = y;
         out.push([m.expectedDisplayTime, m.captureTime ?? null, m.receiveTime ?? null,
-                  now, luma / y.length, diff / y.length, m.rtpTimestamp ?? null]);
+                  now, luma / y.length, diff / y.length, m.rtpTimestamp ?? null,
+                  m.presentedFrames ?? null]);
         if (out.length > 3000) out.splice(0, 1000);
       }
       video.requestVideoFrameCallback(step);
