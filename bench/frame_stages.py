@@ -201,13 +201,14 @@ def callbacks(case: dict[str, Any], lo_s: float, hi_s: float, sent: int) -> str:
     )
 
 
-def edge_gaps(case: dict[str, Any]) -> list[tuple[str, float, int | None]]:
+def edge_gaps(case: dict[str, Any], with_time: bool = False) -> list[tuple[Any, ...]]:
     """For each flash edge frame (self view and avatar): the display-time gap to the
     callback before it and the frames presented in between (1: the edge is exact; more:
-    the change may have come in an unseen frame, up to the gap earlier)."""
+    the change may have come in an unseen frame, up to the gap earlier); ``with_time``
+    adds the edge's own time (page ms)."""
     from tests.flash_probe import _video_edges
 
-    out: list[tuple[str, float, int | None]] = []
+    out: list[tuple[Any, ...]] = []
     for side, use_capture in (("self", True), ("avatar", False)):
         rows = case["probe"][side]
         times = [r[1] if use_capture and r[1] is not None else r[0] for r in rows]
@@ -220,8 +221,135 @@ def edge_gaps(case: dict[str, Any]) -> list[tuple[str, float, int | None]]:
             jump = None
             if len(cur) > 7 and cur[7] is not None and prev[7] is not None:
                 jump = int(cur[7] - prev[7])
-            out.append((side, times[i] - times[i - 1], jump))
+            row = (side, times[i] - times[i - 1], jump)
+            out.append((*row, t) if with_time else row)
     return out
+
+
+def edge_round_trips(case: dict[str, Any]) -> list[tuple[float, bool]]:
+    """Each flash edge's video round trip (bench/browser_latency.py's pairing: a self
+    view cut with the avatar's first cut after it) and whether it is exact: neither
+    edge frame's callback came after presented frames it never saw."""
+    edges = edge_gaps(case, with_time=True)
+    local = [(t, j == 1) for side, _, j, t in edges if side == "self"]
+    remote = [(t, j == 1) for side, _, j, t in edges if side == "avatar"]
+    out = []
+    for t, exact in local:
+        later = [(r - t, ok) for r, ok in remote if 0 < r - t < 900.0]
+        if later:
+            lag, ok = min(later)
+            out.append((lag, exact and ok))
+    return out
+
+
+def edge_parts(case: dict[str, Any], trace: dict[str, Any]) -> list[dict[str, float]]:
+    """Each video round trip split where the server saw its avatar frame (Mirage only):
+    self-view capture → the source camera frame complete in the server's jitter buffer
+    (the uplink, plus a camera interval when the rate gate dropped the cut frame itself,
+    plus any avatar frames the page's callbacks missed) → decoded (the drain) → the
+    RTP marker sent → the page's receiveTime → its display time (ms)."""
+    probe, offset = case["probe"], trace["wall_minus_monotonic"]
+    by: dict[str, list[list[Any]]] = collections.defaultdict(list)
+    for r in trace["records"]:
+        by[r[0]].append(r)
+    if not by["out"]:
+        return []
+    encs = by["enc"]
+    rtp = {p[4]: p for p in by["rtp"] if p[5]}
+    pairs = [
+        (p[4], e[2]) for e, p in zip(encs, _next_markers_all(encs, by["rtp"]), strict=True) if p
+    ]
+    origin = _mode_offset(pairs)
+    outs = {r[2]: r for r in by["out"]}
+    # aiortc's decoded pts is the inbound RTP timestamp less the stream's first one.
+    decs = np.array([r[1] for r in by["dec"]])
+    jb_origin = _mode_offset(
+        [
+            (j[2], by["dec"][i][2])
+            for j in by["jb"]
+            if (i := int(np.searchsorted(decs, j[1]))) < len(decs)
+        ]
+    )
+    readies = {r[2]: r for r in by["ready"]}
+    rows = {int(r[6]): r for r in probe["avatar"] if len(r) > 6 and r[6] is not None}
+    by_display = {r[0]: r for r in probe["avatar"]}
+    edges = edge_gaps(case, with_time=True)
+    local = [t for side, _, _, t in edges if side == "self"]
+    remote = [t for side, _, _, t in edges if side == "avatar"]
+    parts = []
+    for t in local:
+        later = [r for r in remote if 0 < r - t < 900.0]
+        if not later or origin is None:
+            continue
+        row = by_display.get(min(later))
+        if row is None or len(row) < 7 or row[6] is None or int(row[6]) not in rows:
+            continue
+        pts = (int(row[6]) - origin) % WRAP
+        key = _near(outs, pts)
+        sent = rtp.get(int(row[6]))
+        if key is None or sent is None or not outs[key][3] or outs[key][4] not in readies:
+            continue
+        arrival = readies[outs[key][4]][3]
+        complete, first, size = _complete(by, arrival, jb_origin)
+        wall = 1000.0 * offset  # our monotonic → the page's clock (ms)
+        page = probe["timeOrigin"]
+        parts.append(
+            {
+                "round trip": row[0] - t,
+                "capture → first packet in": 1000.0 * first + wall - page - t,
+                "first → last packet in": 1000.0 * (complete - first),
+                "inbound frame (kB)": size / 1000.0,
+                "complete → decoded (drain)": 1000.0 * (arrival - complete),
+                "arrival → RTP sent": 1000.0 * (sent[1] - arrival),
+                "sent → page receive": row[2] + page - wall - 1000.0 * sent[1],
+                "receive → display": row[0] - row[2],
+            }
+        )
+    return parts
+
+
+def _complete(
+    by: dict[str, list[list[Any]]], arrival: float, origin: int | None
+) -> tuple[float, float, float]:
+    """When the inbound frame the drain got at ``arrival`` left the jitter buffer, when
+    its first packet came in, and its size (bytes)."""
+    nan = float("nan")
+    dec = min(by["dec"], key=lambda r: abs(r[1] - arrival))
+    if origin is None:
+        return nan, nan, nan
+    ts = (dec[2] + origin) % WRAP
+    done = next((j for j in by["jb"] if j[2] == ts), None)
+    first = next((p[1] for p in by["pkt"] if p[2] == ts), nan)
+    if done is None:
+        return nan, first, nan
+    return done[1], first, float(done[3]) if len(done) > 3 else nan
+
+
+def _next_markers_all(encs: list[list[Any]], packets: list[list[Any]]) -> list[list[Any] | None]:
+    """``_next_markers`` for the video SSRC that carries most marker packets after encodes."""
+    ssrcs = collections.Counter(p[6] for p in packets if p[5] and p[2] != 111)
+    if not ssrcs:
+        return [None] * len(encs)
+    best = max(ssrcs, key=lambda s: sum(1 for p in packets if p[6] == s and p[5] and p[7] > 0))
+    return _next_markers(encs, packets, best)
+
+
+def inbound_lag(trace: dict[str, Any], lo: float, hi: float) -> tuple[float, float, float] | None:
+    """The camera's frames' delay to us beyond the fastest one's (ms: median, p95, max),
+    from each frame's first packet against its RTP timestamp (the browser stamps capture
+    time at 90 kHz): the uplink's jitter (its encoder, pacer and the network), per frame."""
+    first: dict[int, float] = {}
+    for r in trace["records"]:
+        if r[0] == "pkt" and lo - 0.5 <= r[1] <= hi:
+            first.setdefault(r[2], r[1])
+    if len(first) < 3:
+        return None
+    ts = np.array(sorted(first), dtype=float)
+    t = np.array([first[int(k)] for k in ts])
+    ts = np.unwrap(ts * (2 * np.pi / WRAP)) * (WRAP / (2 * np.pi))  # 32-bit wrap
+    lag = 1000.0 * (t - (ts - ts[0]) / 90000.0)
+    lag -= lag.min()
+    return float(np.median(lag)), float(np.percentile(lag, 95)), float(lag.max())
 
 
 def main() -> None:
@@ -258,6 +386,31 @@ def main() -> None:
             gaps = [(g, j) for s, g, j in edge_gaps(case) if s == side]
             cells = ", ".join(f"{g:.0f}" + (f"/{j}" if j is not None else "") for g, j in gaps)
             print(f"{side} edges: gap to the callback before (ms)/frames presented: {cells}")
+        trips = edge_round_trips(case)
+        exact = [lag for lag, ok in trips if ok]
+        if trips:
+            print(
+                f"video round trip from the edges: all {np.median([x for x, _ in trips]):.0f} ms "
+                f"({len(trips)}, spread {min(x for x, _ in trips):.0f}–"
+                f"{max(x for x, _ in trips):.0f}); exact edges only "
+                + (
+                    f"{np.median(exact):.0f} ms ({len(exact)}, {min(exact):.0f}–{max(exact):.0f})"
+                    if exact
+                    else "none"
+                )
+            )
+        parts = edge_parts(case, traces[port])
+        if parts:
+            print("\n| edge | " + " | ".join(parts[0]) + " |")
+            print("|---|" + "---|" * len(parts[0]))
+            for i, part in enumerate(parts):
+                print(f"| {i + 1} | " + " | ".join(f"{v:.0f}" for v in part.values()) + " |")
+        up = inbound_lag(traces[port], lo, hi)
+        if up is not None:
+            print(
+                f"\ncamera frames' first packet, delay beyond the fastest frame's: median "
+                f"{up[0]:.0f} ms, p95 {up[1]:.0f}, max {up[2]:.0f}"
+            )
         lag = one_way(case, traces[port])
         if lag is not None:
             print(f"\nRTP sent → page receiveTime: median {lag[0]:.1f} ms, p95 {lag[1]:.1f} ms")

@@ -8,7 +8,8 @@ stage it passes, and writes them as JSON when the server exits:
     python bench/frame_trace.py OUT.json bench/echo_server.py --port 8791
 
 Stages (``time.monotonic``; nothing of this runs in a normal server):
-``jb``    an inbound video frame complete out of the jitter buffer (RTP timestamp);
+``pkt``   an inbound video packet reached the jitter buffer (RTP timestamp, seq, bytes);
+``jb``    an inbound video frame complete out of the jitter buffer (RTP timestamp, bytes);
 ``dec``   the decoded frame handed out by aiortc's receiver track (Mirage: the drain;
           the echo: its sender pulling it);
 ``ready`` Mirage's worker done (the frame's capture and arrival times);
@@ -89,8 +90,10 @@ def install(rec: Recorder) -> None:
         def add(self: Any, packet: Any) -> Any:
             pli, frame = stock(self, packet)
             # LowLatencyJitterBuffer calls the stock add: count its frames once.
-            if frame is not None and self._is_video and (outermost or type(self) is cls):
-                rec.add("jb", frame.timestamp)
+            if self._is_video and (outermost or type(self) is cls):
+                rec.add("pkt", packet.timestamp, packet.sequence_number, len(packet.payload))
+                if frame is not None:
+                    rec.add("jb", frame.timestamp, len(frame.data))
             return pli, frame
 
         cls.add = add
