@@ -115,7 +115,7 @@ RECOVERY = """async () => {
     if (s.type === 'inbound-rtp' && s.kind === 'video') {
       for (const k of ['freezeCount', 'totalFreezesDuration', 'nackCount', 'pliCount', 'firCount',
                        'packetsLost', 'packetsReceived', 'retransmittedPacketsReceived',
-                       'keyFramesDecoded', 'framesDropped', 'framesDecoded'])
+                       'keyFramesDecoded', 'framesDropped', 'framesDecoded', 'framesReceived'])
         out['in_' + k] = s[k] ?? null;
     }
     if (s.type === 'outbound-rtp' && s.kind === 'video') {
@@ -180,17 +180,28 @@ def stage_means(before: dict, after: dict) -> dict[str, float]:
 
 
 def servers(
-    variant: dict[str, str], root: Path | None, split_cores: bool
+    variant: dict[str, str], root: Path | None, split_cores: bool, trace: Path | None = None
 ) -> list[subprocess.Popen[bytes]]:
     # --split-cores: every server on the last core (the browser gets the others, see
     # inside()), as a server and its users' browsers are on different machines.
     pin = ["taskset", "-c", str(max(os.sched_getaffinity(0)))] if split_cores else []
 
+    def python(port: int) -> list[str]:
+        """The interpreter, under bench/frame_trace.py (TRACE/PORT.json) with --frame-trace."""
+        if trace is None:
+            return [*pin, sys.executable]
+        return [
+            *pin,
+            sys.executable,
+            str(ROOT / "bench" / "frame_trace.py"),
+            f"{trace}/{port}.json",
+        ]
+
     def mirage(port: int) -> list[str]:
-        cmd = [*pin, sys.executable, "-m", "mirage", "serve", "--port", str(port)]
+        cmd = [*python(port), "-m", "mirage", "serve", "--port", str(port)]
         return [*cmd, "--ice-host", "127.0.0.1", "--log-level", "WARNING"]
 
-    echo = [*pin, sys.executable, str(ROOT / "bench" / "echo_server.py"), "--port", str(ECHO_PORT)]
+    echo = [*python(ECHO_PORT), str(ROOT / "bench" / "echo_server.py"), "--port", str(ECHO_PORT)]
     procs = [
         start_and_wait(mirage(MIRAGE_PORT), f"http://127.0.0.1:{MIRAGE_PORT}/config", cwd=ROOT),
         start_and_wait(echo, f"http://127.0.0.1:{ECHO_PORT}/config", cwd=ROOT),
@@ -340,7 +351,14 @@ def run_case(
     if dump is not None:
         dump.mkdir(parents=True, exist_ok=True)
         edges = {"video_ms": same.video_ms, "audio_ms": same.audio_ms}
-        record = {"query": query, "port": port, "probe": log, "page": snapshot, "edges": edges}
+        record = {
+            "query": query,
+            "port": port,
+            "mark": mark,
+            "probe": log,
+            "page": snapshot,
+            "edges": edges,
+        }
         name = f"{port}-{query.replace('&', '_').replace('=', '-').replace(':', '-')}"
         index = len(list(dump.glob(f"{name}-*.json")))
         (dump / f"{name}-{index}.json").write_text(json.dumps(record))
@@ -394,7 +412,10 @@ def inside(args: argparse.Namespace) -> None:
     media = write_media(work)
     variant = parse_variant(args.variant)
     root = Path(args.variant_root).resolve() if args.variant_root else None
-    procs = servers(variant, root, args.split_cores)
+    trace = Path(args.frame_trace).resolve() if args.frame_trace else None
+    if trace is not None:
+        trace.mkdir(parents=True, exist_ok=True)
+    procs = servers(variant, root, args.split_cores, trace)
     if args.split_cores:  # Chromium (started below) inherits this process's cores
         cores = os.sched_getaffinity(0)
         if len(cores) < 2:
@@ -542,6 +563,8 @@ RECOVERY_ROWS = [
     ("in_pliCount", "PLIs the browser sent for the avatar", 0),
     ("in_keyFramesDecoded", "avatar key frames decoded", 0),
     ("in_framesDropped", "avatar frames dropped by the browser", 0),
+    ("in_framesReceived", "avatar frames received (getStats)", 0),
+    ("in_framesDecoded", "avatar frames decoded (getStats)", 0),
     ("out_nackCount", "NACKs the server sent for the camera", 0),
     ("out_pliCount", "PLIs the server sent for the camera", 0),
     ("out_retransmittedPacketsSent", "camera retransmissions sent", 0),
@@ -583,6 +606,12 @@ def main() -> None:
         "--dump",
         default="",
         help="DIR: write each case's probe log, page traces, page figures and edges (JSON)",
+    )
+    parser.add_argument(
+        "--frame-trace",
+        default="",
+        help="DIR: run the servers under bench/frame_trace.py (per-frame stage times, "
+        "DIR/PORT.json at exit); with --dump, bench/frame_stages.py matches them to the page",
     )
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -37,7 +37,7 @@ RATE = 48000
 PROBE_JS = r"""
 async () => {
   if (window.__probe) return true;
-  const log = { self: [], avatar: [], mic: [], remote: [], rate: 0 };
+  const log = { self: [], avatar: [], mic: [], remote: [], rate: 0, timeOrigin: performance.timeOrigin };
   window.__probe = log;
   const watch = (video, out) => {
     const c = document.createElement('canvas'); c.width = 64; c.height = 48;
@@ -56,7 +56,8 @@ async () => {
         }
         prev = y;
         out.push([m.expectedDisplayTime, m.captureTime ?? null, m.receiveTime ?? null,
-                  now, luma / y.length, diff / y.length]);
+                  now, luma / y.length, diff / y.length, m.rtpTimestamp ?? null,
+                  m.presentedFrames ?? null]);
         if (out.length > 3000) out.splice(0, 1000);
       }
       video.requestVideoFrameCallback(step);

@@ -7,6 +7,7 @@ import fractions
 import aioice.ice
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RtpPacket
 
 from mirage.client.probe import SyntheticCamera
@@ -75,6 +76,11 @@ async def test_receivers_still_hold_the_private_jitter_buffer_we_replace() -> No
         assert hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"), "aiortc internals changed"
         aiortc_compat.use_low_latency_receivers(answerer)
         assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, LowLatencyJitterBuffer)  # type: ignore[attr-defined]
+        # The video's decode queue takes a pacer's burst (five frames at once) whole.
+        decode = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
+        for i in range(5):
+            decode.put((_Codec("VP8"), JitterFrame(b"\x01rest", i)))
+        assert decode.qsize() == 5 and decode.dropped == 0
         # Only loopback candidates were offered, though aioice skips loopback by default.
         sdp = offerer.localDescription.sdp
         candidates = [line for line in sdp.splitlines() if line.startswith("a=candidate")]
@@ -112,6 +118,37 @@ def test_decode_queue_flushes_a_video_backlog_and_waits_for_a_key_frame() -> Non
     assert [q.get_nowait()[1].timestamp for _ in range(2)] == [5, 6]
     q.put(None)
     assert q.get_nowait() is None
+
+
+def test_decode_queue_keeps_a_burst_and_flushes_frames_that_waited() -> None:
+    """A browser's pacer releases the frames it held behind a large one (a cut) as one
+    burst: that is no backlog (flushing it froze the avatar for a key frame, issue 15);
+    frames the decoder left waiting for ``max_wait_s`` are."""
+    from aiortc.jitterbuffer import JitterFrame
+
+    from mirage.webrtc.aiortc_compat import BoundedDecodeQueue
+
+    now = [0.0]
+    asked: list[bool] = []
+    q = BoundedDecodeQueue(
+        is_video=True,
+        max_pending=30,
+        on_flush=lambda: asked.append(True),
+        max_wait_s=0.1,
+        clock=lambda: now[0],
+    )
+    vp8 = _Codec("VP8")
+    big, delta = b"\x01" + bytes(18000), b"\x01rest"
+    q.put((vp8, JitterFrame(big, 0)))  # the cut, then four held behind it: one burst
+    for i in range(1, 5):
+        now[0] += 0.0002
+        q.put((vp8, JitterFrame(delta, i)))
+    assert q.qsize() == 5 and q.dropped == 0 and asked == []
+    assert [q.get_nowait()[1].timestamp for _ in range(5)] == [0, 1, 2, 3, 4]
+    q.put((vp8, JitterFrame(delta, 5)))
+    now[0] += 0.12  # the decoder stalls: frame 5 has waited 120 ms
+    q.put((vp8, JitterFrame(delta, 6)))
+    assert q.qsize() == 0 and asked == [True] and q.dropped == 2
 
 
 def test_keyframe_detection_for_h264_annex_b() -> None:

@@ -22,7 +22,12 @@
    without limit, before any of our own bounded stages sees a frame (aiortc
    #642, #1192). ``BoundedDecodeQueue`` drops the stale backlog: for video it
    then waits for a key frame and asks for one (PLI), so decoding resumes at the
-   live edge, never on a corrupt reference.
+   live edge, never on a corrupt reference. A backlog is frames that have
+   *waited* (the oldest ``max_wait_s``), or a hard count: a browser's pacer
+   releases the frames it held behind a large one (a cut, a key frame) as one
+   burst of 4-5 within a millisecond, which a count of 3 took for a backlog,
+   flushed with the large frame in it, and froze the picture 150-250 ms for the
+   key frame (issue 15, bench/frame_stages.py).
 
 4. Key frames on every bitrate wobble. aiortc's ``Vp8Encoder`` throws its codec
    away and opens a new one (whose first frame is a key frame, several times a
@@ -38,6 +43,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import queue
 import random
@@ -255,17 +261,47 @@ class BoundedDecodeQueue(queue.Queue):  # type: ignore[type-arg]
     """The decoder's input queue with a bound; see the module docstring.
 
     ``put`` runs on the event loop (from ``_handle_rtp_packet``); ``get`` in the
-    decoder thread. ``max_pending`` encoded frames may wait; a newer one then
-    flushes the backlog.
+    decoder thread. A new frame flushes the backlog when the oldest waiting one has
+    waited ``max_wait_s`` (the decoder is behind) or ``max_pending`` wait (a hard
+    bound); a burst that arrived at once is left to the decoder.
     """
 
-    def __init__(self, is_video: bool, max_pending: int, on_flush: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        is_video: bool,
+        max_pending: int,
+        on_flush: Callable[[], None],
+        max_wait_s: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self._is_video = is_video
         self._max_pending = max_pending
+        self._max_wait_s = max_wait_s
+        self._clock = clock
         self._on_flush = on_flush
         self._await_key = False
         self.dropped = 0
+
+    # queue.Queue's storage hooks (called under its mutex): each item's enqueue time.
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+        self._since: collections.deque[float] = collections.deque()
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)
+        self._since.append(self._clock())
+
+    def _get(self) -> Any:
+        self._since.popleft()
+        return super()._get()
+
+    def _behind(self) -> bool:
+        with self.mutex:
+            if not self.queue:
+                return False
+            waited = self._clock() - self._since[0]
+            return len(self.queue) >= self._max_pending or waited >= self._max_wait_s
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if item is None:  # the end-of-stream marker always goes through
@@ -278,7 +314,7 @@ class BoundedDecodeQueue(queue.Queue):  # type: ignore[type-arg]
                 self.dropped += 1
                 return
             self._await_key = False
-        if self.qsize() >= self._max_pending:
+        if self._behind():
             self._flush()
             if self._is_video and not key:
                 self._await_key = True
@@ -289,14 +325,17 @@ class BoundedDecodeQueue(queue.Queue):  # type: ignore[type-arg]
 
     def _flush(self) -> None:
         with self.mutex:
-            pending = [x for x in self.queue if x is None]
-            self.dropped += len(self.queue) - len(pending)
+            kept = [(x, t) for x, t in zip(self.queue, self._since, strict=True) if x is None]
+            self.dropped += len(self.queue) - len(kept)
             self.queue.clear()
-            self.queue.extend(pending)
+            self._since.clear()
+            for x, t in kept:
+                self.queue.append(x)
+                self._since.append(t)
 
 
 def use_low_latency_receivers(
-    pc: RTCPeerConnection, max_pending_video: int = 3, max_pending_audio: int = 10
+    pc: RTCPeerConnection, max_pending_video: int = 30, max_pending_audio: int = 10
 ) -> None:
     """Give every receiver of ``pc`` a ``LowLatencyJitterBuffer`` and a
     ``BoundedDecodeQueue`` (call after ``setRemoteDescription``, before media flows)."""
