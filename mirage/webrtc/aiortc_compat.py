@@ -360,10 +360,14 @@ def use_low_latency_receivers(
                 pending.add(future)
                 future.add_done_callback(pending.discard)
 
+        video = kind == "video"
         decode_queue = BoundedDecodeQueue(
-            kind == "video",
-            max_pending_video if kind == "video" else max_pending_audio,
+            video,
+            max_pending_video if video else max_pending_audio,
             ask_key_frame,
+            # audio keeps its count's time (20 ms packets): a stall of the decoder
+            # thread shorter than that drops no voice
+            max_wait_s=0.1 if video else max_pending_audio * 0.02,
         )
         setattr(receiver, "_RTCRtpReceiver__decoder_queue", decode_queue)  # noqa: B010
 
