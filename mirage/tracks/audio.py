@@ -160,8 +160,7 @@ class VoiceAudioTrack(TransformTrack):
 
     async def _next_samples(self, grid: float) -> tuple[np.ndarray, float | None]:
         """The next frame's samples (empty for silence), sent at their playout time when
-        the clock syncs, else on a free-running 20 ms grid; never before the grid, so
-        the stream stays real time when the delay falls (its late voice is dropped)."""
+        the clock syncs, else on a free-running 20 ms grid."""
         ring = self.pipeline.ring
         send_at = grid
         have = await self._wait_for_audio(grid + LATE_S)
@@ -174,7 +173,7 @@ class VoiceAudioTrack(TransformTrack):
                 if due - time.monotonic() > MAX_EARLY_S:
                     have = False  # the shared delay grew: silence until the audio is due
                 else:
-                    send_at = max(grid, due)  # never faster than real time
+                    send_at = due
         wait = send_at - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
