@@ -31,7 +31,7 @@ from av import AudioFrame, VideoFrame
 
 from mirage.client.connect import Backoff, ClientOptions
 from mirage.client.desktop import EXIT_DEVICE, EXIT_OK, EXIT_REFUSED, DesktopOptions, run_client
-from mirage.client.hub import Hub, Timeline
+from mirage.client.hub import AHEAD_S, Hub, Timeline
 from mirage.client.probe import BeepMicrophone, SyntheticCamera, draw_id, read_id
 from mirage.client.relay import LocalRelay, MirageRelay
 from mirage.client.sinks import DeviceMissing, VirtualCamera
@@ -184,11 +184,13 @@ async def test_hub_bounds_its_subscribers_and_keeps_time_across_gaps() -> None:
         frame = AudioFrame(format="s16", layout="mono", samples=960)
         frame.sample_rate = 48000
         audio.push(frame)
+        await asyncio.sleep(0.02)  # audio at its own pace (far ahead of it is dropped)
     assert v_track.dropped == 4 and a_track.dropped == 0  # 5 × 20 ms fit in 100 ms
     for _ in range(3):
         frame = AudioFrame(format="s16", layout="mono", samples=960)
         frame.sample_rate = 48000
         audio.push(frame)
+        await asyncio.sleep(0.02)
     assert a_track.dropped == 3, "the oldest audio goes first"
     got = [await a_track.recv() for _ in range(5)]
     assert [f.pts for f in got] == [960 * n for n in range(3, 8)]
@@ -204,10 +206,11 @@ async def test_hub_bounds_its_subscribers_and_keeps_time_across_gaps() -> None:
         await v_track.recv()
 
 
-async def test_hub_audio_fills_a_stall_with_its_burst_and_jumps_forward_after_a_gap() -> None:
+async def test_hub_audio_fills_a_stall_drops_what_runs_ahead_and_jumps_after_a_gap() -> None:
     """A stall (a busy event loop) delivers its audio late, in one burst: stamped back to
-    back it fills the stall and ends in step with the wall clock. Audio that never comes
-    (a reconnection) leaves the stamps behind; after GAP_S they jump to the wall clock."""
+    back it fills the stall and ends in step with the wall clock. Audio that comes early
+    is dropped beyond AHEAD_S. Audio that never comes (a reconnection) leaves the stamps
+    behind; after GAP_S they jump to the wall clock."""
     timeline = Timeline()
     audio = Hub("audio", timeline)
 
@@ -224,9 +227,18 @@ async def test_hub_audio_fills_a_stall_with_its_burst_and_jumps_forward_after_a_
     lead = burst[-1].pts / 48000 + 0.02 - timeline.now()
     assert abs(lead) < 0.05, f"the burst ends {lead * 1000:.0f} ms off the wall clock"
 
+    # A sender running early (the server's voice as its playout delay falls): what
+    # runs more than AHEAD_S ahead of the wall clock is dropped.
+    early = [voice() for _ in range(20)]
+    kept = [f for f in early if f.pts is not None]  # a dropped frame is never stamped
+    lead = kept[-1].pts / 48000 + 0.02 - timeline.now()
+    assert audio.dropped_ahead == 20 - len(kept) >= 10, f"{len(kept)} of 20 early frames kept"
+    assert lead < AHEAD_S + 0.03, f"the audio runs {lead * 1000:.0f} ms ahead"
+    assert [f.pts for f in kept] == [burst[-1].pts + 960 * n for n in range(1, len(kept) + 1)]
+
     await asyncio.sleep(0.3)
     late = voice()
-    assert late.pts == burst[-1].pts + 960, "one late frame alone is not a gap"
+    assert late.pts == kept[-1].pts + 960, "one late frame alone is not a gap"
     paced = [late]
     while timeline.now() < late.pts / 48000 + 0.3 + 0.15:
         await asyncio.sleep(0.02)

@@ -25,6 +25,7 @@ from mirage.tracks.fanout import FanOut, Frame, TapBound
 VIDEO_RATE = 90000
 AUDIO_RATE = 48000
 GAP_S = 0.1  # audio this far behind the wall clock, for this long, jumps forward (a gap)
+AHEAD_S = 0.1  # audio this far ahead of the wall clock is dropped (a sender running early)
 
 
 class Timeline:
@@ -67,6 +68,7 @@ class Hub(FanOut):
         self._samples: int | None = None  # audio: the next frame's timestamp
         self._behind_since: int | None = None  # audio: wall time (samples) it fell behind
         self._last_pts = -1
+        self.dropped_ahead = 0  # audio frames dropped for running ahead of the wall clock
         self._resampler: av.AudioResampler | None = None
         self.meter = RateMeter()
 
@@ -81,26 +83,39 @@ class Hub(FanOut):
         self._deliver(frame)
 
     def _deliver(self, frame: Frame) -> None:
-        self._restamp(frame)
+        if not self._restamp(frame):
+            self.dropped_ahead += 1
+            return
         self.meter.tick()
         super().push(frame)
 
-    def _restamp(self, frame: Frame) -> None:
+    def _restamp(self, frame: Frame) -> bool:
+        """Stamp ``frame`` on the timeline; False for audio to drop (see ``_audio_pts``)."""
         if isinstance(frame, VideoFrame):
             pts = max(self._last_pts + 1, round(self.timeline.now() * VIDEO_RATE))
             frame.time_base = fractions.Fraction(1, VIDEO_RATE)
         else:
-            pts = self._audio_pts(round(self.timeline.now() * AUDIO_RATE), frame.samples)
+            audio_pts = self._audio_pts(round(self.timeline.now() * AUDIO_RATE), frame.samples)
+            if audio_pts is None:
+                return False
+            pts = audio_pts
             frame.time_base = fractions.Fraction(1, AUDIO_RATE)
         frame.pts = pts
         self._last_pts = pts
+        return True
 
-    def _audio_pts(self, wall: int, samples: int) -> int:
+    def _audio_pts(self, wall: int, samples: int) -> int | None:
         """Audio is stamped back to back, so a burst after a stall (the stall's own
         audio, arriving late) fills the stall instead of running ahead of the wall
         clock. Only audio that stays behind for ``GAP_S`` of wall time, audio that
-        never came (a reconnection), jumps forward to the wall clock."""
+        never came (a reconnection), jumps forward to the wall clock. Audio more than
+        ``AHEAD_S`` ahead of it is dropped (None): the server's voice leaves early as
+        its playout delay falls, which a browser's jitter buffer time-compresses, and
+        sinks that play samples back to back (a recording, a virtual microphone) would
+        drift out of step with the video by it."""
         gap = GAP_S * AUDIO_RATE
+        if self._samples is not None and self._samples - wall > AHEAD_S * AUDIO_RATE:
+            return None
         if self._samples is None:
             self._samples = max(0, wall - samples)
         elif wall - self._samples <= gap:
