@@ -431,8 +431,9 @@ def drive(
         t0 = time.perf_counter()
         animator.animate(media.frames[i % len(media.frames)], SIZE)
         times.append((time.perf_counter() - t0) * 1000.0)
-        for stage, ms in animator.timings.items() if stages is not None else ():
-            stages.setdefault(stage, []).append(ms)
+        if stages is not None:
+            for stage, ms in animator.timings.items():
+                stages.setdefault(stage, []).append(ms)
     return times
 
 

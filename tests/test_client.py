@@ -236,11 +236,11 @@ async def test_hub_audio_fills_a_stall_drops_what_runs_ahead_and_jumps_after_a_g
     assert lead < AHEAD_S + 0.03, f"the audio runs {lead * 1000:.0f} ms ahead"
     assert [f.pts for f in kept] == [burst[-1].pts + 960 * n for n in range(1, len(kept) + 1)]
 
-    await asyncio.sleep(0.3)
-    late = voice()
+    await asyncio.sleep(0.5)
+    late, late_at = voice(), timeline.now()
     assert late.pts == kept[-1].pts + 960, "one late frame alone is not a gap"
     paced = [late]
-    while timeline.now() < late.pts / 48000 + 0.3 + 0.15:
+    while timeline.now() < late_at + 0.25:  # behind for longer than GAP_S
         await asyncio.sleep(0.02)
         paced.append(voice())
     lag = timeline.now() - paced[-1].pts / 48000 - 0.02
