@@ -33,8 +33,11 @@ log = logging.getLogger(__name__)
 FRAME_SAMPLES = OUTPUT_RATE // 50  # 20 ms
 AUDIO_TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
 INBOX_MS = 400.0  # input waiting for the worker beyond this is stale
-LATE_S = 0.015  # how long past its slot a frame may wait for converted audio
 SYNC_TOLERANCE_S = 0.03  # audio this far past its playout time is dropped
+# How long past its slot a frame waits for converted audio before silence goes out
+# instead: as long as late audio is still sent, or every late block would cost a gap
+# of silence *and* arrive anyway.
+LATE_S = SYNC_TOLERANCE_S
 MAX_EARLY_S = 0.04  # audio due later than this waits behind silence
 
 
