@@ -118,6 +118,11 @@ RECOVERY = """async () => {
                        'keyFramesDecoded', 'framesDropped', 'framesDecoded', 'framesReceived'])
         out['in_' + k] = s[k] ?? null;
     }
+    if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+      for (const k of ['totalSamplesReceived', 'concealedSamples', 'silentConcealedSamples',
+                       'insertedSamplesForDeceleration', 'removedSamplesForAcceleration'])
+        out['in_audio_' + k] = s[k] ?? null;
+    }
     if (s.type === 'outbound-rtp' && s.kind === 'video') {
       for (const k of ['nackCount', 'pliCount', 'firCount', 'retransmittedPacketsSent', 'keyFramesEncoded'])
         out['out_' + k] = s[k] ?? null;
@@ -153,6 +158,27 @@ def server_stages(port: int) -> dict[str, tuple[float, float]]:
             stage = f"audio_{stage}" if audio else stage
             out.setdefault(stage, [0.0, 0.0])[0 if kind == "sum" else 1] += float(value)
     return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def server_voice_counts(port: int) -> dict[str, float]:
+    """Voice frames the server sent, filled with silence (converter late) and dropped
+    as late, from /metrics: what of the voice never reached the wire."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    except OSError:
+        return {}
+    wanted = {
+        'mirage_frames_out_total{track="audio"}': "voice_frames_out",
+        'mirage_frames_filled_total{track="audio"}': "voice_frames_filled",
+        'mirage_frames_dropped_total{stage="late",track="audio"}': "voice_frames_dropped_late",
+        'mirage_frames_dropped_total{stage="input",track="audio"}': "voice_frames_dropped_input",
+    }
+    out = {}
+    for line in text.decode().splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in wanted:
+            out[wanted[name]] = float(value)
+    return out
 
 
 def session_needs(port: int, session_id: str | None) -> dict[str, float]:
@@ -326,6 +352,7 @@ def run_case(
         time.sleep(2.0)  # let the jitter buffers and the playout delay settle
         mark = page.evaluate("() => performance.now()")
         before = server_stages(port)
+        voice_before = server_voice_counts(port)
         sched_before, t_before = schedstat(pid), time.monotonic()
         browser_before = page.evaluate(BROWSER_STAGES)
         counters = page.evaluate(RECOVERY)
@@ -342,6 +369,7 @@ def run_case(
             **session_needs(port, stats.get("sessionId")),
         }
         after = page.evaluate(RECOVERY)
+        voice_after = server_voice_counts(port)
     finally:
         browser.close()
     measure = analyse(log, (mark, 1e12), (mark, 1e12))
@@ -374,6 +402,7 @@ def run_case(
         if isinstance(after.get(k), (int, float)) and isinstance(counters.get(k), (int, float))
     }
     recovery.update(stalls(log, mark))
+    recovery.update({k: v - voice_before.get(k, 0.0) for k, v in voice_after.items()})
     shown = [r[0] - r[2] for r in log["avatar"] if r[2] is not None and r[0] >= mark]
     if shown:
         stages["receive_to_display"] = statistics.median(shown)
@@ -565,6 +594,14 @@ RECOVERY_ROWS = [
     ("in_framesDropped", "avatar frames dropped by the browser", 0),
     ("in_framesReceived", "avatar frames received (getStats)", 0),
     ("in_framesDecoded", "avatar frames decoded (getStats)", 0),
+    ("voice_frames_out", "voice frames the server sent (20 ms)", 0),
+    ("voice_frames_filled", "of them silence: the converter late (server)", 0),
+    ("voice_frames_dropped_late", "voice frames dropped as late (server)", 0),
+    ("voice_frames_dropped_input", "mic frames dropped from a full inbox (server)", 0),
+    ("in_audio_totalSamplesReceived", "voice samples the browser received", 0),
+    ("in_audio_concealedSamples", "of them concealed by the browser", 0),
+    ("in_audio_insertedSamplesForDeceleration", "inserted to slow down (browser NetEq)", 0),
+    ("in_audio_removedSamplesForAcceleration", "removed to catch up (browser NetEq)", 0),
     ("out_nackCount", "NACKs the server sent for the camera", 0),
     ("out_pliCount", "PLIs the server sent for the camera", 0),
     ("out_retransmittedPacketsSent", "camera retransmissions sent", 0),

@@ -19,6 +19,8 @@ Stages (``time.monotonic``; nothing of this runs in a normal server):
 ``tap``   the sender took it from its tap (pts; start: when it asked);
 ``enc``   the sender's encoder done (start: when it asked the track, pts, bytes);
 ``rtp``   each outbound RTP packet handed to DTLS (payload type, timestamp, marker).
+``clock`` every latency the playout clock is told (clock id, track, capture→ready,
+          inbound), audio blocks included: ``bench/playout_replay.py`` replays them.
 The page's ``rtpTimestamp`` (requestVideoFrameCallback) equals the ``rtp`` timestamp,
 which matches the page's frames to the server's. Records are kept in memory, bounded.
 """
@@ -155,6 +157,17 @@ def install(rec: Recorder) -> None:
             rec.add("rtp", data[1] & 0x7F, seq, ts, data[1] >> 7, ssrc, len(data), start)
 
     _wrap_async(RTCDtlsTransport, "_send_rtp", rtp)
+
+    from mirage.tracks.sync import PlayoutClock
+
+    stock_observe = PlayoutClock.observe
+
+    @functools.wraps(stock_observe)
+    def observe(self: Any, track: str, latency_s: float, inbound_s: float = 0.0, *a: Any) -> None:
+        rec.add("clock", id(self), track, latency_s, inbound_s)
+        stock_observe(self, track, latency_s, inbound_s, *a)
+
+    PlayoutClock.observe = observe  # type: ignore[method-assign]
 
 
 def main() -> None:
