@@ -22,23 +22,32 @@ FRAME = RATE // 50
 
 
 class PacedTone(MediaStreamTrack):
-    """A microphone: 20 ms frames of a quiet tone, each at its wall-clock time."""
+    """A microphone: 20 ms frames of a quiet tone, each at its wall-clock time (with
+    ``levels``: frame n a constant level of its own instead, to tell frames apart)."""
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, levels: bool = False, stall: tuple[int, float] | None = None) -> None:
         super().__init__()
         self._n = 0
         self._start: float | None = None
+        self._levels = levels
+        self._stall = stall  # (frame, s): from that frame on, nothing leaves for s seconds
 
     async def recv(self) -> AudioFrame:
         if self._start is None:
             self._start = time.monotonic()
-        wait = self._start + self._n * FRAME / RATE - time.monotonic()
+        due = self._start + self._n * FRAME / RATE
+        if self._stall is not None and self._n >= self._stall[0]:
+            due = max(due, self._start + self._stall[0] * FRAME / RATE + self._stall[1])
+        wait = due - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         t = (np.arange(FRAME) + self._n * FRAME) / RATE
-        pcm = (3000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16).reshape(1, -1)
+        if self._levels:
+            pcm = np.full((1, FRAME), 300 * (self._n % 50 + 1), np.int16)
+        else:
+            pcm = (3000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16).reshape(1, -1)
         frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.pts = self._n * FRAME
@@ -61,11 +70,16 @@ class SlowBlocks(PassthroughConverter):
         return block
 
 
-async def _run(slow: dict[int, float], frames: int) -> tuple[float, list[float]]:
-    """Silence frames sent while the converter was late, and the send times."""
+async def _run(
+    slow: dict[int, float],
+    frames: int,
+    levels: bool = False,
+    stall: tuple[int, float] | None = None,
+) -> tuple[float, list[float], list[np.ndarray]]:
+    """Silence frames sent while the converter was late, the send times, the frames."""
     metrics = Metrics()
     track = VoiceAudioTrack(
-        PacedTone(),
+        PacedTone(levels, stall),
         SlowBlocks(slow),
         "test",
         clock=PlayoutClock(),
@@ -73,15 +87,18 @@ async def _run(slow: dict[int, float], frames: int) -> tuple[float, list[float]]
         backlog_ms=200.0,
     )
     track.start()
-    sent = []
+    sent, pcm = [], []
     try:
         for _ in range(frames):
-            await track.recv()
+            frame = await track.recv()
             sent.append(time.monotonic())
+            pcm.append(frame.to_ndarray().ravel())
     finally:
         track.stop()
         await track.wait_stopped()
-    return metrics.frames_filled.labels("audio")._value.get(), sent
+    late = metrics.frames_dropped.labels("audio", "late")._value.get()
+    assert not levels or late > 0, "the stall left no late audio to drop"
+    return metrics.frames_filled.labels("audio")._value.get(), sent, pcm
 
 
 def test_a_block_late_but_in_time_to_send_leaves_no_gap_of_silence() -> None:
@@ -89,12 +106,25 @@ def test_a_block_late_but_in_time_to_send_leaves_no_gap_of_silence() -> None:
     # sends late audio. Before, each went out after a frame of silence: a gap heard
     # as a click, and the voice a frame behind until the next fall of the delay.
     slow = {60: 0.027, 90: 0.027, 120: 0.027}
-    filled, _ = asyncio.run(_run(slow, 150))
+    filled, _, _ = asyncio.run(_run(slow, 150))
     assert filled == 0
 
 
 def test_a_stalled_converter_gets_silence_and_the_sender_never_stops() -> None:
-    filled, sent = asyncio.run(_run({60: 0.3}, 110))
+    filled, sent, _ = asyncio.run(_run({60: 0.3}, 110))
     assert filled >= 8  # 300 ms of stall, less the 30 ms the track waits
     gaps = np.diff(sent[50:])
     assert gaps.max() < 0.06, gaps.max()
+
+
+def test_dropping_a_stalls_backlog_keeps_whole_frames() -> None:
+    # The microphone holds 330 ms and then sends it at once; the track drops what is
+    # past its playout time. Each input frame has a level of its own, so an output
+    # frame that mixes two levels was cut mid-frame: from then on every frame waits
+    # for part of the next input frame, up to a block behind its due time, and the
+    # clock (which times blocks, not frames) cannot see it.
+    _, _, pcm = asyncio.run(_run({}, 160, levels=True, stall=(50, 0.33)))
+    sounding = [f for f in pcm[20:] if f.any()]
+    assert len(sounding) > 60
+    mixed = [i for i, f in enumerate(sounding) if f.min() != f.max()]
+    assert not mixed, f"{len(mixed)} frames straddle two input frames"

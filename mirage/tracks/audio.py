@@ -158,7 +158,12 @@ class VoiceAudioTrack(TransformTrack):
             return
         late = self._clock.due(head, "audio") - now
         if late < -SYNC_TOLERANCE_S:
-            dropped = ring.drop(min(len(ring), int(-late * OUTPUT_RATE)))
+            # Whole frames only: the ring's frames start where the input's 20 ms chunks
+            # do, so each is complete the moment its chunk is converted. Cut mid-frame,
+            # every later frame would wait for a piece of the next chunk: up to a block
+            # later than its due, which the clock (timing blocks, not frames) never sees.
+            frames = min(-(late // (FRAME_SAMPLES / OUTPUT_RATE)), len(ring) // FRAME_SAMPLES)
+            dropped = ring.drop(int(frames) * FRAME_SAMPLES)
             self._metrics.frames_dropped.labels("audio", "late").inc(dropped / FRAME_SAMPLES)
 
     async def _next_samples(self, grid: float) -> tuple[np.ndarray, float | None]:
