@@ -1,8 +1,8 @@
 """Session churn leaves nothing behind: ``tests/churn_session.py``, in a fresh process.
 
-The RSS bound there tells a leaked session's native memory (0.41 MB a cycle) from a
-clean server (0.06-0.12) only in a process of its own: after the rest of the suite the
-heap is fragmented and a clean run read 0.28 (CI, 2026-12-02).
+Its RSS bound tells a leaked session's native memory (0.41 MB a cycle) from a clean
+server (-0.01-0.12 alone), but inside the suite's process a clean CI run read 0.28
+(2026-12-02), near the 0.25 bound: what earlier tests left in the heap is no server's.
 """
 
 from __future__ import annotations
