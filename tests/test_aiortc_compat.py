@@ -54,6 +54,41 @@ def test_audio_packets_released_at_once_and_losses_skipped() -> None:
     assert frame is not None and frame.timestamp == 2880 and not pli
 
 
+def test_audio_frames_behind_a_lost_packet_leave_with_the_skip_not_one_per_packet() -> None:
+    """aiortc's receiver takes one frame per packet: frames left waiting behind a gap
+    would stay a standing backlog (two frames, 40 ms, for the rest of the call)."""
+    jb = LowLatencyJitterBuffer(capacity=16, is_video=False, skip_after=3)
+    released: list[int] = []
+    for seq in range(1, 13):
+        if seq == 4:
+            continue  # lost
+        frame = jb.add(packet(seq, seq * 960))[1]
+        if isinstance(frame, aiortc_compat.ReleasedFrames):
+            released += [f.timestamp // 960 for f in frame.unpack()]
+        elif frame is not None:
+            released.append(frame.timestamp // 960)
+        if seq == 7:  # three packets waited behind the gap: all of them leave now
+            assert released == [1, 2, 3, 5, 6, 7]
+        if seq > 7:  # and every later packet leaves on its own arrival
+            assert released[-1] == seq
+    assert released == [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12]
+
+
+def test_decode_queue_queues_every_released_frame_with_the_receivers_timestamps() -> None:
+    from mirage.webrtc.aiortc_compat import BoundedDecodeQueue, ReleasedFrames
+
+    q = BoundedDecodeQueue(is_video=False, max_pending=10, on_flush=lambda: None)
+    top = (1 << 32) - 960
+    first = JitterFrame(b"a", top)  # the RTP timestamps wrap behind the first
+    batch = ReleasedFrames(first, [JitterFrame(b"b", 0), JitterFrame(b"c", 960)])
+    batch.timestamp = 48000  # what aiortc's TimestampMapper made of the first
+    opus = _Codec("opus")
+    q.put((opus, batch))
+    got = [q.get_nowait()[1] for _ in range(3)]
+    assert [(f.data, f.timestamp) for f in got] == [(b"a", 48000), (b"b", 48960), (b"c", 49920)]
+    assert q.qsize() == 0
+
+
 def test_stock_jitter_buffer_still_waits_for_the_next_frame() -> None:
     """If aiortc starts releasing on the marker bit, our replacement can go (see compat)."""
     from aiortc.jitterbuffer import JitterBuffer

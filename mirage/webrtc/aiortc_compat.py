@@ -15,7 +15,12 @@
    which releases a video frame on its RTP marker bit when all its packets are
    present and audio packets as soon as they are in order, skipping a lost
    packet after a short wait instead of stalling (aiortc #543, PR #1418).
-   Remove when aiortc releases frames on the marker bit.
+   aiortc's receiver takes at most one frame per arriving packet, so the frames
+   that completed behind a missing packet would leave one per packet after it: a
+   standing backlog for the rest of the call (audio, one packet a frame: 40 ms
+   after the first lost packet, every later frame flagged late). The buffer
+   hands them over with the first (``ReleasedFrames``) and ``BoundedDecodeQueue``
+   queues each. Remove when aiortc releases frames on the marker bit.
 
 3. Decode backlog. Encoded frames wait for the decoder thread in an unbounded
    ``queue.Queue``; when the CPU cannot decode in real time the wait grows
@@ -168,6 +173,27 @@ def ice_hosts(hosts: tuple[str, ...], udp_ports: tuple[int, int] | None = None) 
         _ice_hosts.reset(host_token)
 
 
+class ReleasedFrames(JitterFrame):
+    """A frame, with the complete frames that waited behind it for a missing packet.
+
+    It travels as the first frame (aiortc's receiver maps its RTP timestamp in place);
+    ``BoundedDecodeQueue`` queues every frame of it (``unpack``)."""
+
+    def __init__(self, first: JitterFrame, following: list[JitterFrame]) -> None:
+        super().__init__(first.data, first.timestamp)
+        self.rtp_timestamp = first.timestamp
+        self.following = following
+
+    def unpack(self) -> list[JitterFrame]:
+        """Each frame, its timestamp mapped as the receiver mapped the first's (RTP
+        timestamps wrap at 2³²; the mapped ones do not)."""
+        frames = [JitterFrame(self.data, self.timestamp)]
+        for frame in self.following:
+            ahead = (frame.timestamp - self.rtp_timestamp) % (1 << 32)
+            frames.append(JitterFrame(frame.data, self.timestamp + ahead))
+        return frames
+
+
 class LowLatencyJitterBuffer(JitterBuffer):
     """Releases frames as soon as they are complete; see the module docstring.
 
@@ -193,6 +219,12 @@ class LowLatencyJitterBuffer(JitterBuffer):
         ):
             pli = pli or self._is_video
             frame = self._remove_frame(packet.sequence_number)
+        if frame is not None:
+            following: list[JitterFrame] = []
+            while (more := self._remove_frame(packet.sequence_number)) is not None:
+                following.append(more)
+            if following:
+                frame = ReleasedFrames(frame, following)
         return pli, frame
 
     def _slot(self, offset: int) -> RtpPacket | None:
@@ -308,6 +340,10 @@ class BoundedDecodeQueue(queue.Queue):  # type: ignore[type-arg]
             super().put(item)
             return
         codec, frame = item
+        if isinstance(frame, ReleasedFrames):
+            for each in frame.unpack():
+                self.put((codec, each))
+            return
         key = self._is_video and is_keyframe(codec.name, frame.data)
         if self._await_key:
             if not key:
@@ -375,6 +411,7 @@ def use_low_latency_receivers(
 __all__ = [
     "BoundedDecodeQueue",
     "LowLatencyJitterBuffer",
+    "ReleasedFrames",
     "SteadyVp8Encoder",
     "ice_hosts",
     "install",
