@@ -74,6 +74,17 @@ def test_audio_frames_behind_a_lost_packet_leave_with_the_skip_not_one_per_packe
     assert released == [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12]
 
 
+def test_audio_packets_reordered_leave_together_when_the_late_one_arrives() -> None:
+    jb = LowLatencyJitterBuffer(capacity=16, is_video=False, skip_after=3)
+    assert jb.add(packet(1, 960))[1] is not None
+    assert jb.add(packet(3, 2880))[1] is None  # 2 is late, not lost
+    frame = jb.add(packet(2, 1920))[1]
+    assert isinstance(frame, aiortc_compat.ReleasedFrames)
+    assert [f.timestamp for f in frame.unpack()] == [1920, 2880]
+    frame = jb.add(packet(4, 3840))[1]  # and the next leaves on its own arrival
+    assert frame is not None and frame.timestamp == 3840
+
+
 def test_decode_queue_queues_every_released_frame_with_the_receivers_timestamps() -> None:
     from mirage.webrtc.aiortc_compat import BoundedDecodeQueue, ReleasedFrames
 
