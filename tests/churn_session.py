@@ -208,10 +208,10 @@ async def test_churn_leaves_no_sessions_tasks_threads_or_fds(
     # last 150 cycles): 0.06-0.11 with nothing leaked; 0.41 when every session is kept
     # alive (a test patch that held each closed Session; 0.41-0.43 again on 2026-12-03).
     # Untrimmed RSS read 0.06-0.32 for the same clean run, too noisy to bound; so did
-    # this test inside the whole suite's process (0.28 clean in one CI run, its heap
-    # fragmented by the tests before it), hence a process of its own. The bound sits between, so a leaked
-    # session's native memory (codec contexts, DTLS, buffers) fails it even when no
-    # Python object is left.
+    # this test inside the whole suite's process (0.28 clean in one CI run, cause not
+    # pinned), hence a process of its own. The bound sits between, so a leaked session's
+    # native memory (codec contexts, DTLS, buffers) fails it even when no Python object
+    # is left.
     steps = [f"{(b - a) / 1e6:+.1f}" for a, b in itertools.pairwise(rss)]
     slope = (rss[-1] - rss[1]) / 1e6 / (CYCLES - ROUND)
     print(f"{CYCLES} cycles in {took:.1f} s; RSS per round {steps} MB; fds {fds0} → {fds}")

@@ -8,10 +8,9 @@ frame reached the voice track late and the playout delay rose to cover it.
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.request
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 from aiortc.rtp import RtpPacket, is_rtcp
 
 from mirage.client.probe import Probe
@@ -47,10 +46,10 @@ def lose_audio(probe: Probe, every: int) -> list[int]:
     return lost
 
 
-def audio_need_ms(url: str, session_id: str) -> float:
+async def audio_need_ms(url: str, session_id: str) -> float:
     """The playout clock's need for the voice: p95 own latency + median inbound delay."""
-    with urllib.request.urlopen(f"{url}/sessions/{session_id}", timeout=5) as reply:
-        return float(json.loads(reply.read())["latency_p95_ms"]["audio"])
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/sessions/{session_id}") as reply:
+        return float((await reply.json())["latency_p95_ms"]["audio"])
 
 
 async def session_need(url: str, lose_every: int | None) -> tuple[float, int]:
@@ -60,7 +59,7 @@ async def session_need(url: str, lose_every: int | None) -> tuple[float, int]:
         lost = lose_audio(probe, lose_every) if lose_every else []
         await asyncio.sleep(SECONDS)
         assert probe.session_id is not None
-        need = await asyncio.to_thread(audio_need_ms, url, probe.session_id)
+        need = await audio_need_ms(url, probe.session_id)
         return need, len(lost)
     finally:
         await probe.close()
