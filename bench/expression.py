@@ -2,6 +2,19 @@
 
     python bench/expression.py                 # warp, every shared portrait x d0, d19, d19+roll
     python bench/expression.py --portraits s0 astronaut --drivers d19 --backend warp
+    python bench/expression.py --media /tmp/lp --drivers d3   # a driver that turns its head
+
+Head turns: no shared video turns far, but the repository the shared media come
+from (LivePortrait, the commit named in shared/media/LICENSES.md, same licence)
+has more drivers; d3 turns to about ±25° of yaw and 20° of pitch (by the
+animator's own estimate). Copy it into a folder and pass that folder with
+``--media``: ``git show 1986663:assets/examples/driving/d3.mp4 > /tmp/lp/d3.mp4``
+in a clone of https://github.com/KwaiVGI/LivePortrait.
+For each pair the last table reports, over the frames where the animator turns
+the head by at least ``--turned`` degrees (yaw or pitch, its own pose estimate),
+how much the mesh tears (``meshwarp.distortion``: area of folded skin triangles
+and area gained by stretched ones, pixels² at 512) and dlib's identity distance on
+those frames: a fold or a streak that dlib notices moves the identity.
 
 For each portrait/driver pair the animator is driven by every frame of the
 video (at the video's own clock, output 512) and dlib's 68-point landmarks are
@@ -33,6 +46,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +59,8 @@ from mirage.models import create_animator
 from mirage.models.avatar.reference import default_reference
 from mirage.models.avatar.warp import features, pose
 from mirage.models.avatar.warp.animator import WarpAnimator
+from mirage.models.avatar.warp.meshwarp import Distortion, distortion
+from mirage.models.avatar.warp.topology import face_triangles
 from mirage.models.face.mesh import FaceMesh
 from tests.dlib_face import SIGNALS, DlibFace, Signals
 
@@ -81,12 +97,22 @@ def rolled(frames: list[np.ndarray], fps: float) -> list[np.ndarray]:
     return out
 
 
-def read_video(name: str) -> tuple[list[np.ndarray], float]:
-    """The frames (RGB) and frame rate of ``shared/media/<name>.mp4`` (or ``<name>+roll``)."""
+def find_media(name: str, media: Sequence[Path] = ()) -> Path:
+    """``shared/media/<name>``, else the first ``--media`` folder that holds it."""
+    for folder in [SHARED / "media", *media]:
+        if (folder / name).is_file():
+            return folder / name
+    looked = ", ".join(str(f) for f in [SHARED / "media", *media])
+    raise SystemExit(f"cannot find {name} in {looked} (set MIRAGE_SHARED or pass --media)")
+
+
+def read_video(name: str, media: Sequence[Path] = ()) -> tuple[list[np.ndarray], float]:
+    """The frames (RGB) and frame rate of ``<name>.mp4`` (or ``<name>+roll``)."""
     if name.endswith("+roll"):
-        frames, fps = read_video(name.removesuffix("+roll"))
+        frames, fps = read_video(name.removesuffix("+roll"), media)
         return rolled(frames, fps), fps
-    cap = cv2.VideoCapture(str(SHARED / "media" / f"{name}.mp4"))
+    path = find_media(f"{name}.mp4", media)
+    cap = cv2.VideoCapture(str(path))
     fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
     frames = []
     while True:
@@ -96,7 +122,7 @@ def read_video(name: str) -> tuple[list[np.ndarray], float]:
         frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     cap.release()
     if not frames:
-        raise SystemExit(f"cannot read {SHARED / 'media' / name}.mp4 (set MIRAGE_SHARED)")
+        raise SystemExit(f"cannot read {path}")
     return frames, fps
 
 
@@ -120,7 +146,20 @@ class PairResult:
     cross: float  # r of dlib's and mediapipe's horizontal gaze on the avatar frames
     mouth_mp: float  # mediapipe's mouth gain (avatar std / driver std), a second reading
     brow_mp: tuple[float, float]  # mediapipe's brow height, avatar vs driver: (r, gain)
+    turned: Turned
     seconds: float
+
+
+@dataclass(frozen=True)
+class Turned:
+    """The frames where the animator turned the head by at least ``--turned`` degrees."""
+
+    frames: int
+    folded: float  # mean area of folded skin triangles, pixels² at 512
+    stretched: float  # mean area gained by stretched skin triangles, pixels² at 512
+    identity: float  # dlib's mean descriptor distance to the reference on those frames
+    max_yaw: float  # the largest |yaw| / |pitch| the animator turned to, degrees
+    max_pitch: float
 
 
 def _mediapipe_gaze(points: np.ndarray) -> float:
@@ -190,6 +229,7 @@ def run_pair(
     skip: int,
     identity_every: int,
     options: dict[str, float],
+    turn_degrees: float,
 ) -> PairResult:
     reference = read_portrait(portrait_name)
     ref_desc = dlib_face.descriptor(reference)
@@ -200,6 +240,10 @@ def run_pair(
     pairs: list[tuple[float, float]] = []
     mouths = [math.nan] * len(frames)
     brows = [math.nan] * len(frames)
+    tears: list[Distortion] = []
+    turned_ids: list[float] = []
+    angles = np.zeros((0, 2))
+    skin = face_triangles()[0]
     t0 = time.perf_counter()
     try:
         for i, frame in enumerate(frames):
@@ -215,6 +259,18 @@ def run_pair(
                 desc = dlib_face.descriptor(out)
                 if desc is not None:
                     distances.append(float(np.linalg.norm(desc - ref_desc)))
+            motion = animator.last_motion if isinstance(animator, WarpAnimator) else None
+            if i >= skip and motion is not None:
+                yaw, pitch, _ = motion.degrees
+                angles = np.vstack([angles, [abs(yaw), abs(pitch)]])
+                target = animator.target_mesh if isinstance(animator, WarpAnimator) else None
+                if max(abs(yaw), abs(pitch)) >= turn_degrees and target is not None:
+                    assert isinstance(animator, WarpAnimator)
+                    source = animator.portrait.mesh.vertices
+                    tears.append(distortion(source, target, skin))
+                    desc = dlib_face.descriptor(out) if ref_desc is not None else None
+                    if desc is not None:
+                        turned_ids.append(float(np.linalg.norm(desc - ref_desc)))
     finally:
         if isinstance(animator, WarpAnimator):
             animator.close()  # its landmark graph
@@ -235,16 +291,31 @@ def run_pair(
     mouth_mp = _gain(np.array(mouths), np.array(driver_mouths))
     a, d = np.array(brows), np.array(driver_brows)
     brow_mp = (pearson(d, a), _gain(a, d))
-    return PairResult(
-        portrait_name, driver_name, corr, gain, ident, sum(both), cross, mouth_mp, brow_mp, seconds
+    nan = math.nan
+    turned = Turned(
+        frames=len(tears),
+        folded=float(np.mean([t.folded for t in tears])) if tears else nan,
+        stretched=float(np.mean([t.stretched for t in tears])) if tears else nan,
+        identity=float(np.mean(turned_ids)) if turned_ids else nan,
+        max_yaw=float(angles[:, 0].max()) if len(angles) else nan,
+        max_pitch=float(angles[:, 1].max()) if len(angles) else nan,
     )
+    return PairResult(
+        portrait_name, driver_name, corr, gain, ident, sum(both), cross, mouth_mp, brow_mp,
+        turned, seconds,
+    )  # fmt: skip
 
 
 def _f(x: float, digits: int = 2) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:.{digits}f}"
 
 
-def table(results: list[PairResult], drivers: dict[str, list[Signals | None]], skip: int) -> str:
+def table(
+    results: list[PairResult],
+    drivers: dict[str, list[Signals | None]],
+    skip: int,
+    turn_degrees: float,
+) -> str:
     head = " | ".join(SIGNALS)
     rule = "|".join(["---"] * (len(SIGNALS) + 4))
     lines = [
@@ -272,6 +343,18 @@ def table(results: list[PairResult], drivers: dict[str, list[Signals | None]], s
             v = series(measured, s)[skip:]
             spread.append(_f(float(np.nanstd(v)), 3) if np.isfinite(v).any() else "n/a")
         lines.append(f"| driver {name}: std | " + " | ".join(spread) + " | | | |")
+    lines += [
+        "",
+        f"| turned >= {turn_degrees:g} deg (animator's pose) | frames | max yaw / pitch deg "
+        "| folded px² | stretched px² | identity |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        t = r.turned
+        lines.append(
+            f"| {r.portrait} x {r.driver} | {t.frames} | {_f(t.max_yaw, 0)} / {_f(t.max_pitch, 0)}"
+            f" | {_f(t.folded, 0)} | {_f(t.stretched, 0)} | {_f(t.identity)} |"
+        )
     return "\n".join(lines)
 
 
@@ -286,6 +369,12 @@ def main() -> None:
     )
     ap.add_argument("--skip", type=int, default=10, help="first frames left out (neutral pose)")
     ap.add_argument("--identity-every", type=int, default=5, help="descriptor on every n-th frame")
+    ap.add_argument(
+        "--media", type=Path, action="append", default=[], help="another folder of drivers"
+    )
+    ap.add_argument(
+        "--turned", type=float, default=15.0, help="degrees from which a frame counts as turned"
+    )
     args = ap.parse_args()
     cv2.setNumThreads(1)
     options = {k: float(v) for k, v in (o.split("=", 1) for o in args.option)}
@@ -293,7 +382,7 @@ def main() -> None:
     measured: dict[str, list[Signals | None]] = {}
     results = []
     for driver_name in args.drivers:
-        frames, fps = read_video(driver_name)
+        frames, fps = read_video(driver_name, args.media)
         frames = frames[: args.frames or None]
         driver = [dlib_face.measure(f) if i >= args.skip else None for i, f in enumerate(frames)]
         measured[driver_name] = driver
@@ -301,14 +390,14 @@ def main() -> None:
         for portrait_name in args.portraits:
             r = run_pair(
                 dlib_face, args.backend, portrait_name, driver_name, frames, fps, driver,
-                driver_mouths, driver_brows, args.skip, args.identity_every, options,
+                driver_mouths, driver_brows, args.skip, args.identity_every, options, args.turned,
             )  # fmt: skip
             print(f"{portrait_name} x {driver_name}: {r.seconds:.1f} s", file=sys.stderr)
             results.append(r)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     opts = " ".join(args.option) or "default options"
     print(f"backend {args.backend} ({opts}), output 512, load {load:.1f}; Pearson r (dlib):\n")
-    print(table(results, measured, args.skip))
+    print(table(results, measured, args.skip, args.turned))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ outer eye corners so that faces of any size compare:
   along / across the line between the eye corners (0.5 = centred; image left → right);
 - ``brow``: brow height above the line through the eye centres;
 - ``roll`` (degrees, in the image plane) and ``yaw`` (the nose tip between the jaw
-  sides, 0 = frontal).
+  sides, 0 = frontal); ``pitch``: the nose tip's height below the eye corners (it
+  shrinks as the head tips back and grows as it nods).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-SIGNALS = ("mouth", "width", "corners", "eyes", "gaze_x", "gaze_y", "brow", "roll", "yaw")
+SIGNALS = (
+    "mouth", "width", "corners", "eyes", "gaze_x", "gaze_y", "brow", "roll", "yaw", "pitch",
+)  # fmt: skip
 
 #: dlib's 68-point indices (0-based).
 RIGHT_EYE = np.arange(36, 42)  # image left
@@ -55,6 +58,7 @@ class Signals:
     brow: float
     roll: float
     yaw: float
+    pitch: float
     points: np.ndarray  # (68, 2) float64 pixels
 
     def get(self, name: str) -> float:
@@ -179,6 +183,8 @@ def signals(rgb: np.ndarray, p: np.ndarray) -> Signals:
     corners = float(((left + right) / 2 - centre) @ up)
     jaw = (p[16] - p[0]) @ along
     yaw = float((p[30] - p[0]) @ along / jaw - 0.5) if abs(jaw) > 1e-6 else 0.0
+    corners_mid = p[[36, 39, 42, 45]].mean(axis=0)  # rigid, unlike the lids
+    pitch = float((corners_mid - p[30]) @ up / iod)
     return Signals(
         mouth=mouth / iod,
         width=float(np.linalg.norm(right - left)) / iod,
@@ -189,5 +195,6 @@ def signals(rgb: np.ndarray, p: np.ndarray) -> Signals:
         brow=brow,
         roll=roll,
         yaw=yaw,
+        pitch=pitch,
         points=p,
     )

@@ -40,4 +40,3 @@ def unavailable_reason(models_dir: str | None = None) -> str | None:
                 "install mediapipe==0.10.21"
             )
     return None
-

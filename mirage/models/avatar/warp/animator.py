@@ -215,6 +215,12 @@ class WarpAnimator(FaceAnimator):
         return self._stage_seconds
 
     @property
+    def target_mesh(self) -> np.ndarray | None:
+        """The mesh (V, 3, ``BASE`` pixels) the driver's last face moves the portrait to,
+        at full motion; ``None`` before a neutral is taken. For benchmarks and tests."""
+        return None if self._target is None else self._target.copy()
+
+    @property
     def portrait(self) -> Portrait:
         if self._portrait is None:
             self.set_reference(default_reference())
