@@ -77,6 +77,7 @@ WARP_OPTIONS = (
     Option("gaze_gain", "float", 1.0, 0.0, 3.0),
     Option("lid_gain", "float", 1.8, 0.5, 2.5),
     Option("brow_gain", "float", 2.0, 0.0, 4.0),
+    Option("max_depth", "float", 0.8, 0.2, 3.0),
     Option("idle", "float", 1.0, 0.0, 2.0),
 )
 # compile, cuda_graphs and profile are Python-only: a compile can hold a thread for minutes.

@@ -43,6 +43,7 @@ class WarpConfig:
     gaze_gain: float = 1.0  # avatar iris shift per driver iris shift, both in eye widths
     lid_gain: float = 1.8  # avatar lid narrowing per driver narrowing, of each neutral gap
     brow_gain: float = 2.0  # avatar brow motion per driver brow motion (0: the raw delta only)
+    max_depth: float = 0.8  # face widths behind the nose tip the head turns with (pose.flattened)
     idle: float = 1.0  # strength of the idle sway and blinks shown while no face drives
     smoothing: OneEuroConfig = field(default_factory=OneEuroConfig)  # landmarks, in face widths
     lid_smoothing: OneEuroConfig = field(  # lid gaps, as shares of the neutral gap
@@ -66,6 +67,8 @@ class WarpConfig:
             raise BadInput(f"lid_gain must be in [0.5, 2.5], got {self.lid_gain}")
         if not 0.0 <= self.brow_gain <= 4.0:
             raise BadInput(f"brow_gain must be in [0, 4], got {self.brow_gain}")
+        if not 0.2 <= self.max_depth <= 3.0:
+            raise BadInput(f"max_depth must be in [0.2, 3], got {self.max_depth}")
         if not 0.0 <= self.idle <= 2.0:
             raise BadInput(f"idle must be in [0, 2], got {self.idle}")
 
@@ -135,16 +138,18 @@ def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return rz @ rx @ ry
 
 
-def _mesh_for(portrait: Portrait, motion: pose.Motion, expression: np.ndarray) -> np.ndarray:
+def _mesh_for(
+    portrait: Portrait, motion: pose.Motion, expression: np.ndarray, max_depth: float
+) -> np.ndarray:
     """The portrait's full mesh (V, 3) with ``expression`` landmarks moved by ``motion``;
     the rings around the face follow the head as much as their weights say."""
     ref = portrait.points.astype(np.float64)
     mesh = portrait.mesh
     target = mesh.vertices.astype(np.float64).copy()
-    target[:NUM_POINTS] = pose.place(expression, motion, ref)
+    target[:NUM_POINTS] = pose.place(expression, motion, ref, max_depth)
     extra = target[NUM_POINTS:]
     w = mesh.head_weight[NUM_POINTS:, None].astype(np.float64)
-    target[NUM_POINTS:] = extra + w * (pose.place(extra, motion, ref) - extra)
+    target[NUM_POINTS:] = extra + w * (pose.place(extra, motion, ref, max_depth) - extra)
     return target.astype(np.float32)
 
 
@@ -346,7 +351,7 @@ class WarpAnimator(FaceAnimator):
             self._gaze = self._gaze_filter(shift[None, :], dt)[0]
         features.set_gaze(expr, ref, self.config.gaze_gain * _past_noise(self._gaze))
         features.unfold_lips(expr)
-        self._target = _mesh_for(portrait, motion, expr)
+        self._target = _mesh_for(portrait, motion, expr, self.config.max_depth)
         self.last_motion = motion
 
     def _idle_target(self, portrait: Portrait) -> np.ndarray | None:
@@ -370,7 +375,7 @@ class WarpAnimator(FaceAnimator):
         open_ = 1.0 - min(amount, 1.0) * shut
         features.set_lids(expr, ref, (open_, open_))
         motion = pose.Motion(rotation, 1.0, np.zeros(3), expr)
-        return _mesh_for(portrait, motion, expr)
+        return _mesh_for(portrait, motion, expr, self.config.max_depth)
 
     # -- rendering ------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ reference — so no canonical 3D face model is needed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,7 +149,33 @@ def transfer(
     return Motion(rotation, scale, shift, expression)
 
 
-def place(points: np.ndarray, motion: Motion, reference: np.ndarray) -> np.ndarray:
-    """Move ``points`` (reference frame, (n, 3)) rigidly like the driver's head."""
+#: mediapipe's nose-tip landmark: the front of the face, where depth is measured from.
+NOSE_TIP = 1
+
+
+def flattened(points: np.ndarray, reference: np.ndarray, max_depth: float) -> np.ndarray:
+    """``points`` (n, 3) with no point deeper than ``max_depth`` face widths behind
+    the reference's nose tip.
+
+    mediapipe puts the face's sides and the ears 1.1–1.3 face widths behind the
+    nose tip. Turned with that depth, a frontal portrait's sides swing round: the
+    far one folds over itself and the near one — foreshortened in the portrait,
+    a few pixels of texture — is stretched into streaks (issue 18; measured with
+    ``bench/expression.py`` on a real turning driver). Held at ``max_depth`` the
+    sides move with the front of the face and the turn still reads (the nose and
+    the features keep their depth).
+    """
+    limit = reference[NOSE_TIP, 2] + max_depth * face_width(reference)
+    out = points.astype(np.float64)
+    out[:, 2] = np.minimum(out[:, 2], limit)
+    return out
+
+
+def place(
+    points: np.ndarray, motion: Motion, reference: np.ndarray, max_depth: float = math.inf
+) -> np.ndarray:
+    """Move ``points`` (reference frame, (n, 3)) rigidly like the driver's head,
+    turning them with their depth held at ``max_depth`` (see ``flattened``)."""
     p = pivot(reference)
-    return p + motion.scale * (points - p) @ motion.rotation.T + motion.shift
+    q = flattened(points, reference, max_depth) if math.isfinite(max_depth) else points
+    return p + motion.scale * (q - p) @ motion.rotation.T + motion.shift
