@@ -4,10 +4,13 @@ A warp shows only the pixels the reference has. A narrow or half-shut eye has
 little white and a partly hidden iris, so it can neither look sideways (the iris
 would slide over lid skin) nor open wider (the opening would show lid skin). So
 each eye is split once, at ``set_reference``: the *white* is the reference's
-own opening with the iris painted over in the eye's white colour, and sclera
-beyond the opening; the *iris* is a full disc, its hidden top and bottom filled
-by mirroring the visible part. Per frame the white is laid into the opening, the
-iris on it where the driver looks, and the lids frame both.
+own opening, lash line included, with the iris filled in with the eye's
+white colour, and sclera beyond the opening; the *iris* is a
+full disc, its hidden top and bottom filled by mirroring the visible part,
+with a rim of what surrounds it. Per frame the white is laid into the opening,
+the iris on it where the driver looks, and the lids frame both. At rest the
+layers put back exactly the reference's own pixels: the eye is the
+portrait's, not a painted one, until it moves.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from mirage.models.avatar.warp.topology import EYES, IRIS_CENTRES, loop
 _WHITE = np.array([222.0, 212.0, 204.0], dtype=np.float32)
 #: Iris radius over eye width when the landmarks give no usable one.
 _IRIS_SHARE = 0.22
+#: How far (pixels) past the landmarks' iris radius the iris is cut out of the white
+#: and carried with the iris: the landmark circle runs a little inside the real one.
+_HOLE = 1.5
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ def split(image: np.ndarray, points: np.ndarray, eye: int) -> Eyeball:
     inner = cv2.erode(opening, np.ones((3, 3), np.uint8))  # off the lash line
     disc = np.zeros_like(inner)
     c = centre - origin
-    cv2.circle(disc, (round(float(c[0])), round(float(c[1]))), round(radius + 1.5), (255,), -1)
+    cv2.circle(disc, (round(float(c[0])), round(float(c[1]))), round(radius + _HOLE), (255,), -1)
     sclera = (inner > 0) & (disc == 0)
     colour = _WHITE.copy()
     if sclera.sum() >= 8:
@@ -72,16 +78,30 @@ def split(image: np.ndarray, points: np.ndarray, eye: int) -> Eyeball:
         seen = region[sclera]
         level = seen.mean(axis=1)
         colour = np.median(seen[level >= np.percentile(level, 85)], axis=0).astype(np.float32)
-    keep = cv2.GaussianBlur(sclera.astype(np.float32), (5, 5), 0)[..., None]
+    # Where the iris was, sclera; everywhere else in the opening (lash line
+    # included) the reference's own pixels; beyond the opening, sclera again.
+    inside = cv2.dilate(opening, np.ones((5, 5), np.uint8)).astype(np.float32) / 255.0
+    inside *= 1.0 - cv2.GaussianBlur(disc.astype(np.float32) / 255.0, (3, 3), 0)
+    keep = cv2.GaussianBlur(inside, (5, 5), 0)[..., None]
     white = colour[None, None, :] + (region - colour) * keep
-    iris = _disc(region, inner > 0, c, radius)
+    iris = _disc(region, inner > 0, opening, c, radius, colour)
     return Eyeball(white.astype(np.float32), origin, iris, centre, radius)
 
 
-def _disc(region: np.ndarray, visible: np.ndarray, c: np.ndarray, radius: float) -> np.ndarray:
+def _disc(
+    region: np.ndarray,
+    visible: np.ndarray,
+    opening: np.ndarray,
+    c: np.ndarray,
+    radius: float,
+    white: np.ndarray,
+) -> np.ndarray:
     """The iris as an RGBA square: visible pixels, hidden ones mirrored across its
-    horizontal diameter, the rest its mean colour; alpha a soft-edged circle."""
-    side = 2 * int(np.ceil(radius)) + 3
+    horizontal diameter, the rest its mean colour; alpha a soft-edged circle that
+    covers the white's inpainted hole (``_HOLE``). The rim past ``radius`` is what
+    surrounds the iris in the opening (``white`` under the lids), so at rest the
+    eye is the reference's to the pixel."""
+    side = 2 * int(np.ceil(radius + _HOLE)) + 3
     half = (side - 1) / 2
     ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
     sx, sy = xs - half + c[0], ys - half + c[1]  # region coordinates of each disc pixel
@@ -99,7 +119,11 @@ def _disc(region: np.ndarray, visible: np.ndarray, c: np.ndarray, radius: float)
     in_disc = dist <= radius
     mean = rgb[seen & in_disc].mean(axis=0) if (seen & in_disc).any() else np.full(3, 60.0)
     out = np.where(seen[..., None], rgb, np.where(seen_m[..., None], mirrored, mean))
-    alpha = np.clip(radius + 0.5 - dist, 0.0, 1.0)
+    xi = np.clip(np.round(sx).astype(int), 0, region.shape[1] - 1)
+    yi = np.clip(np.round(sy).astype(int), 0, region.shape[0] - 1)
+    rim = np.where((opening[yi, xi] > 0)[..., None], region[yi, xi], white)
+    out = np.where(in_disc[..., None], out, rim)
+    alpha = np.clip(radius + _HOLE + 1.0 - dist, 0.0, 1.0)
     return np.dstack([out, alpha]).astype(np.float32)
 
 
