@@ -14,7 +14,9 @@ For each pair the last table reports, over the frames where the animator turns
 the head by at least ``--turned`` degrees (yaw or pitch, its own pose estimate),
 how much the mesh tears (``meshwarp.distortion``: area of folded skin triangles
 and area gained by stretched ones, pixels² at 512) and dlib's identity distance on
-those frames: a fold or a streak that dlib notices moves the identity.
+those frames: a fold or a streak that dlib notices moves the identity; and the head
+turn read by mediapipe on both faces (yaw and pitch against the first face it finds,
+r and gain over the whole run), a second reading of dlib's yaw and pitch columns.
 
 For each portrait/driver pair the animator is driven by every frame of the
 video (at the video's own clock, output 512) and dlib's 68-point landmarks are
@@ -60,7 +62,7 @@ from mirage.models.avatar.reference import default_reference
 from mirage.models.avatar.warp import features, pose
 from mirage.models.avatar.warp.animator import WarpAnimator
 from mirage.models.avatar.warp.meshwarp import Distortion, distortion
-from mirage.models.avatar.warp.topology import face_triangles
+from mirage.models.avatar.warp.topology import RIGID, face_triangles
 from mirage.models.face.mesh import FaceMesh
 from tests.dlib_face import SIGNALS, DlibFace, Signals
 
@@ -146,6 +148,7 @@ class PairResult:
     cross: float  # r of dlib's and mediapipe's horizontal gaze on the avatar frames
     mouth_mp: float  # mediapipe's mouth gain (avatar std / driver std), a second reading
     brow_mp: tuple[float, float]  # mediapipe's brow height, avatar vs driver: (r, gain)
+    head_mp: tuple[float, float, float, float]  # mediapipe's yaw r, gain, pitch r, gain
     turned: Turned
     seconds: float
 
@@ -187,16 +190,47 @@ def _mediapipe_brow(points: np.ndarray) -> float:
     return float(np.mean((p[MP_BROWS] - (c_r + c_l) / 2) @ up) / pose.face_width(points))
 
 
-def mediapipe_reads(frames: list[np.ndarray], skip: int) -> tuple[list[float], list[float]]:
-    """mediapipe's mouth opening and brow height of each frame (NaN where it finds no
-    face or in ``skip``)."""
+def head_angles(points: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    """mediapipe's yaw and pitch (degrees) of each face against the first one found
+    (NaN where none): the head turn read by a second model, beside dlib's."""
+    first = next((p for p in points if p is not None), None)
+    yaw, pitch = np.full(len(points), math.nan), np.full(len(points), math.nan)
+    for i, p in enumerate(points):
+        if p is not None and first is not None:
+            rotation = pose.fit_similarity(first[RIGID], p[RIGID]).rotation
+            yaw[i], pitch[i], _ = pose.euler_degrees(rotation)
+    return yaw, pitch
+
+
+@dataclass(frozen=True)
+class MediapipeReads:
+    """What mediapipe reads on each frame of a sequence (NaN where it finds no face)."""
+
+    mouth: np.ndarray
+    brow: np.ndarray
+    yaw: np.ndarray
+    pitch: np.ndarray
+
+    @staticmethod
+    def of(points: list[np.ndarray | None]) -> MediapipeReads:
+        nan = math.nan
+        yaw, pitch = head_angles(points)
+        return MediapipeReads(
+            mouth=np.array([nan if p is None else _mediapipe_mouth(p) for p in points]),
+            brow=np.array([nan if p is None else _mediapipe_brow(p) for p in points]),
+            yaw=yaw,
+            pitch=pitch,
+        )
+
+
+def mediapipe_reads(frames: list[np.ndarray], skip: int) -> MediapipeReads:
+    """mediapipe's readings of each frame (none in the first ``skip``)."""
     mesh = FaceMesh(static=True)
     try:
         found = [mesh.detect(f) if i >= skip else None for i, f in enumerate(frames)]
     finally:
         mesh.close()
-    mouths = [math.nan if f is None else _mediapipe_mouth(f.points) for f in found]
-    return mouths, [math.nan if f is None else _mediapipe_brow(f.points) for f in found]
+    return MediapipeReads.of([None if f is None else f.points for f in found])
 
 
 def _gain(a: np.ndarray, d: np.ndarray) -> float:
@@ -224,8 +258,7 @@ def run_pair(
     frames: list[np.ndarray],
     fps: float,
     driver: list[Signals | None],
-    driver_mouths: list[float],
-    driver_brows: list[float],
+    driver_mp: MediapipeReads,
     skip: int,
     identity_every: int,
     options: dict[str, float],
@@ -238,8 +271,7 @@ def run_pair(
     distances = []
     mesh = FaceMesh(static=True)
     pairs: list[tuple[float, float]] = []
-    mouths = [math.nan] * len(frames)
-    brows = [math.nan] * len(frames)
+    avatar_points: list[np.ndarray | None] = [None] * len(frames)
     tears: list[Distortion] = []
     turned_ids: list[float] = []
     angles = np.zeros((0, 2))
@@ -251,8 +283,7 @@ def run_pair(
             avatar.append(dlib_face.measure(out) if i >= skip else None)
             found = mesh.detect(out) if i >= skip else None
             if found is not None:
-                mouths[i] = _mediapipe_mouth(found.points)
-                brows[i] = _mediapipe_brow(found.points)
+                avatar_points[i] = found.points
             if avatar[-1] is not None and found is not None:
                 pairs.append((avatar[-1].gaze_x, float(_mediapipe_gaze(found.points))))
             if i >= skip and ref_desc is not None and (i - skip) % identity_every == 0:
@@ -288,9 +319,15 @@ def run_pair(
     ident = (float(np.mean(distances)), float(np.max(distances))) if distances else (math.nan,) * 2
     both_gaze = np.array(pairs).reshape(-1, 2)
     cross = pearson(both_gaze[:, 0], both_gaze[:, 1])
-    mouth_mp = _gain(np.array(mouths), np.array(driver_mouths))
-    a, d = np.array(brows), np.array(driver_brows)
-    brow_mp = (pearson(d, a), _gain(a, d))
+    avatar_mp = MediapipeReads.of(avatar_points)
+    mouth_mp = _gain(avatar_mp.mouth, driver_mp.mouth)
+    brow_mp = (pearson(driver_mp.brow, avatar_mp.brow), _gain(avatar_mp.brow, driver_mp.brow))
+    head_mp = (
+        pearson(driver_mp.yaw, avatar_mp.yaw),
+        _gain(avatar_mp.yaw, driver_mp.yaw),
+        pearson(driver_mp.pitch, avatar_mp.pitch),
+        _gain(avatar_mp.pitch, driver_mp.pitch),
+    )
     nan = math.nan
     turned = Turned(
         frames=len(tears),
@@ -302,7 +339,7 @@ def run_pair(
     )
     return PairResult(
         portrait_name, driver_name, corr, gain, ident, sum(both), cross, mouth_mp, brow_mp,
-        turned, seconds,
+        head_mp, turned, seconds,
     )  # fmt: skip
 
 
@@ -346,14 +383,15 @@ def table(
     lines += [
         "",
         f"| turned >= {turn_degrees:g} deg (animator's pose) | frames | max yaw / pitch deg "
-        "| folded px² | stretched px² | identity |",
-        "|---|---|---|---|---|---|",
+        "| folded px² | stretched px² | identity | yaw r / gain (mp) | pitch r / gain (mp) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        t = r.turned
+        t, h = r.turned, r.head_mp
         lines.append(
             f"| {r.portrait} x {r.driver} | {t.frames} | {_f(t.max_yaw, 0)} / {_f(t.max_pitch, 0)}"
-            f" | {_f(t.folded, 0)} | {_f(t.stretched, 0)} | {_f(t.identity)} |"
+            f" | {_f(t.folded, 0)} | {_f(t.stretched, 0)} | {_f(t.identity)}"
+            f" | {_f(h[0])} / {_f(h[1])} | {_f(h[2])} / {_f(h[3])} |"
         )
     return "\n".join(lines)
 
@@ -386,11 +424,11 @@ def main() -> None:
         frames = frames[: args.frames or None]
         driver = [dlib_face.measure(f) if i >= args.skip else None for i, f in enumerate(frames)]
         measured[driver_name] = driver
-        driver_mouths, driver_brows = mediapipe_reads(frames, args.skip)
+        driver_mp = mediapipe_reads(frames, args.skip)
         for portrait_name in args.portraits:
             r = run_pair(
                 dlib_face, args.backend, portrait_name, driver_name, frames, fps, driver,
-                driver_mouths, driver_brows, args.skip, args.identity_every, options, args.turned,
+                driver_mp, args.skip, args.identity_every, options, args.turned,
             )  # fmt: skip
             print(f"{portrait_name} x {driver_name}: {r.seconds:.1f} s", file=sys.stderr)
             results.append(r)
