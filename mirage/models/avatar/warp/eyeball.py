@@ -9,8 +9,8 @@ white colour, and sclera beyond the opening; the *iris* is a
 full disc, its hidden top and bottom filled by mirroring the visible part,
 with a rim of what surrounds it. Per frame the white is laid into the opening,
 the iris on it where the driver looks, and the lids frame both. At rest the
-layers put back exactly the reference's own pixels: the eye is the
-portrait's, not a painted one, until it moves.
+layers put back the reference's own pixels (to within resampling): the eye is
+the portrait's, not a painted one, until it moves.
 """
 
 from __future__ import annotations
@@ -98,9 +98,9 @@ def _disc(
 ) -> np.ndarray:
     """The iris as an RGBA square: visible pixels, hidden ones mirrored across its
     horizontal diameter, the rest its mean colour; alpha a soft-edged circle that
-    covers the white's inpainted hole (``_HOLE``). The rim past ``radius`` is what
-    surrounds the iris in the opening (``white`` under the lids), so at rest the
-    eye is the reference's to the pixel."""
+    covers the hole cut for it in the white (``_HOLE``). The rim past ``radius`` is
+    what surrounds the iris in the opening (``white`` under the lids), so at rest
+    the disc puts back the reference's own pixels."""
     side = 2 * int(np.ceil(radius + _HOLE)) + 3
     half = (side - 1) / 2
     ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
