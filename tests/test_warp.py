@@ -484,6 +484,37 @@ def test_eyebrows_raise_with_the_driver(
     assert 0.4 * driver_rise < dlib_rise < 2.0 * driver_rise
 
 
+def test_a_large_brow_raise_is_not_doubled(
+    d0: list[np.ndarray],
+    detector: FaceMesh,
+    dlib_face: DlibFace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A strong raise (an eighth of the eye-corner distance, a surprised driver) shows
+    about as far on the avatar, not twice: ``brow_gain`` lifts small brow motions, which
+    mediapipe under-reads, not large ones, which it reads in full (brows.KNEE).
+
+    Measured on s0, avatar over driver: mediapipe 1.00, dlib 1.02; with the gain
+    applied to the whole motion 1.30 and 1.20 (and on an expressive driver, d11, a
+    forehead dragged up by up to a fifth of a face width).
+    """
+    animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s0.jpg"), idle=0)
+    assert isinstance(animator, WarpAnimator)
+    for i in NEUTRAL:
+        rest = animator.animate(d0[i], 512)
+    real = _face(detector, d0[NEUTRAL[-1]])
+    raised = real.points.copy()
+    raised[BROWS, 1] -= 0.12 * face_width(raised)
+    driver_rise = _brow_height(raised) - _brow_height(real.points)
+    monkeypatch.setattr(animator, "_landmarks", lambda driver: FaceLandmarks(raised, real.box, 1.0))
+    for _ in range(12):
+        out = animator.animate(d0[NEUTRAL[-1]], 512)
+    shown = _brow_height(_face(detector, out).points) - _brow_height(_face(detector, rest).points)
+    seen = _dlib(dlib_face, out).brow - _dlib(dlib_face, rest).brow
+    assert 0.7 * driver_rise < shown < 1.15 * driver_rise
+    assert 0.7 * driver_rise < seen < 1.15 * driver_rise
+
+
 def _brows_moved(image: np.ndarray, points: np.ndarray, lift: float, inner: bool) -> np.ndarray:
     """``image`` with the skin around each brow moved up by ``lift`` face widths (down
     if negative), falling off smoothly (the eyes below hardly move): a real face whose

@@ -5,7 +5,8 @@ reads on the driver: mediapipe reports a brow's motion at about 0.5 of dlib's
 (standard deviation over d0 and d19), and each brow point trembles on its own.
 So each brow is read as two numbers, its inner and outer half's vertical
 displacement from the neutral (in face widths, averaged over the half's points),
-scaled by ``gain``, and laid on the portrait's brow with a smooth falloff: the
+scaled by ``gain`` (its first ``KNEE``; large raises are read in full), and laid
+on the portrait's brow with a smooth falloff: the
 forehead above follows over a wide reach, the skin below the brow over a short
 one, and the lids, lid bands and irises not at all (the eyes are not dragged).
 A frown is the inner halves going down; both directions are clamped so the brow
@@ -43,6 +44,12 @@ REACH_DOWN = 0.12
 #: share of its smallest gap to the lid band.
 MOST_UP = 0.2
 MOST_DOWN = 0.5
+#: The gain applies to this much of a brow half's motion (face widths); past it the
+#: brow follows one to one. mediapipe reads a calm driver's small brow motions at about
+#: half of dlib's (d0, d19), but an expressive driver's large ones in full (d3, d11:
+#: mediapipe's raises reach 0.08-0.10 past the neutral, dlib's 0.05-0.07), which a
+#: flat gain of 2 doubled into a forehead dragged up by a fifth of a face width.
+KNEE = 0.03
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,14 @@ def displacement(delta: np.ndarray, up: np.ndarray, unit: float) -> np.ndarray:
     return out
 
 
+def amplified(moved: np.ndarray, gain: float) -> np.ndarray:
+    """``moved`` (face widths) times ``gain`` up to ``KNEE``, and past it one to one
+    (or ``gain`` to one, if that is less)."""
+    size = np.abs(moved)
+    near = np.minimum(size, KNEE)
+    return np.sign(moved) * (gain * near + min(gain, 1.0) * (size - near))
+
+
 def apply(expression: np.ndarray, reference: np.ndarray, brow: BrowRig, gain: float) -> None:
     """Set the brow region of ``expression`` (in place) from its own brow halves' motion
     times ``gain``, with the rig's falloff; a point's own vertical delta is blended out
@@ -156,7 +171,7 @@ def apply(expression: np.ndarray, reference: np.ndarray, brow: BrowRig, gain: fl
     if gain <= 0.0:
         return
     delta = expression[:NUM_POINTS, :2] - reference[:NUM_POINTS, :2]
-    moved = gain * displacement(delta, brow.up, brow.unit)
+    moved = amplified(displacement(delta, brow.up, brow.unit), gain)
     moved = np.clip(moved, -MOST_DOWN * brow.room, MOST_UP)
     target = (brow.inner.T @ moved[:, 0] + brow.outer.T @ moved[:, 1]) * brow.unit
     weight = (brow.inner + brow.outer).sum(axis=0)
