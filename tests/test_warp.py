@@ -457,24 +457,32 @@ def _brow_height(points: np.ndarray) -> float:
     return float((lids - points[BROWS, 1].mean()) / face_width(points))
 
 
+def _raise_brows(
+    portrait: str, d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The avatar at rest and with the driver's brows raised by an eighth of the
+    eye-corner distance (a surprised driver), and the driver's rise (mediapipe)."""
+    animator = create_animator("warp", clock=FakeClock(), reference=_rgb(portrait), idle=0)
+    assert isinstance(animator, WarpAnimator)
+    for i in NEUTRAL:
+        rest = animator.animate(d0[i], 512)
+    real = _face(detector, d0[NEUTRAL[-1]])
+    raised = real.points.copy()
+    raised[BROWS, 1] -= 0.12 * face_width(raised)
+    driver_rise = _brow_height(raised) - _brow_height(real.points)
+    monkeypatch.setattr(animator, "_landmarks", lambda driver: FaceLandmarks(raised, real.box, 1.0))
+    for _ in range(12):
+        out = animator.animate(d0[NEUTRAL[-1]], 512)
+    return rest, out, driver_rise
+
+
 def test_eyebrows_raise_with_the_driver(
     d0: list[np.ndarray],
     detector: FaceMesh,
     dlib_face: DlibFace,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s12.jpg"), idle=0)
-    assert isinstance(animator, WarpAnimator)
-    for i in NEUTRAL:
-        rest = animator.animate(d0[i], 512)
-    real = _face(detector, d0[NEUTRAL[-1]])
-    raised = real.points.copy()
-    lift = 0.12 * face_width(raised)
-    raised[BROWS, 1] -= lift  # the brows go up by an eighth of the eye-corner distance
-    driver_rise = _brow_height(raised) - _brow_height(real.points)
-    monkeypatch.setattr(animator, "_landmarks", lambda driver: FaceLandmarks(raised, real.box, 1.0))
-    for _ in range(12):
-        out = animator.animate(d0[NEUTRAL[-1]], 512)
+    rest, out, driver_rise = _raise_brows("s12.jpg", d0, detector, monkeypatch)
     avatar_rise = _brow_height(_face(detector, out).points) - _brow_height(
         _face(detector, rest).points
     )
@@ -490,25 +498,15 @@ def test_a_large_brow_raise_is_not_doubled(
     dlib_face: DlibFace,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A strong raise (an eighth of the eye-corner distance, a surprised driver) shows
-    about as far on the avatar, not twice: ``brow_gain`` lifts small brow motions, which
-    mediapipe under-reads, not large ones, which it reads in full (brows.KNEE).
+    """A strong raise shows about as far on the avatar, not twice: ``brow_gain`` lifts
+    small brow motions, which mediapipe under-reads, not large ones, which it reads in
+    full (brows.KNEE).
 
     Measured on s0, avatar over driver: mediapipe 1.00, dlib 1.02; with the gain
     applied to the whole motion 1.30 and 1.20 (and on an expressive driver, d11, a
     forehead dragged up by up to a fifth of a face width).
     """
-    animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s0.jpg"), idle=0)
-    assert isinstance(animator, WarpAnimator)
-    for i in NEUTRAL:
-        rest = animator.animate(d0[i], 512)
-    real = _face(detector, d0[NEUTRAL[-1]])
-    raised = real.points.copy()
-    raised[BROWS, 1] -= 0.12 * face_width(raised)
-    driver_rise = _brow_height(raised) - _brow_height(real.points)
-    monkeypatch.setattr(animator, "_landmarks", lambda driver: FaceLandmarks(raised, real.box, 1.0))
-    for _ in range(12):
-        out = animator.animate(d0[NEUTRAL[-1]], 512)
+    rest, out, driver_rise = _raise_brows("s0.jpg", d0, detector, monkeypatch)
     shown = _brow_height(_face(detector, out).points) - _brow_height(_face(detector, rest).points)
     seen = _dlib(dlib_face, out).brow - _dlib(dlib_face, rest).brow
     assert 0.7 * driver_rise < shown < 1.15 * driver_rise
