@@ -274,8 +274,9 @@ def run_pair(
     avatar_points: list[np.ndarray | None] = [None] * len(frames)
     tears: list[Distortion] = []
     turned_ids: list[float] = []
-    angles = np.zeros((0, 2))
+    angles: list[tuple[float, float]] = []  # |yaw|, |pitch| the animator turned to
     skin = face_triangles()[0]
+    warp = animator if isinstance(animator, WarpAnimator) else None
     t0 = time.perf_counter()
     try:
         for i, frame in enumerate(frames):
@@ -286,22 +287,26 @@ def run_pair(
                 avatar_points[i] = found.points
             if avatar[-1] is not None and found is not None:
                 pairs.append((avatar[-1].gaze_x, float(_mediapipe_gaze(found.points))))
-            if i >= skip and ref_desc is not None and (i - skip) % identity_every == 0:
+            if i < skip:
+                continue
+            motion = None if warp is None else warp.last_motion
+            target = None if warp is None else warp.target_mesh
+            turned = False
+            if warp is not None and motion is not None and target is not None:
+                yaw, pitch, _ = motion.degrees
+                angles.append((abs(yaw), abs(pitch)))
+                turned = max(abs(yaw), abs(pitch)) >= turn_degrees
+                if turned:
+                    tears.append(distortion(warp.portrait.mesh.vertices, target, skin))
+            sampled = (i - skip) % identity_every == 0
+            if ref_desc is not None and (sampled or turned):
                 desc = dlib_face.descriptor(out)
                 if desc is not None:
-                    distances.append(float(np.linalg.norm(desc - ref_desc)))
-            motion = animator.last_motion if isinstance(animator, WarpAnimator) else None
-            if i >= skip and motion is not None:
-                yaw, pitch, _ = motion.degrees
-                angles = np.vstack([angles, [abs(yaw), abs(pitch)]])
-                target = animator.target_mesh if isinstance(animator, WarpAnimator) else None
-                if max(abs(yaw), abs(pitch)) >= turn_degrees and target is not None:
-                    assert isinstance(animator, WarpAnimator)
-                    source = animator.portrait.mesh.vertices
-                    tears.append(distortion(source, target, skin))
-                    desc = dlib_face.descriptor(out) if ref_desc is not None else None
-                    if desc is not None:
-                        turned_ids.append(float(np.linalg.norm(desc - ref_desc)))
+                    distance = float(np.linalg.norm(desc - ref_desc))
+                    if sampled:
+                        distances.append(distance)
+                    if turned:
+                        turned_ids.append(distance)
     finally:
         if isinstance(animator, WarpAnimator):
             animator.close()  # its landmark graph
@@ -334,8 +339,8 @@ def run_pair(
         folded=float(np.mean([t.folded for t in tears])) if tears else nan,
         stretched=float(np.mean([t.stretched for t in tears])) if tears else nan,
         identity=float(np.mean(turned_ids)) if turned_ids else nan,
-        max_yaw=float(angles[:, 0].max()) if len(angles) else nan,
-        max_pitch=float(angles[:, 1].max()) if len(angles) else nan,
+        max_yaw=max((a[0] for a in angles), default=nan),
+        max_pitch=max((a[1] for a in angles), default=nan),
     )
     return PairResult(
         portrait_name, driver_name, corr, gain, ident, sum(both), cross, mouth_mp, brow_mp,

@@ -6,9 +6,9 @@ reads on the driver: mediapipe reports a brow's motion at about 0.5 of dlib's
 So each brow is read as two numbers, its inner and outer half's vertical
 displacement from the neutral (in face widths, averaged over the half's points),
 scaled by ``gain`` (its first ``KNEE``; large raises are read in full), and laid
-on the portrait's brow with a smooth falloff: the
-forehead above follows over a wide reach, the skin below the brow over a short
-one, and the lids, lid bands and irises not at all (the eyes are not dragged).
+on the portrait's brow with a smooth falloff: the forehead above follows over a
+wide reach, the skin below the brow over a short one, and the lids, lid bands and
+irises not at all (the eyes are not dragged).
 A frown is the inner halves going down; both directions are clamped so the brow
 never reaches the lid (no folding).
 """

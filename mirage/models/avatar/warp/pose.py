@@ -8,7 +8,6 @@ reference — so no canonical 3D face model is needed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,10 +171,10 @@ def flattened(points: np.ndarray, reference: np.ndarray, max_depth: float) -> np
 
 
 def place(
-    points: np.ndarray, motion: Motion, reference: np.ndarray, max_depth: float = math.inf
+    points: np.ndarray, motion: Motion, reference: np.ndarray, max_depth: float
 ) -> np.ndarray:
     """Move ``points`` (reference frame, (n, 3)) rigidly like the driver's head,
     turning them with their depth held at ``max_depth`` (see ``flattened``)."""
     p = pivot(reference)
-    q = flattened(points, reference, max_depth) if math.isfinite(max_depth) else points
+    q = flattened(points, reference, max_depth)
     return p + motion.scale * (q - p) @ motion.rotation.T + motion.shift
