@@ -48,7 +48,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +148,7 @@ class PairResult:
     cross: float  # r of dlib's and mediapipe's horizontal gaze on the avatar frames
     mouth_mp: float  # mediapipe's mouth gain (avatar std / driver std), a second reading
     brow_mp: tuple[float, float]  # mediapipe's brow height, avatar vs driver: (r, gain)
+    eyes_mp: tuple[float, float, float, float]  # mediapipe's eyes r, gain, gaze_x r, gain
     head_mp: tuple[float, float, float, float]  # mediapipe's yaw r, gain, pitch r, gain
     turned: Turned
     seconds: float
@@ -208,16 +209,22 @@ class MediapipeReads:
 
     mouth: np.ndarray
     brow: np.ndarray
+    eyes: np.ndarray
+    gaze: np.ndarray
     yaw: np.ndarray
     pitch: np.ndarray
 
     @staticmethod
     def of(points: list[np.ndarray | None]) -> MediapipeReads:
-        nan = math.nan
+        def each(read: Callable[[np.ndarray], float]) -> np.ndarray:
+            return np.array([math.nan if p is None else read(p) for p in points])
+
         yaw, pitch = head_angles(points)
         return MediapipeReads(
-            mouth=np.array([nan if p is None else _mediapipe_mouth(p) for p in points]),
-            brow=np.array([nan if p is None else _mediapipe_brow(p) for p in points]),
+            mouth=each(_mediapipe_mouth),
+            brow=each(_mediapipe_brow),
+            eyes=each(lambda p: float(np.mean(features.eye_openings(p)))),
+            gaze=each(_mediapipe_gaze),
             yaw=yaw,
             pitch=pitch,
         )
@@ -327,6 +334,12 @@ def run_pair(
     avatar_mp = MediapipeReads.of(avatar_points)
     mouth_mp = _gain(avatar_mp.mouth, driver_mp.mouth)
     brow_mp = (pearson(driver_mp.brow, avatar_mp.brow), _gain(avatar_mp.brow, driver_mp.brow))
+    eyes_mp = (
+        pearson(driver_mp.eyes, avatar_mp.eyes),
+        _gain(avatar_mp.eyes, driver_mp.eyes),
+        pearson(driver_mp.gaze, avatar_mp.gaze),
+        _gain(avatar_mp.gaze, driver_mp.gaze),
+    )
     head_mp = (
         pearson(driver_mp.yaw, avatar_mp.yaw),
         _gain(avatar_mp.yaw, driver_mp.yaw),
@@ -344,7 +357,7 @@ def run_pair(
     )
     return PairResult(
         portrait_name, driver_name, corr, gain, ident, sum(both), cross, mouth_mp, brow_mp,
-        head_mp, turned, seconds,
+        eyes_mp, head_mp, turned, seconds,
     )  # fmt: skip
 
 
@@ -355,6 +368,7 @@ def _f(x: float, digits: int = 2) -> str:
 def table(
     results: list[PairResult],
     drivers: dict[str, list[Signals | None]],
+    drivers_mp: dict[str, MediapipeReads],
     skip: int,
     turn_degrees: float,
 ) -> str:
@@ -385,6 +399,21 @@ def table(
             v = series(measured, s)[skip:]
             spread.append(_f(float(np.nanstd(v)), 3) if np.isfinite(v).any() else "n/a")
         lines.append(f"| driver {name}: std | " + " | ".join(spread) + " | | | |")
+    lines += [
+        "",
+        "| second reading: mediapipe on both faces | eyes r / gain (mp) | gaze_x r / gain (mp) |",
+        "|---|---|---|",
+    ]
+    for r in results:
+        e = r.eyes_mp
+        lines.append(
+            f"| {r.portrait} x {r.driver} | {_f(e[0])} / {_f(e[1])} | {_f(e[2])} / {_f(e[3])} |"
+        )
+    for name, measured in drivers.items():
+        mp = drivers_mp[name]
+        eyes = pearson(series(measured, "eyes"), mp.eyes)
+        gaze = pearson(series(measured, "gaze_x"), mp.gaze)
+        lines.append(f"| driver {name}: dlib ~ mediapipe, r | {_f(eyes)} | {_f(gaze)} |")
     lines += [
         "",
         f"| turned >= {turn_degrees:g} deg (animator's pose) | frames | max yaw / pitch deg "
@@ -423,6 +452,7 @@ def main() -> None:
     options = {k: float(v) for k, v in (o.split("=", 1) for o in args.option)}
     dlib_face = DlibFace()
     measured: dict[str, list[Signals | None]] = {}
+    measured_mp: dict[str, MediapipeReads] = {}
     results = []
     for driver_name in args.drivers:
         frames, fps = read_video(driver_name, args.media)
@@ -430,6 +460,7 @@ def main() -> None:
         driver = [dlib_face.measure(f) if i >= args.skip else None for i, f in enumerate(frames)]
         measured[driver_name] = driver
         driver_mp = mediapipe_reads(frames, args.skip)
+        measured_mp[driver_name] = driver_mp
         for portrait_name in args.portraits:
             r = run_pair(
                 dlib_face, args.backend, portrait_name, driver_name, frames, fps, driver,
@@ -440,7 +471,7 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     opts = " ".join(args.option) or "default options"
     print(f"backend {args.backend} ({opts}), output 512, load {load:.1f}; Pearson r (dlib):\n")
-    print(table(results, measured, args.skip, args.turned))
+    print(table(results, measured, measured_mp, args.skip, args.turned))
 
 
 if __name__ == "__main__":
