@@ -23,7 +23,8 @@ from mirage.models import create_animator
 from mirage.models.avatar.reference import default_reference
 from mirage.models.avatar.warp import brows, unavailable_reason
 from mirage.models.avatar.warp.animator import WarpAnimator, WarpConfig
-from mirage.models.avatar.warp.features import _eye_frame, eye_box, eye_openings, gaze
+from mirage.models.avatar.warp.eyeball import iris_radius
+from mirage.models.avatar.warp.features import _eye_frame, _lid_at, eye_box, eye_openings, gaze
 from mirage.models.avatar.warp.meshwarp import (
     WarpGrid,
     backward_map,
@@ -31,6 +32,7 @@ from mirage.models.avatar.warp.meshwarp import (
     triangle_affines,
     warp,
 )
+from mirage.models.avatar.warp.portrait import BASE
 from mirage.models.avatar.warp.pose import euler_degrees, face_width, fit_similarity, pivot
 from mirage.models.avatar.warp.smoothing import OneEuroConfig, OneEuroFilter
 from mirage.models.avatar.warp.topology import (
@@ -41,6 +43,7 @@ from mirage.models.avatar.warp.topology import (
     LIP_UPPER,
     RIGID,
     face_triangles,
+    loop,
 )
 from mirage.models.base import BadInput, FaceAnimator, NoFaceError
 from mirage.models.face.mesh import FaceLandmarks, FaceMesh
@@ -727,28 +730,97 @@ def test_iris_ignores_landmark_tremble_but_follows_a_look(
     assert _iris_gaze(animator)[0] - rest[0] > 0.12
 
 
-def test_iris_stays_put_in_a_squint(
+def test_a_half_shut_eye_still_looks_aside(
     d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """mediapipe's iris drops by about half of what the upper lid comes down; the
-    avatar's iris must not sink with it (it would read as a narrower eye)."""
+    """With the driver's lids at half their gap (a driver reading, frowning), its
+    sideways look still moves the avatar's irises: mediapipe's iris reads sideways
+    gaze at r 0.77 against dlib's pupil even then (issue 18, d3)."""
     real = _face(detector, d0[0]).points
     animator = _s0_at_rest(d0[0], real, monkeypatch)
     rest = _iris_gaze(animator)
-    squint = real.copy()
+    looking = _lids_lowered(real, 0.5)
+    for eye, centre in enumerate(IRIS_CENTRES):
+        _, along, _, width = _eye_frame(real, eye)
+        looking[centre : centre + 5, :2] += 0.15 * width * along
+    for _ in range(4):
+        _held(animator, d0[0], looking, monkeypatch)
+    assert _iris_gaze(animator)[0] - rest[0] > 0.1
+
+
+def _lids_lowered(points: np.ndarray, share: float) -> np.ndarray:
+    """``points`` with each upper lid lowered by ``share`` of its gap, and the iris
+    dropped by half of that, as mediapipe reads it (its iris rides on the lids)."""
+    out = points.copy()
     for eye, (upper, lower) in enumerate(EYES):
-        lost = 0.35 * (squint[upper[1:-1]] - squint[lower[1:-1]])  # lid gap to 0.65
-        down = _eye_frame(real, eye)[2]
+        lost = share * (out[upper[1:-1]] - out[lower[1:-1]])
+        down = _eye_frame(points, eye)[2]
         drop = 0.5 * float(np.mean(-lost[:, :2] @ down))
-        squint[upper[1:-1]] -= lost
+        out[upper[1:-1]] -= lost
         centre = IRIS_CENTRES[eye]
-        squint[centre : centre + 5, :2] += drop * down
+        out[centre : centre + 5, :2] += drop * down
+    return out
+
+
+def _iris_below_lid(points: np.ndarray, eye: int) -> float:
+    """How far (eye widths) eye ``eye``'s iris centre sits below its upper lid."""
+    a, along, down, width = _eye_frame(points, eye)
+    rel = (points[IRIS_CENTRES[eye], :2] - a) / width
+    return float(rel @ down) - _lid_at(points, EYES[eye][0], eye, float(rel @ along))
+
+
+def test_iris_stays_put_in_a_squint(
+    d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mediapipe's iris drops by about half of what the upper lid comes down; in a
+    squint that leaves the lid above the iris's centre the avatar's iris must not
+    sink with it (it would read as a narrower eye; 0.018 eye widths if it did)."""
+    real = _face(detector, d0[0]).points
+    animator = create_animator(
+        "warp", clock=FakeClock(), reference=default_reference(), idle=0, lid_gain=1.0
+    )
+    assert isinstance(animator, WarpAnimator)
+    for _ in NEUTRAL:
+        _held(animator, d0[0], real, monkeypatch)
+    rest = _iris_gaze(animator)
     for _ in range(6):
-        _held(animator, d0[0], squint, monkeypatch)
-    assert np.mean(eye_openings(animator._target[:478])) < 0.8 * np.mean(
-        eye_openings(animator.portrait.points)
-    )  # the lids did close
+        _held(animator, d0[0], _lids_lowered(real, 0.3), monkeypatch)
+    assert animator._target is not None
+    target = animator._target[:478]
+    assert np.mean(eye_openings(target)) < 0.8 * np.mean(eye_openings(animator.portrait.points))
+    assert min(_iris_below_lid(target, eye) for eye in (0, 1)) > 0.02  # the lid stays above it
     assert abs(_iris_gaze(animator)[1] - rest[1]) < 0.006
+
+
+def test_a_lid_lowered_past_the_iris_takes_it_down(
+    d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A driver looking down lowers the upper lids far: the avatar's slit shows its
+    iris, not the white under it (eyes rolled up, seen on a driver reading, issue 18).
+
+    Measured on s0: white between the iris and the lower lid 0.001 / 0.006 eye widths
+    (right / left eye), share of the slit's pixels brighter than grey 150 0.15 / 0.21;
+    with the iris left at rest height 0.08 / 0.12 and 0.25 / 0.28.
+    """
+    real = _face(detector, d0[0]).points
+    animator = _s0_at_rest(d0[0], real, monkeypatch)
+    for _ in range(6):
+        _held(animator, d0[0], _lids_lowered(real, 0.35), monkeypatch)
+    out = animator.animate(d0[0], 512)
+    assert animator._target is not None
+    target = animator._target[:478]
+    assert np.mean(eye_openings(target)) < 0.5 * np.mean(eye_openings(animator.portrait.points))
+    grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+    points = target[:, :2] * (512 / BASE)
+    for eye, (upper, lower) in enumerate(EYES):
+        a, along, down, width = _eye_frame(target, eye)
+        rel = (target[IRIS_CENTRES[eye], :2] - a) / width
+        radius = iris_radius(target, IRIS_CENTRES[eye], width) / width
+        white_under = _lid_at(target, lower, eye, float(rel @ along)) - float(rel @ down) - radius
+        assert white_under < 0.02, eye
+        slit = np.zeros(grey.shape, np.uint8)
+        cv2.fillPoly(slit, [np.round(points[loop(upper, lower)]).astype(np.int32)], (255,))
+        assert np.mean(grey[slit > 0] > 150) < 0.235, eye
 
 
 def _smiling(points: np.ndarray, wider: float, lift: float) -> np.ndarray:

@@ -90,6 +90,12 @@ def _check_image(image: object, what: str) -> np.ndarray:
 #: where the driver hardly looks up or down.
 LID_IRIS_SLOPE = 0.5
 
+#: The driver's eyes must be this open (of their neutral gap) for its gaze to be read:
+#: sideways, mediapipe's iris agrees with dlib's pupil at r 0.77 even with the eye at
+#: half its gap (d3, a driver reading); up and down, only a well-open eye is trusted.
+GAZE_ALONG_OPEN = 0.35
+GAZE_ACROSS_OPEN = 0.6
+
 #: A reference mouth this open (gap over width) shows its own teeth and tongue.
 TEETH_OPENING = 0.08
 
@@ -339,17 +345,23 @@ class WarpAnimator(FaceAnimator):
         ]
         features.set_lids(expr, ref, (ratios[0], ratios[1]))
         # Gaze in eye widths, so narrow and wide eyes look as far; from the raw
-        # irises with a filter of their own (a saccade takes a frame). While the driver's eyes are (nearly) shut its irises are
-        # guesses, so the last open-eyed gaze is kept.
-        if min(raw) > 0.6:
+        # irises with a filter of their own (a saccade takes a frame). While the
+        # driver's eyes are (nearly) shut its irises are guesses, so the last
+        # open-eyed gaze is kept.
+        if min(raw) > GAZE_ALONG_OPEN:
             shift = _mean_gaze(points) - self._neutral_gaze
             # mediapipe's vertical iris estimate rides on the lids (it drops by about
             # half of any lid-gap loss): take that part out, or the iris sinks into
-            # every squint and the lids read as narrower than the driver's.
+            # every squint and the lids read as narrower than the driver's. In a
+            # narrowed eye the last vertical reading is kept, and a lid lowered
+            # past the iris takes it down (keep_iris_in_view).
             lids = np.mean(features.eye_openings(points)) - np.mean(self._neutral_eyes)
             shift[1] += LID_IRIS_SLOPE * lids
+            if min(raw) <= GAZE_ACROSS_OPEN:
+                shift[1] = self._gaze[1]
             self._gaze = self._gaze_filter(shift[None, :], dt)[0]
         features.set_gaze(expr, ref, self.config.gaze_gain * _past_noise(self._gaze))
+        features.keep_iris_in_view(expr)
         features.unfold_lips(expr)
         self._target = _mesh_for(portrait, motion, expr, self.config.max_depth)
         self.last_motion = motion

@@ -42,7 +42,8 @@ class Eyeball:
     radius: float
 
 
-def _iris_radius(points: np.ndarray, centre_index: int, width: float) -> float:
+def iris_radius(points: np.ndarray, centre_index: int, width: float) -> float:
+    """The iris radius (pixels) from its landmark ring; a share of ``width`` if unusable."""
     ring = points[centre_index + 1 : centre_index + 5, :2]
     r = float(np.mean(np.linalg.norm(ring - points[centre_index, :2], axis=1)))
     if not 0.1 * width < r < 0.4 * width:
@@ -56,7 +57,7 @@ def split(image: np.ndarray, points: np.ndarray, eye: int) -> Eyeball:
     poly = points[loop(upper, lower), :2].astype(np.float32)
     width = float(np.linalg.norm(points[upper[-1], :2] - points[upper[0], :2]))
     centre = points[IRIS_CENTRES[eye], :2].astype(np.float32)
-    radius = _iris_radius(points, IRIS_CENTRES[eye], width)
+    radius = iris_radius(points, IRIS_CENTRES[eye], width)
     pad = int(np.ceil(radius + 0.5 * width)) + 2
     h, w = image.shape[:2]
     x0, y0 = (np.floor(poly.min(axis=0)).astype(int) - pad).clip(0)
