@@ -823,6 +823,62 @@ def test_a_lid_lowered_past_the_iris_takes_it_down(
         assert np.mean(grey[slit > 0] > 150) < 0.235, eye
 
 
+def _mouth_shares(animator: WarpAnimator, out: np.ndarray) -> tuple[float, float]:
+    """Share of the avatar's inner-lip opening that is bright (teeth) and dark (inside)."""
+    assert animator._target is not None
+    points = animator._target[:478, :2] * (512 / BASE)
+    poly = np.concatenate([points[LIP_UPPER], points[LIP_LOWER][-2:0:-1]])
+    mask = np.zeros(out.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], (255,))
+    grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0]
+    assert grey.size > 100, "the mouth is not open"
+    return float(np.mean(grey > 120)), float(np.mean(grey < 60))
+
+
+GRIN = (
+    26  # d0: a broad grin, teeth together (mediapipe: lips 0.15 face widths apart, chin 0.02 down)
+)
+
+
+def test_a_grin_shows_teeth_from_lip_to_lip(d0: list[np.ndarray]) -> None:
+    """Lips parted with the jaw shut show teeth between them, upper and lower, not a
+    dark hole under a strip of upper teeth (issue 18: dlib's identity on d0 followed
+    the mouth's opening at r 0.87 on s1).
+
+    Measured on s0: bright 0.83, dark 0.07 of the opening; with upper teeth only
+    (a share of the opening) 0.58 and 0.28.
+    """
+    animator = create_animator("warp", clock=FakeClock(), reference=_rgb("s0.jpg"), idle=0)
+    assert isinstance(animator, WarpAnimator)
+    for frame in d0[: GRIN + 1]:
+        out = animator.animate(frame, 512)
+    bright, dark = _mouth_shares(animator, out)
+    assert bright > 0.7 and dark < 0.15
+
+
+def test_an_open_jaw_shows_the_dark_inside(
+    d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A jaw dropped by 0.15 face widths (chin, lower lip and all below them) opens a
+    dark mouth under the upper teeth: the teeth part with the jaw.
+
+    Measured on s0: bright 0.57, dark 0.23 of the opening; with the jaw's drop
+    ignored (teeth from lip to lip, as in a grin) 0.80 and 0.12.
+    """
+    real = _face(detector, d0[0]).points
+    animator = _s0_at_rest(d0[0], real, monkeypatch)
+    unit = face_width(real)
+    dropped = real.copy()
+    below = real[:, 1] > real[14, 1] + 0.02 * unit
+    below[LIP_LOWER[1:-1]] = True
+    share = np.clip((real[below, 1] - real[14, 1]) / (0.3 * unit) + 0.6, 0.0, 1.0)
+    dropped[below, 1] += 0.15 * unit * share
+    for _ in range(6):
+        _held(animator, d0[0], dropped, monkeypatch)
+    bright, dark = _mouth_shares(animator, animator.animate(d0[0], 512))
+    assert dark > 0.18 and bright < 0.7
+
+
 def _smiling(points: np.ndarray, wider: float, lift: float) -> np.ndarray:
     """``points`` with the mouth ``wider`` (share of its width) and its corners raised by
     ``lift`` mouth widths, the lips and the skin next to them moving with the corners."""

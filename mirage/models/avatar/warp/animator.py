@@ -159,6 +159,30 @@ def _mesh_for(
     return target.astype(np.float32)
 
 
+#: mediapipe's inner-lip centres and chin.
+LIP_TOP, LIP_BOTTOM, CHIN = 13, 14, 152
+#: How far the lower teeth drop per unit of mediapipe's chin drop. They sit nearer
+#: the jaw's hinge than the chin, but the landmark chin lags the jaw: on a child's
+#: wide-open mouth (d11) the lower lip dropped 1.5 times as far as the chin, and at
+#: 0.8 a band of lower teeth hid the tongue.
+JAW_TEETH = 1.0
+
+
+def _bite(reference: np.ndarray, target: np.ndarray, k: float, max_depth: float) -> features.Bite:
+    """Where the avatar's teeth meet (output pixels, ``k`` per BASE pixel): the
+    reference's closed-lip line carried with the skull (a 3D similarity fitted on
+    the rigid landmarks, reference → ``target``, so a nod is not read as a jaw
+    moving), and the chin's drop from where the skull would carry it."""
+    reference = pose.flattened(reference, reference, max_depth)  # as the mesh turns with it
+    skull = pose.fit_similarity(reference[RIGID], target[RIGID])
+    edge, chin = skull.apply(
+        np.stack([(reference[LIP_TOP] + reference[LIP_BOTTOM]) / 2, reference[CHIN]])
+    )[:, :2]
+    down = skull.rotation[:2, 1] / max(float(np.linalg.norm(skull.rotation[:2, 1])), 1e-6)
+    jaw = float((target[CHIN, :2] - chin) @ down) * JAW_TEETH
+    return features.Bite(edge * k, max(jaw, 0.0) * k)
+
+
 class WarpAnimator(FaceAnimator):
     """Moves a reference portrait like the driver's face, by a landmark-driven mesh warp.
 
@@ -420,8 +444,9 @@ class WarpAnimator(FaceAnimator):
         teeth = portrait.mouth_open > TEETH_OPENING
         start = 0.0 if teeth else portrait.mouth_open
         strength = float(np.clip((mouth - start - 0.02) / 0.05, 0.0, 1.0))
+        bite = None if teeth else _bite(lm_source, lm_target, float(k), self.config.max_depth)
         features.paint_mouth(
-            out, lm_target * k, strength, portrait.shade, sized.image, lm_source * k, teeth
+            out, lm_target * k, strength, portrait.shade, sized.image, lm_source * k, teeth, bite
         )
         return out
 

@@ -2,15 +2,17 @@
 
 A warp can only move pixels that exist. An opening mouth would show a smeared
 stretch of lip, a closing eye a squashed iris. So the mouth opening is painted
-(a dark cavity, a tongue, and upper teeth hanging from the upper lip: the
-reference's own, stretched down as the mouth opens, when it shows them; painted
-ones otherwise), and the eye
+(a dark cavity, a tongue, and teeth: the reference's own hanging from the upper
+lip, stretched down as the mouth opens, when it shows them; otherwise painted
+ones, the upper fixed to the skull and the lower moving with the jaw), and the eye
 openings show the reference's eye white and iris (eyeball.py), which do not
 deform: the lids slide over them instead of squeezing them, and the iris moves
 with the driver's gaze.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -40,6 +42,14 @@ TEETH_HEIGHT = 0.2
 TEETH_SHARE = 0.7
 #: A reference's own mouth interior stretches down with the opening by up to this much.
 TEETH_STRETCH = 2.0
+#: The upper incisors' edge sits this share of the mouth's width below the closed-lip
+#: line (relaxed lips show a few millimetres of them as soon as the jaw drops).
+INCISAL_SHOW = 0.1
+#: Painted lower teeth: at most this share of the upper teeth's tallest shows (an
+#: open jaw's lower lip covers most of them), in this share of their brightness
+#: (they sit in the lower lip's shadow).
+LOWER_TEETH = 0.4
+LOWER_SHADE = 0.85
 
 
 def _gaps(points: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, float]:
@@ -141,15 +151,47 @@ def _in_box(m: np.ndarray, x0: int, y0: int) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class Bite:
+    """Where the teeth meet, for painting a mouth (output pixels).
+
+    ``edge`` is a point on the reference's closed-lip line, carried with the
+    skull; the upper incisors end ``INCISAL_SHOW`` below it. ``jaw`` is how far
+    the lower teeth have dropped with the chin. Lips parted with the jaw shut
+    (a grin) show teeth from lip to lip; only the jaw's opening shows the dark
+    inside.
+    """
+
+    edge: np.ndarray  # (2,)
+    jaw: float
+
+
+def _teeth_tone(v: np.ndarray, edge: np.ndarray, height: float, taper: np.ndarray) -> np.ndarray:
+    """Brightness of painted teeth at depth ``v`` from the lip they grow from (``edge``):
+    shadowed under the lip, darker towards their biting edge and the corners."""
+    into = np.clip((v - edge) / max(height, 1e-3), 0, 1)
+    tone = (1.0 - 0.3 * into) * (0.65 + 0.35 * taper)
+    return tone * (0.7 + 0.3 * np.clip((v - edge) / 2.0, 0.0, 1.0))
+
+
 def _cavity(
-    h: int, w: int, up: np.ndarray, low: np.ndarray, shade: float, teeth: bool
+    h: int,
+    w: int,
+    up: np.ndarray,
+    low: np.ndarray,
+    shade: float,
+    teeth: bool,
+    bite: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """The inside of an open mouth, (h, w, 3) float32, for inner-lip chains ``up``/``low``.
 
     Worked out in the mouth's own frame (u along the corners, v down): a dark
     cavity, lighter near the lips; a tongue low down; and, unless the reference
-    brings its own teeth, upper teeth hanging from the upper lip — tapering to
-    the corners, shadowed under the lip and darker towards their edge.
+    brings its own teeth, teeth — tapering to the corners, shadowed under the
+    lip and darker towards their edge. With ``bite`` (v of the upper teeth's
+    edge, and the jaw's drop, in pixels) the upper teeth reach down to that
+    edge and the lower teeth rise from the lower lip to the edge plus the jaw's
+    drop; without it, upper teeth only, a share of the opening.
     """
     a, b = up[0], up[-1]
     width = float(np.linalg.norm(b - a))
@@ -176,16 +218,28 @@ def _cavity(
     k = np.clip((1.0 - t) * 3.0, 0.0, 1.0)[..., None] * 0.8
     img = img + (_TONGUE * shade * 0.8 - img) * k
     if not teeth:
-        height = min(TEETH_HEIGHT * width, TEETH_SHARE * tongue_gap)
+        tallest = TEETH_HEIGHT * width
         taper = np.sqrt(np.clip(1.0 - (2.0 * across / 1.6) ** 2, 0.0, 1.0))
-        into = (v - v_up) / max(height, 1e-3)
-        inside = (into >= 0) & (into <= taper)
-        tone = (1.0 - 0.3 * np.clip(into, 0, 1)) * (0.65 + 0.35 * taper)
-        tone *= 0.7 + 0.3 * np.clip((v - v_up) / 2.0, 0.0, 1.0)  # the lip's shadow
+        if bite is None:
+            height = min(tallest, TEETH_SHARE * tongue_gap)
+            upper_to = v_up + height * taper
+            lower_from = v_low + 1.0  # none
+        else:
+            edge, jaw = bite
+            edge += INCISAL_SHOW * width
+            upper_to = np.minimum(edge, v_up + tallest * taper)
+            lower_from = np.maximum(edge + jaw, v_low - LOWER_TEETH * tallest * taper)
+            height = max(float(np.median(upper_to - v_up)), 1.0)
         gaps = np.abs(((u - width / 2) / (0.13 * width)) % 1.0 - 0.5) < 0.04
-        tone = np.where(gaps & (np.abs(u - width / 2) < 0.3 * width), tone * 0.82, tone)
+        central = gaps & (np.abs(u - width / 2) < 0.3 * width)
+        upper = (v >= v_up) & (v <= upper_to)
+        lower = (v >= lower_from) & (v <= v_low)
+        tone_up = _teeth_tone(v, v_up, height, taper)
+        tone_low = LOWER_SHADE * _teeth_tone(-v, -v_low, height, taper)
+        tone = np.where(upper, tone_up, tone_low)
+        tone = np.where(central, tone * 0.82, tone)
         teeth_rgb = _UPPER_TEETH * min(shade, 1.0) * tone[..., None]
-        img = np.where(inside[..., None], teeth_rgb, img)
+        img = np.where((upper | lower)[..., None], teeth_rgb, img)
     return np.clip(img, 0, 255).astype(np.float32)
 
 
@@ -252,6 +306,7 @@ def paint_mouth(
     reference: np.ndarray,
     source: np.ndarray,
     teeth: bool,
+    bite: Bite | None = None,
 ) -> None:
     """Paint the inner-lip opening of ``points`` (output pixels) into ``out``.
 
@@ -271,8 +326,16 @@ def paint_mouth(
     x0, y0, x1, y1 = box
     origin = np.array([x0, y0], dtype=np.float32)
     h, w = y1 - y0, x1 - x0
+    in_frame = None
+    if bite is not None:
+        a, b = upper[0], upper[-1]
+        along = (b - a) / max(float(np.linalg.norm(b - a)), 1e-6)
+        down = np.array([-along[1], along[0]])
+        if down[1] < 0:
+            down = -down
+        in_frame = (float((bite.edge - a) @ down), max(bite.jaw, 0.0))
     canvas = cv2.GaussianBlur(
-        _cavity(h, w, upper - origin, lower - origin, shade, teeth), (3, 3), 0
+        _cavity(h, w, upper - origin, lower - origin, shade, teeth, in_frame), (3, 3), 0
     )
     if teeth:
         # The reference's own interior hangs from the upper lip, as upper teeth do
