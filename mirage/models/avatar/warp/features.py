@@ -45,6 +45,10 @@ TEETH_STRETCH = 2.0
 #: The upper incisors' edge sits this share of the mouth's width below the closed-lip
 #: line (relaxed lips show a few millimetres of them as soon as the jaw drops).
 INCISAL_SHOW = 0.1
+#: However shut the jaw, this share of the lips' gap stays dark between the teeth:
+#: filled from lip to lip, a talking mouth with a moustache over it read to dlib as
+#: closed (s12 × d19 mouth r 0.77 → 0.69; with the dark line 0.79).
+BITE_GAP = 0.2
 #: Painted lower teeth: at most this share of the upper teeth's tallest shows (an
 #: open jaw's lower lip covers most of them), in this share of their brightness
 #: (they sit in the lower lip's shadow).
@@ -229,6 +233,7 @@ def _cavity(
             edge += INCISAL_SHOW * width
             upper_to = np.minimum(edge, v_up + tallest * taper)
             lower_from = np.maximum(edge + jaw, v_low - LOWER_TEETH * tallest * taper)
+            upper_to = np.minimum(upper_to, np.minimum(lower_from, v_low) - BITE_GAP * gap)
             height = max(float(np.median(upper_to - v_up)), 1.0)
         gaps = np.abs(((u - width / 2) / (0.13 * width)) % 1.0 - 0.5) < 0.04
         central = gaps & (np.abs(u - width / 2) < 0.3 * width)
