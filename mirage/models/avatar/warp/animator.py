@@ -173,11 +173,11 @@ def _bite(reference: np.ndarray, target: np.ndarray, k: float, max_depth: float)
     reference's closed-lip line carried with the skull (a 3D similarity fitted on
     the rigid landmarks, reference → ``target``, so a nod is not read as a jaw
     moving), and the chin's drop from where the skull would carry it."""
-    reference = pose.flattened(reference, reference, max_depth)  # as the mesh turns with it
-    skull = pose.fit_similarity(reference[RIGID], target[RIGID])
-    edge, chin = skull.apply(
-        np.stack([(reference[LIP_TOP] + reference[LIP_BOTTOM]) / 2, reference[CHIN]])
-    )[:, :2]
+    picked = np.concatenate([reference[RIGID], reference[[LIP_TOP, LIP_BOTTOM, CHIN]]])
+    flat = pose.flattened(picked, reference, max_depth)  # as the mesh turns with it
+    rigid, (top, bottom, chin) = flat[: len(RIGID)], flat[len(RIGID) :]
+    skull = pose.fit_similarity(rigid, target[RIGID])
+    edge, chin = skull.apply(np.stack([(top + bottom) / 2, chin]))[:, :2]
     down = skull.rotation[:2, 1] / max(float(np.linalg.norm(skull.rotation[:2, 1])), 1e-6)
     jaw = float((target[CHIN, :2] - chin) @ down) * JAW_TEETH
     return features.Bite(edge * k, max(jaw, 0.0) * k)
@@ -446,7 +446,7 @@ class WarpAnimator(FaceAnimator):
         strength = float(np.clip((mouth - start - 0.02) / 0.05, 0.0, 1.0))
         bite = None if teeth else _bite(lm_source, lm_target, float(k), self.config.max_depth)
         features.paint_mouth(
-            out, lm_target * k, strength, portrait.shade, sized.image, lm_source * k, teeth, bite
+            out, lm_target * k, strength, portrait.shade, sized.image, lm_source * k, bite
         )
         return out
 

@@ -36,10 +36,9 @@ _LID_BAND_FOLLOW = 1.0
 _CAVITY = np.array([70, 28, 30], dtype=np.float32)
 _TONGUE = np.array([120, 52, 56], dtype=np.float32)
 _UPPER_TEETH = np.array([232, 224, 208], dtype=np.float32)
-#: Painted upper teeth: at most this share of the mouth's width tall, and of its opening
-#: (a grin shows about a fifth of the mouth's width of incisor; less read as another face).
+#: Painted upper teeth: at most this share of the mouth's width tall (a grin shows about
+#: a fifth of the mouth's width of incisor; less read as another face).
 TEETH_HEIGHT = 0.2
-TEETH_SHARE = 0.7
 #: A reference's own mouth interior stretches down with the opening by up to this much.
 TEETH_STRETCH = 2.0
 #: The upper incisors' edge sits this share of the mouth's width below the closed-lip
@@ -178,31 +177,36 @@ def _teeth_tone(v: np.ndarray, edge: np.ndarray, height: float, taper: np.ndarra
     return tone * (0.7 + 0.3 * np.clip((v - edge) / 2.0, 0.0, 1.0))
 
 
+def _mouth_frame(up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(along, down) unit vectors of a mouth whose upper inner-lip chain is ``up``:
+    corner to corner, and its perpendicular pointing down the image."""
+    a, b = up[0], up[-1]
+    along = (b - a) / max(float(np.linalg.norm(b - a)), 1e-6)
+    down = np.array([-along[1], along[0]])
+    return along, (-down if down[1] < 0 else down)
+
+
 def _cavity(
     h: int,
     w: int,
     up: np.ndarray,
     low: np.ndarray,
     shade: float,
-    teeth: bool,
-    bite: tuple[float, float] | None = None,
+    bite: tuple[float, float] | None,
 ) -> np.ndarray:
     """The inside of an open mouth, (h, w, 3) float32, for inner-lip chains ``up``/``low``.
 
     Worked out in the mouth's own frame (u along the corners, v down): a dark
-    cavity, lighter near the lips; a tongue low down; and, unless the reference
-    brings its own teeth, teeth — tapering to the corners, shadowed under the
-    lip and darker towards their edge. With ``bite`` (v of the upper teeth's
-    edge, and the jaw's drop, in pixels) the upper teeth reach down to that
-    edge and the lower teeth rise from the lower lip to the edge plus the jaw's
-    drop; without it, upper teeth only, a share of the opening.
+    cavity, lighter near the lips; a tongue low down; and, with ``bite`` (v of
+    the closed-lip line carried with the skull, and the jaw's drop, in pixels),
+    painted teeth — the upper reaching down to just below that line, the lower
+    rising from the lower lip to it plus the jaw's drop, tapering to the
+    corners, shadowed under the lip and darker towards their edge. Without it
+    (the reference brings its own teeth) none are painted.
     """
-    a, b = up[0], up[-1]
-    width = float(np.linalg.norm(b - a))
-    along = (b - a) / max(width, 1e-6)
-    down = np.array([-along[1], along[0]])
-    if down[1] < 0:
-        down = -down
+    a = up[0]
+    width = float(np.linalg.norm(up[-1] - a))
+    along, down = _mouth_frame(up)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     u = (xs - a[0]) * along[0] + (ys - a[1]) * along[1]
     v = (xs - a[0]) * down[0] + (ys - a[1]) * down[1]
@@ -221,20 +225,14 @@ def _cavity(
     t = ((u - width / 2) / (0.3 * width)) ** 2 + ((v - mid) / (0.4 * tongue_gap + 1e-3)) ** 2
     k = np.clip((1.0 - t) * 3.0, 0.0, 1.0)[..., None] * 0.8
     img = img + (_TONGUE * shade * 0.8 - img) * k
-    if not teeth:
+    if bite is not None:
         tallest = TEETH_HEIGHT * width
         taper = np.sqrt(np.clip(1.0 - (2.0 * across / 1.6) ** 2, 0.0, 1.0))
-        if bite is None:
-            height = min(tallest, TEETH_SHARE * tongue_gap)
-            upper_to = v_up + height * taper
-            lower_from = v_low + 1.0  # none
-        else:
-            edge, jaw = bite
-            edge += INCISAL_SHOW * width
-            upper_to = np.minimum(edge, v_up + tallest * taper)
-            lower_from = np.maximum(edge + jaw, v_low - LOWER_TEETH * tallest * taper)
-            upper_to = np.minimum(upper_to, np.minimum(lower_from, v_low) - BITE_GAP * gap)
-            height = max(float(np.median(upper_to - v_up)), 1.0)
+        edge = bite[0] + INCISAL_SHOW * width
+        lower_from = np.maximum(edge + bite[1], v_low - LOWER_TEETH * tallest * taper)
+        upper_to = np.minimum(edge, v_up + tallest * taper)
+        upper_to = np.minimum(upper_to, np.minimum(lower_from, v_low) - BITE_GAP * gap)
+        height = max(float(np.median(upper_to - v_up)), 1.0)
         gaps = np.abs(((u - width / 2) / (0.13 * width)) % 1.0 - 0.5) < 0.04
         central = gaps & (np.abs(u - width / 2) < 0.3 * width)
         upper = (v >= v_up) & (v <= upper_to)
@@ -285,11 +283,7 @@ def _stretched(
     """The target → reference map ``m`` (fixed by the upper lip) stretched down
     from the upper lip so the reference's opening grows with the target's, by
     up to ``most`` times."""
-    a, b = up[0], up[-1]
-    along = (b - a) / max(float(np.linalg.norm(b - a)), 1e-6)
-    down = np.array([-along[1], along[0]])
-    if down[1] < 0:
-        down = -down
+    _, down = _mouth_frame(up)
     mid = len(up) // 2
     gap_t = float((low[mid] - up[mid]) @ down) * float(np.hypot(m[0, 0], m[1, 0]))
     gap_s = float(np.linalg.norm(src_low[mid] - src_up[mid]))
@@ -310,16 +304,16 @@ def paint_mouth(
     shade: float,
     reference: np.ndarray,
     source: np.ndarray,
-    teeth: bool,
-    bite: Bite | None = None,
+    bite: Bite | None,
 ) -> None:
     """Paint the inner-lip opening of ``points`` (output pixels) into ``out``.
 
-    ``strength`` in [0, 1] fades the painting in as the mouth opens. With
-    ``teeth`` (the reference shows its own), the reference's mouth interior
-    (``reference`` image, ``source`` landmarks) hangs from the upper lip, as upper
-    teeth do from the skull, stretched down by up to ``TEETH_STRETCH`` as the mouth
-    opens past the reference's; otherwise teeth are painted there (``_cavity``).
+    ``strength`` in [0, 1] fades the painting in as the mouth opens. With a
+    ``bite`` teeth are painted there, meeting where it says (``_cavity``); with
+    none (the reference shows its own teeth), the reference's mouth interior
+    (``reference`` image, ``source`` landmarks) hangs from the upper lip,
+    stretched down by up to ``TEETH_STRETCH`` as the mouth opens past the
+    reference's.
     """
     if strength <= 0.0:
         return
@@ -333,16 +327,11 @@ def paint_mouth(
     h, w = y1 - y0, x1 - x0
     in_frame = None
     if bite is not None:
-        a, b = upper[0], upper[-1]
-        along = (b - a) / max(float(np.linalg.norm(b - a)), 1e-6)
-        down = np.array([-along[1], along[0]])
-        if down[1] < 0:
-            down = -down
-        in_frame = (float((bite.edge - a) @ down), max(bite.jaw, 0.0))
+        in_frame = (float((bite.edge - upper[0]) @ _mouth_frame(upper)[1]), max(bite.jaw, 0.0))
     canvas = cv2.GaussianBlur(
-        _cavity(h, w, upper - origin, lower - origin, shade, teeth, in_frame), (3, 3), 0
+        _cavity(h, w, upper - origin, lower - origin, shade, in_frame), (3, 3), 0
     )
-    if teeth:
+    if bite is None:
         # The reference's own interior hangs from the upper lip, as upper teeth do
         # from the skull, and stretches down as the mouth opens wider than the
         # reference's: a dark cavity under a strip of teeth read as another face.
