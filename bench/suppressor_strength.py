@@ -13,6 +13,7 @@ there (1: suppressed in full, 0: bypassed). Runs in seconds, no DNSMOS.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -40,13 +41,18 @@ def read(x: np.ndarray) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    clean = vq.clean_speech()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    vq.add_material_arguments(parser)
+    args = parser.parse_args()
+    stuff = vq.material(args.speech, args.pair)
+    print(f"speech: {stuff.name}\n")
+    clean = stuff.clean
     rng = np.random.default_rng(100)
     rows: list[tuple[str, str, np.ndarray]] = [("clean", "∞", clean)]
     for floor_db in (-70, -60):
         hiss = rng.standard_normal(len(clean)).astype(np.float32) * 10 ** (floor_db / 20)
         rows.append((f"clean + {floor_db} dBFS white floor", "-", clean + hiss))
-    for name, make in vq.NOISES.items():
+    for name, make in stuff.noises.items():
         noise = make(len(clean), rng)
         for snr in (30, 20, 10, 5):
             rows.append((name, f"{snr}", vq.mix(clean, noise, snr)))

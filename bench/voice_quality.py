@@ -3,11 +3,14 @@ suppressor + gate in front (mirage/engine/voicechain.py), its delay and its cost
 
     python bench/voice_quality.py                 # dsp bright, 20/10/5 dB, one core
     python bench/voice_quality.py --preset deep --snr 10
+    python bench/voice_quality.py --speech audio_data/librispeech_train-clean-100
 
 Needs the bench extra: ``pip install -e ".[bench]"`` (speechmos, librosa).
 
-Clean speech is espeak-ng (a male and a female voice, ~12 s); the noises are made
-here: babble (six other espeak voices saying other sentences, offset in time),
+Clean speech is espeak-ng (a male and a female voice, ~12 s), or with ``--speech DIR``
+recorded speech (a woman's and a man's utterance, 10-16 s each, from a folder such as
+LibriSpeech's train-clean; see ``recorded_material``); the noises are made here:
+babble (six other voices saying other sentences, offset in time),
 music (chords of harmonic tones with a beat and noise-burst drums) and a fan
 (pink noise + a 120 Hz motor hum with harmonics), each mixed at the SNR over the
 whole clip. Everything runs at 16 kHz, the dsp voice's rate, block by block.
@@ -34,6 +37,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +68,19 @@ BABBLE = [
 
 
 # -- material ---------------------------------------------------------------------------
-def clean_speech() -> np.ndarray:
+Noise = Callable[[int, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Material:
+    """The clean speech the bench converts and the noises it mixes into it."""
+
+    name: str
+    clean: np.ndarray
+    noises: dict[str, Noise]
+
+
+def espeak_speech() -> np.ndarray:
     parts = [np.zeros(RATE // 2, np.float32)]
     for voice, pitch, text in SENTENCES:
         parts += [speech(text, voice=voice, pitch=pitch), np.zeros(RATE // 2, np.float32)]
@@ -72,10 +88,18 @@ def clean_speech() -> np.ndarray:
     return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
 
 
-def babble(n: int, rng: np.random.Generator) -> np.ndarray:
+def espeak_babble(n: int, rng: np.random.Generator) -> np.ndarray:
+    voices = [
+        np.asarray(speech(text, voice=voice, pitch=pitch, speed=170), np.float64)
+        for voice, pitch, text in BABBLE
+    ]
+    return babble_of(voices, n, rng)
+
+
+def babble_of(voices: list[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+    """The voices, each looped from a random start and brought to unit power, summed."""
     out = np.zeros(n, np.float64)
-    for voice, pitch, text in BABBLE:
-        s = np.asarray(speech(text, voice=voice, pitch=pitch, speed=170), np.float64)
+    for s in voices:
         s = np.tile(s, n // len(s) + 2)
         start = int(rng.integers(0, len(s) - n))
         out += s[start : start + n] / (np.std(s) + 1e-9)
@@ -110,11 +134,75 @@ def fan(n: int, rng: np.random.Generator) -> np.ndarray:
     return (noise / noise.std() + 0.3 * hum / hum.std()).astype(np.float32)
 
 
-NOISES: dict[str, Callable[[int, np.random.Generator], np.ndarray]] = {
-    "babble": babble,
-    "music": music,
-    "fan": fan,
-}
+def espeak_material() -> Material:
+    return Material(
+        "espeak-ng", espeak_speech(), {"babble": espeak_babble, "music": music, "fan": fan}
+    )
+
+
+# A recording's pitch decides which voice it is: women's median F0 above this, men's
+# below the other (WORLD's DIO); clips between are left out of the clean speech.
+FEMALE_F0 = 165.0
+MALE_F0 = 135.0
+CLIP_S = (10.0, 16.0)
+BABBLERS = 6
+
+
+def recorded_material(folder: Path, pair: int = 0) -> Material:
+    """Real recorded speech: one utterance per file (LibriSpeech's layout, .flac or .wav
+    at 16 kHz), taken in file-name order, nothing picked by score. The clean speech is
+    the ``pair``-th woman's clip then the ``pair``-th man's (10-16 s each, 0.5 s of
+    silence around them); the babble is six other speakers' clips of that length."""
+    import pyworld
+    import soundfile
+
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".flac", ".wav"))
+    clips: list[tuple[str, np.ndarray, float]] = []
+    for path in files:
+        x, rate = soundfile.read(path, dtype="float64")
+        if x.ndim > 1:
+            x = x.mean(axis=1)
+        if rate != RATE:
+            x = soxr.resample(x, rate, RATE)
+        if not CLIP_S[0] <= len(x) / RATE <= CLIP_S[1]:
+            continue
+        f0, _ = pyworld.dio(x, RATE)
+        voiced = f0[f0 > 0]
+        clips.append((path.stem, x, float(np.median(voiced)) if len(voiced) else 0.0))
+    women = [c for c in clips if c[2] >= FEMALE_F0]
+    men = [c for c in clips if 0 < c[2] <= MALE_F0]
+    if len(women) <= pair or len(men) <= pair:
+        raise SystemExit(f"{folder}: too few 10-16 s clips of a woman and a man for pair {pair}")
+    speakers = [women[pair], men[pair]]
+    others = [c for c in clips if all(c[0] != s[0] for s in speakers)][:BABBLERS]
+    if len(others) < BABBLERS:
+        raise SystemExit(f"{folder}: {BABBLERS} more clips needed for the babble")
+    silence = np.zeros(RATE // 2)
+    x = np.concatenate([silence, speakers[0][1], silence, speakers[1][1], silence])
+    clean = (0.3 * x / np.max(np.abs(x))).astype(np.float32)
+    voices = [c[1] for c in others]
+
+    def babble(n: int, rng: np.random.Generator) -> np.ndarray:
+        return babble_of(voices, n, rng)
+
+    name = f"recorded: {speakers[0][0]} (F0 {speakers[0][2]:.0f} Hz) + {speakers[1][0]} "
+    name += f"(F0 {speakers[1][2]:.0f} Hz); babble {', '.join(c[0] for c in others)}"
+    return Material(name, clean, {"babble": babble, "music": music, "fan": fan})
+
+
+def material(folder: Path | None, pair: int = 0) -> Material:
+    return espeak_material() if folder is None else recorded_material(folder, pair)
+
+
+def add_material_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--speech",
+        type=Path,
+        default=None,
+        help="a folder of recorded utterances (e.g. LibriSpeech's train-clean .flac) to use "
+        "instead of espeak-ng",
+    )
+    parser.add_argument("--pair", type=int, default=0, help="which woman + man of --speech")
 
 
 def mix(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -283,6 +371,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--level", default="on", help="the denoise option (on, low..max)")
     parser.add_argument("--no-candidates", action="store_true")
     parser.add_argument("--all-cores", action="store_true")
+    add_material_arguments(parser)
     args = parser.parse_args(argv)
     if not args.all_cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -290,8 +379,9 @@ def main(argv: list[str] | None = None) -> None:
 
     level = parse_denoise(args.level)
     rng = np.random.default_rng(7)
-    clean = clean_speech()
-    noises = {name: make(len(clean), rng) for name, make in NOISES.items()}
+    stuff = material(args.speech, args.pair)
+    clean = stuff.clean
+    noises = {name: make(len(clean), rng) for name, make in stuff.noises.items()}
     similarity = Similarity()
     seconds = len(clean) / RATE
 
@@ -331,6 +421,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{_sim(similarity(ref, alone))} / {_sim(similarity(ref, cleaned))} |"
             )
     print(f"dsp preset={args.preset}, denoise level {level}, {seconds:.1f} s of speech at 16 kHz")
+    print(f"speech: {stuff.name}")
     print("scores: DNSMOS P.835 OVRL / SIG / BAK, then DNSMOS P.808 (a second model)\n")
     print("\n".join(rows))
 

@@ -381,13 +381,15 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="dBFS of a white hiss added to the clean speech (a quiet microphone)",
     )
+    vq.add_material_arguments(parser)
     args = parser.parse_args(argv)
     PRESET = args.preset
-    clean = vq.clean_speech()
+    stuff = vq.material(args.speech, args.pair)
+    clean = stuff.clean
     noisy: dict[str, list[np.ndarray]] = {}
     for seed in range(args.seeds):
         rng = np.random.default_rng(100 + seed)
-        for name, make in {} if args.clean_only else vq.NOISES.items():
+        for name, make in {} if args.clean_only else stuff.noises.items():
             noisy.setdefault(name, []).append(vq.mix(clean, make(len(clean), rng), args.snr))
     # Clean speech at as many block phases (0-7 ms of silence first) as noise draws.
     phases = [
@@ -406,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
         f"DNSMOS P.835 OVRL (mean ± sd over {args.seeds} noise draws or block phases) / P.808, "
         f"{args.snr:g} dB SNR, dsp {PRESET}"
         + ("" if args.floor is None else f", clean over a {args.floor:g} dBFS hiss floor")
-        + "\n"
+        + f"; speech: {stuff.name}\n"
     )
     print("| variant | what | " + " | ".join(["clean", *noisy]) + " | mean of the noisy |")
     print("|---" * (4 + len(noisy)) + "|")
