@@ -111,6 +111,12 @@ def quieter_unvoiced(x: np.ndarray) -> np.ndarray:
         return chain(x)
 
 
+def without_f0_hold(x: np.ndarray) -> np.ndarray:
+    """The pitch tracker with no hysteresis: every frame needs a fresh start's 0.6."""
+    with patched(dsp, "_NCCF_KEEP", 2.0):
+        return chain(x)
+
+
 def voicing_threshold(value: float) -> Variant:
     def run(x: np.ndarray) -> np.ndarray:
         with patched(dsp, "_NCCF_VOICED", value):
@@ -302,6 +308,7 @@ def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
             without_voiced_noise_cut,
         ),
         "dsp-alone": ("the converter without the chain", dsp_alone),
+        "no-f0-hold": ("pitch tracker without its hysteresis (before)", without_f0_hold),
         "suppressor+gate": ("no converter: what the front end (NS, gate, shelf) gives it", gated),
         "linear-35-50": (
             "strength linear from full at 35 dB to the bypass at 50 dB",
