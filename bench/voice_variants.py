@@ -307,6 +307,7 @@ def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
             "dsp keeps voiced frames' aperiodic share (before)",
             without_voiced_noise_cut,
         ),
+        "input": ("the input itself, nothing run (what the targets add 0.5 to)", lambda x: x),
         "dsp-alone": ("the converter without the chain", dsp_alone),
         "no-f0-hold": ("pitch tracker without its hysteresis (before)", without_f0_hold),
         "suppressor+gate": ("no converter: what the front end (NS, gate, shelf) gives it", gated),
