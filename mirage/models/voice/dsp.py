@@ -29,7 +29,10 @@ semitone on espeak speech). A voiced frame's successor keeps its period on a
 weaker correlation than a fresh start needs (hysteresis, carried across blocks):
 on recorded speech (LibriSpeech) the tracker had called a quarter of Harvest's
 voiced frames unvoiced, and its resynthesis scored 0.2-0.3 DNSMOS OVRL under
-WORLD's own with Harvest's F0; the hysteresis won back +0.16.
+WORLD's own with Harvest's F0; the hysteresis won back +0.16. The period is read
+from the band below 400 Hz (voicing still from the full band): on the full band
+a man's rough or creaky vowels correlated best one ring of the first formant
+later, and a fifth of his voiced frames came out at 2-6 times his pitch.
 
 Streaming: each block of ``block_ms`` (a whole number of 5 ms frames) is
 appended to a window of 60 ms history + block + ``_LOOKAHEAD_MS``. Only the
@@ -53,6 +56,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from scipy.signal import butter, sosfilt
 
 from mirage.models.base import BadInput, VoiceConverter
 from mirage.models.voice.presets import VoiceParams, presets, resolve
@@ -76,12 +80,21 @@ _CONTEXT_MS = 60.0  # history before the synthesised span: the tracker's longest
 _NCCF_VOICED = 0.6  # a frame is voiced when its best self-correlation reaches this
 _NCCF_NEAR = 0.85  # the shortest lag this close to the best is the period
 #: A voiced frame's successor stays voiced, near the same period (within ``_KEEP_SPAN``),
-#: while its self-correlation there reaches this: a voice's onsets, ends and glides
+#: while its full band's best self-correlation reaches this: onsets, ends and glides
 #: correlate worse over the tracker's 38 ms window than a steady vowel. Without it, on
 #: recorded speech the tracker called a quarter of Harvest's voiced frames unvoiced and
 #: the synthesis made them noise (issue 21, docs/benchmarks.md).
 _NCCF_KEEP = 0.4
 _KEEP_SPAN = 0.2
+#: The period is read below this (4th-order Butterworth), voicing on the full band. In a
+#: low voice the first formant rings several times a period, and the full band
+#: correlates better one ring later than one period later wherever the period wanders:
+#: on recorded men's speech (LibriSpeech) the tracker put a fifth of the voiced frames
+#: at 2-6 times the F0 that Harvest and DIO agree on (a squeak in the converted voice).
+#: Below 400 Hz the formants' rings are gone and a voice's fundamental, up to a child's,
+#: is still its strongest correlate (issue 21, docs/benchmarks.md).
+_PERIOD_BAND_HZ = 400.0
+_PERIOD_BAND = butter(4, _PERIOD_BAND_HZ, fs=RATE, output="sos")
 _LOOKAHEAD_MS = 19.0625  # newest audio not yet synthesised: the future its analysis sees
 #: A resynthesised voice's energy lags its frames' times by the minimum-phase responses'
 #: energy centroid: 0.94 ms (15 samples) on average, measured (tests/test_dsp.py, the
@@ -151,57 +164,71 @@ def track_f0(x: np.ndarray, centres: np.ndarray, future: int, previous: float = 
     every voiced stretch unvoiced when the window ends 20 ms after the frame), so
     streaming needs a tracker that looks back: the window ``[c - future, c + future)``
     is compared with itself ``lag`` samples earlier, for every lag of 60-800 Hz.
-    A frame after a voiced one (``previous`` is the F0 of the frame before
-    ``centres[0]``) keeps its period while the best correlation within
-    ``_KEEP_SPAN`` of it reaches ``_NCCF_KEEP``; otherwise the smallest lag within
-    ``_NCCF_NEAR`` of the best correlation wins (the period, not a multiple of it),
-    if that best reaches ``_NCCF_VOICED``. StoneMask refines the estimate afterwards.
+    Whether a frame is voiced is read from the full band; which lag is its period,
+    from the band below ``_PERIOD_BAND_HZ`` (see there). A frame after a voiced one
+    (``previous`` is the F0 of the frame before ``centres[0]``) keeps the best lag
+    within ``_KEEP_SPAN`` of its period while the full band still correlates at
+    ``_NCCF_KEEP``, unless another lag is clearly better (under ``_NCCF_NEAR`` of
+    the best); otherwise, if the full band reaches ``_NCCF_VOICED``, the smallest
+    lag within ``_NCCF_NEAR`` of the best wins (the period, not a multiple of it).
+    StoneMask refines the estimate afterwards.
     """
     low, high = int(RATE / _F0_CEIL), int(np.ceil(RATE / _F0_FLOOR))
+    band = sosfilt(_PERIOD_BAND, x)
     out = np.zeros(len(centres))
     for row, centre in enumerate(centres):
-        window = x[centre - future : centre + future]
-        past = x[centre - future - high : centre + future - low]
-        if len(past) < len(window) + high - low or not np.any(window):
+        voicing = _nccf(x, centre, future, low, high)
+        period = _nccf(band, centre, future, low, high)
+        if voicing is None or period is None:
             previous = 0.0
             continue
-        corr = np.correlate(past, window, mode="valid")[::-1]  # index i: lag low + i
-        energy = np.concatenate(([0.0], np.cumsum(past * past)))
-        n = len(window)
-        shifted = (energy[n:] - energy[:-n])[::-1]
-        nccf = corr / (np.sqrt(shifted * float(np.dot(window, window))) + 1e-12)
-        i = _continued(nccf, previous, low)
+        strongest, best = float(voicing.max()), float(period.max())
+        i = _continued(period, previous, low) if strongest >= _NCCF_KEEP else None
+        if i is not None and strongest >= _NCCF_VOICED and period[i] < _NCCF_NEAR * best:
+            i = None  # a clearly better period than the one carried: start afresh
         if i is None:
-            best = float(nccf.max())
-            if best < _NCCF_VOICED:
+            if strongest < _NCCF_VOICED:
                 previous = 0.0
                 continue
             peaks = np.flatnonzero(
-                (nccf[1:-1] >= nccf[:-2])
-                & (nccf[1:-1] >= nccf[2:])
-                & (nccf[1:-1] >= _NCCF_NEAR * best)
+                (period[1:-1] >= period[:-2])
+                & (period[1:-1] >= period[2:])
+                & (period[1:-1] >= _NCCF_NEAR * best)
             )
-            i = int(peaks[0]) + 1 if len(peaks) else int(np.argmax(nccf))
+            i = int(peaks[0]) + 1 if len(peaks) else int(np.argmax(period))
         step = 0.0
-        if 0 < i < len(nccf) - 1:  # parabolic interpolation of the peak
-            a, b, c = nccf[i - 1], nccf[i], nccf[i + 1]
+        if 0 < i < len(period) - 1:  # parabolic interpolation of the peak
+            a, b, c = period[i - 1], period[i], period[i + 1]
             step = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c < 0 else 0.0
         out[row] = previous = RATE / (low + i + step)
     return out
 
 
-def _continued(nccf: np.ndarray, previous: float, low: int) -> int | None:
-    """Index of the best correlation within ``_KEEP_SPAN`` of ``previous``'s period, if
-    it reaches ``_NCCF_KEEP`` (None after an unvoiced frame)."""
+def _nccf(x: np.ndarray, centre: int, future: int, low: int, high: int) -> np.ndarray | None:
+    """Normalised cross-correlation of ``x[centre - future : centre + future]`` with
+    itself ``low + i`` samples earlier, at index ``i`` (None: silent or too early)."""
+    window = x[centre - future : centre + future]
+    past = x[centre - future - high : centre + future - low]
+    if len(past) < len(window) + high - low or not np.any(window):
+        return None
+    corr = np.correlate(past, window, mode="valid")[::-1]  # index i: lag low + i
+    energy = np.concatenate(([0.0], np.cumsum(past * past)))
+    n = len(window)
+    shifted = (energy[n:] - energy[:-n])[::-1]
+    return corr / (np.sqrt(shifted * float(np.dot(window, window))) + 1e-12)
+
+
+def _continued(period: np.ndarray, previous: float, low: int) -> int | None:
+    """Index of the best correlation within ``_KEEP_SPAN`` of ``previous``'s period
+    (None after an unvoiced frame)."""
     if previous <= 0.0:
         return None
     lag = RATE / previous
     a = max(0, int(np.floor(lag * (1.0 - _KEEP_SPAN))) - low)
-    b = min(len(nccf), int(np.ceil(lag * (1.0 + _KEEP_SPAN))) - low + 1)
+    b = min(len(period), int(np.ceil(lag * (1.0 + _KEEP_SPAN))) - low + 1)
     if a >= b:
         return None
-    i = a + int(np.argmax(nccf[a:b]))
-    return i if nccf[i] >= _NCCF_KEEP else None
+    return a + int(np.argmax(period[a:b]))
 
 
 def _minimum_phase(log_amplitude: np.ndarray) -> np.ndarray:
