@@ -6,6 +6,7 @@ issue 21, each on the same clean speech and on several draws of each noise.
     python bench/voice_variants.py chain level-1 suppressor-dsp --preset deep
     python bench/voice_variants.py chain full-strength dsp-alone --floor -60
     python bench/voice_variants.py chain sharpen-1.3 voiced-sub-4 --seeds 4 --lsd
+    python bench/voice_variants.py chain --seeds 3 --pitch --speech DIR --pair 1
 
 One 10 s clip scores ±0.1 OVRL from one noise draw to the next, and clean speech
 ±0.15 from one block phase to the next (the same clip started 0-7 ms later: the
@@ -13,7 +14,11 @@ converter's 5 ms frames fall elsewhere), so each cell is the mean over ``--seeds
 noise draws (clean: block phases) ± their standard deviation, then DNSMOS P.808 (the
 second, separately trained model); ``--lsd`` adds a measure with no network at all: the
 noisy outputs' log-spectral distance (dB, 32 mel bands) to dsp alone on the clean
-speech, over the clean speech's active frames. Material and
+speech, over the clean speech's active frames; ``--pitch`` another: the converted voice's pitch read by
+WORLD's Harvest against Harvest on the clean input times the preset's shift (the
+share of frames voiced in both that are more than 20 % off: a squeak or a growl,
+which DNSMOS hardly hears, and the share of the input's voiced frames left
+unvoiced). Material and
 scoring are bench/voice_quality.py's; the variants change one thing each, some by
 patching a module constant or method for the run (a measurement, not a setting).
 """
@@ -43,6 +48,7 @@ from mirage.engine.voicechain import CleanVoice
 from mirage.models import create_converter
 from mirage.models.voice import dsp
 from mirage.models.voice.passthrough import PassthroughConverter
+from mirage.models.voice.presets import VoiceParams, resolve
 
 RATE = vq.RATE
 PRESET = "bright"
@@ -292,6 +298,31 @@ def band_bias(y: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.asarray(10 * (a[:n] - b[:n])[loud].mean(axis=0))
 
 
+#: Variants whose output is not converted: their pitch is the input's.
+UNCONVERTED = frozenset({"input", "suppressor+gate", "suppressor", "suppressor-full", "rnnoise"})
+
+
+def harvest(x: np.ndarray) -> np.ndarray:
+    """WORLD's Harvest F0 (Hz, 0 = unvoiced) every 5 ms: a tracker unrelated to dsp's."""
+    import pyworld
+
+    f0, _ = pyworld.harvest(x.astype(np.float64), RATE, f0_floor=60.0, f0_ceil=800.0)
+    return f0
+
+
+def pitch_error(y: np.ndarray, reference_f0: np.ndarray, semitones: float) -> tuple[float, float]:
+    """(share of the frames voiced in both where ``y``'s Harvest F0 is more than 20 % off
+    ``reference_f0`` shifted by ``semitones``, share of the reference's voiced frames
+    that ``y`` leaves unvoiced); ``y`` is aligned with the reference's input."""
+    f0 = harvest(y)
+    n = min(len(f0), len(reference_f0))
+    got, want = f0[:n], reference_f0[:n] * 2 ** (semitones / 12)
+    both = (got > 0) & (want > 0)
+    off = float(np.mean(np.abs(got[both] / want[both] - 1.0) > 0.2)) if np.any(both) else 1.0
+    lost = float(np.sum((want > 0) & (got <= 0)) / max(1, np.sum(want > 0)))
+    return off, lost
+
+
 def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
     """name -> (what it changes, the run)."""
     return {
@@ -382,6 +413,12 @@ def main(argv: list[str] | None = None) -> None:
         help="also the noisy outputs' log-spectral distance (dB) to dsp alone on the clean speech "
         "(and, on stderr, draw 0's band bias against it: every 4th of the 32 bands)",
     )
+    parser.add_argument(
+        "--pitch",
+        action="store_true",
+        help="also the output's gross pitch error and lost voicing, by Harvest against the "
+        "clean input (shifted by the preset)",
+    )
     parser.add_argument("--clean-only", action="store_true", help="score the clean column only")
     parser.add_argument(
         "--floor",
@@ -409,6 +446,14 @@ def main(argv: list[str] | None = None) -> None:
         phases = [p + hiss[: len(p)].astype(np.float32) for p in phases]
     table = variants(clean)
     reference = dsp_alone(clean) if args.lsd else None
+    # Harvest on what each input's speech is: the phase-shifted clean speech, or the clean
+    # speech under the noise.
+    pitch_refs: dict[str, list[np.ndarray]] = {}
+    if args.pitch:
+        clean_f0 = harvest(clean)
+        pitch_refs = {"clean": [harvest(p) for p in phases]}
+        pitch_refs.update({label: [clean_f0] * len(xs) for label, xs in noisy.items()})
+    shift = resolve(VoiceParams(), PRESET).semitones
     unknown = set(args.names) - set(table)
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(sorted(unknown))}; known: {', '.join(table)}")
@@ -429,6 +474,14 @@ def main(argv: list[str] | None = None) -> None:
             scores = np.array([vq.dnsmos(y) for y in outputs])
             mean = scores.mean(axis=0)
             cell = f"{mean[0]:.2f} ± {scores[:, 0].std():.2f} / {mean[3]:.2f}"
+            if pitch_refs:
+                semitones = 0.0 if name in UNCONVERTED else shift
+                errors = [
+                    pitch_error(y, f, semitones)
+                    for y, f in zip(outputs, pitch_refs[label], strict=True)
+                ]
+                off, lost = np.mean(errors, axis=0)
+                cell += f" / {100 * off:.0f} % off, {100 * lost:.0f} % lost"
             if label != "clean":
                 means.append(mean)
                 if reference is not None:
