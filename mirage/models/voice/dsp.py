@@ -30,7 +30,7 @@ weaker correlation than a fresh start needs (hysteresis, carried across blocks):
 on recorded speech (LibriSpeech) the tracker had called a quarter of Harvest's
 voiced frames unvoiced, and its resynthesis scored 0.2-0.3 DNSMOS OVRL under
 WORLD's own with Harvest's F0; the hysteresis won back +0.16. The period is read
-from the band below 400 Hz (voicing still from the full band): on the full band
+from the band 80-400 Hz (voicing still from the full band): on the full band
 a man's rough or creaky vowels correlated best one ring of the first formant
 later, and a fifth of his voiced frames came out at 2-6 times his pitch.
 
@@ -86,15 +86,18 @@ _NCCF_NEAR = 0.85  # the shortest lag this close to the best is the period
 #: the synthesis made them noise (issue 21, docs/benchmarks.md).
 _NCCF_KEEP = 0.4
 _KEEP_SPAN = 0.2
-#: The period is read below this (4th-order Butterworth), voicing on the full band. In a
-#: low voice the first formant rings several times a period, and the full band
-#: correlates better one ring later than one period later wherever the period wanders:
-#: on recorded men's speech (LibriSpeech) the tracker put a fifth of the voiced frames
-#: at 2-6 times the F0 that Harvest and DIO agree on (a squeak in the converted voice).
-#: Below 400 Hz the formants' rings are gone and a voice's fundamental, up to a child's,
-#: is still its strongest correlate (issue 21, docs/benchmarks.md).
-_PERIOD_BAND_HZ = 400.0
-_PERIOD_BAND = butter(4, _PERIOD_BAND_HZ, fs=RATE, output="sos")
+#: The period is read in this band (4th-order Butterworth band-pass), voicing on the full
+#: band. In a low voice the first formant rings several times a period, and the full
+#: band correlates better one ring later than one period later wherever the period
+#: wanders: on recorded men's speech (LibriSpeech) the tracker put a fifth of the voiced
+#: frames at 2-6 times the F0 that Harvest and DIO agree on (a squeak in the converted
+#: voice). Below 400 Hz the formants' rings are gone and a voice's fundamental, up to a
+#: child's, is still its strongest correlate; above 80 Hz mains hum and rumble are (with
+#: a low-pass alone, the recordings' own hum held a woman's voice at 60-70 Hz on 40 % of
+#: her frames when no suppressor ran). A 70 Hz voice keeps its harmonics in the band.
+#: Issue 21, docs/benchmarks.md.
+_PERIOD_BAND_HZ = (80.0, 400.0)
+_PERIOD_BAND = butter(4, _PERIOD_BAND_HZ, btype="bandpass", fs=RATE, output="sos")
 _LOOKAHEAD_MS = 19.0625  # newest audio not yet synthesised: the future its analysis sees
 #: A resynthesised voice's energy lags its frames' times by the minimum-phase responses'
 #: energy centroid: 0.94 ms (15 samples) on average, measured (tests/test_dsp.py, the
@@ -165,11 +168,12 @@ def track_f0(x: np.ndarray, centres: np.ndarray, future: int, previous: float = 
     streaming needs a tracker that looks back: the window ``[c - future, c + future)``
     is compared with itself ``lag`` samples earlier, for every lag of 60-800 Hz.
     Whether a frame is voiced is read from the full band; which lag is its period,
-    from the band below ``_PERIOD_BAND_HZ`` (see there). A frame after a voiced one
+    from the band ``_PERIOD_BAND_HZ`` (80-400 Hz, see there). A frame after a voiced one
     (``previous`` is the F0 of the frame before ``centres[0]``) keeps the best lag
     within ``_KEEP_SPAN`` of its period while the full band still correlates at
     ``_NCCF_KEEP``, unless another lag is clearly better (under ``_NCCF_NEAR`` of
-    the best); otherwise, if the full band reaches ``_NCCF_VOICED``, the smallest
+    the best); the lag at half of it takes over if it correlates as well (the voice rose
+    an octave). Otherwise, if the full band reaches ``_NCCF_VOICED``, the smallest
     lag within ``_NCCF_NEAR`` of the best wins (the period, not a multiple of it).
     StoneMask refines the estimate afterwards.
     """
@@ -186,6 +190,8 @@ def track_f0(x: np.ndarray, centres: np.ndarray, future: int, previous: float = 
         i = _continued(period, previous, low) if strongest >= _NCCF_KEEP else None
         if i is not None and strongest >= _NCCF_VOICED and period[i] < _NCCF_NEAR * best:
             i = None  # a clearly better period than the one carried: start afresh
+        if i is not None:
+            i = _halved(period, i, low)
         if i is None:
             if strongest < _NCCF_VOICED:
                 previous = 0.0
@@ -202,6 +208,21 @@ def track_f0(x: np.ndarray, centres: np.ndarray, future: int, previous: float = 
             step = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c < 0 else 0.0
         out[row] = previous = RATE / (low + i + step)
     return out
+
+
+def _halved(period: np.ndarray, i: int, low: int) -> int:
+    """``i``, or the lag near half of it (within 3 %) if that correlates at least as well.
+
+    In the period band a voice is nearly a sine, and a sine correlates as well two
+    periods later as one: a carried period that has become two of the voice's (it rose
+    an octave) is otherwise never clearly worse than the voice's own."""
+    half = (low + i) / 2.0
+    a = max(0, int(half * 0.97) - low)
+    b = min(len(period), int(np.ceil(half * 1.03)) - low + 1)
+    if a >= b:
+        return i
+    k = a + int(np.argmax(period[a:b]))
+    return k if period[k] >= period[i] else i
 
 
 def _nccf(x: np.ndarray, centre: int, future: int, low: int, high: int) -> np.ndarray | None:
