@@ -285,12 +285,18 @@ def test_onsets_are_voiced_at_once() -> None:
         assert onset_voicing(speech(voice), converted(voice, semitones=0.01)) > 0.5, voice
 
 
+def harmonic_vowel(f0: float, seconds: float) -> np.ndarray:
+    """A steady vowel-like tone: every harmonic of ``f0`` below 4 kHz at 1/k, unit std."""
+    t = np.arange(round(seconds * RATE)) / RATE
+    tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, int(4000 / f0)))
+    return tone / np.std(tone)
+
+
 def breathy_ending(f0: float = 150.0, seconds: float = 0.4) -> np.ndarray:
     """A vowel whose breath noise grows from none (first 100 ms) to 1.3x the voice's
     amplitude at its end, as a word trails off, in 0.25 s of silence each side."""
-    t = np.arange(round(seconds * RATE)) / RATE
-    tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, int(4000 / f0)))
-    tone /= np.std(tone)
+    tone = harmonic_vowel(f0, seconds)
+    t = np.arange(len(tone)) / RATE
     breath = np.random.default_rng(1).standard_normal(len(t))
     x = tone + np.clip((t - 0.1) / (seconds - 0.1), 0.0, 1.0) * 1.3 * breath
     pad = np.zeros(RATE // 4)
@@ -379,13 +385,6 @@ def test_mains_hum_does_not_become_the_pitch(hum_hz: float) -> None:
     x += 0.5 * np.std(x[RATE // 4 : -RATE // 4]) * np.sqrt(2) * np.sin(2 * np.pi * hum_hz * t)
     centres = np.arange(RATE // 4 + 800, RATE // 4 + RATE - 400, 80)
     assert share_at(dsp.track_f0(x, centres, 305), 220.0) > 0.9
-
-
-def harmonic_vowel(f0: float, seconds: float) -> np.ndarray:
-    """A steady vowel-like tone: every harmonic of ``f0`` below 4 kHz at 1/k, unit std."""
-    t = np.arange(round(seconds * RATE)) / RATE
-    tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, int(4000 / f0)))
-    return tone / np.std(tone)
 
 
 def test_a_voice_that_breaks_upward_is_followed_not_held_an_octave_down() -> None:
