@@ -22,7 +22,10 @@ For each portrait/driver pair the animator is driven by every frame of the
 video (at the video's own clock, output 512) and dlib's 68-point landmarks are
 read on the driver frame and on the avatar frame (tests/dlib_face.py): mouth
 opening, mouth width and corner height, eye openness, gaze (dark-pupil centroid
-inside dlib's eye contour, horizontal and vertical), brow height, head roll and yaw. The first table is the
+inside dlib's eye contour, horizontal and vertical; ``gaze_x_both`` / ``gaze_y_both``
+the same over frames where both faces have both eyes open, so a wink or a lid read
+as shut on one face does not switch which eyes are averaged), brow height, head roll
+and yaw. The first table is the
 Pearson correlation of each signal between driver and avatar over the frames
 where dlib finds both faces (the first ``--skip`` frames, where the animator
 takes the driver's neutral pose, are left out), with the identity distance of

@@ -14,7 +14,12 @@ outer eye corners so that faces of any size compare:
   centre (up when smiling, down when frowning);
 - ``eyes``: eye aspect ratio (lid gap over eye width);
 - ``gaze_x`` / ``gaze_y``: the dark-pupil centroid inside dlib's eye contour,
-  along / across the line between the eye corners (0.5 = centred; image left → right);
+  along / across the line between the eye corners (0.5 = centred; image left → right),
+  averaged over the eyes that are open; ``gaze_x_both`` / ``gaze_y_both``: the same,
+  only while both eyes are open (NaN otherwise). Each eye's pupil sits at its own
+  place between its corners, so a mean over whichever eyes are open jumps when one
+  shuts (a wink, a lid read as shut on one face only); compared over frames where
+  both faces have both eyes open, the eye set never changes;
 - ``brow``: brow height above the line through the eye centres;
 - ``roll`` (degrees, in the image plane) and ``yaw`` (the nose tip between the jaw
   sides, 0 = frontal); ``pitch``: the nose tip's height below the eye corners (it
@@ -31,7 +36,8 @@ import cv2
 import numpy as np
 
 SIGNALS = (
-    "mouth", "width", "corners", "eyes", "gaze_x", "gaze_y", "brow", "roll", "yaw", "pitch",
+    "mouth", "width", "corners", "eyes", "gaze_x", "gaze_y", "gaze_x_both", "gaze_y_both",
+    "brow", "roll", "yaw", "pitch",
 )  # fmt: skip
 
 #: dlib's 68-point indices (0-based).
@@ -55,6 +61,8 @@ class Signals:
     eyes: float
     gaze_x: float
     gaze_y: float
+    gaze_x_both: float
+    gaze_y_both: float
     brow: float
     roll: float
     yaw: float
@@ -173,6 +181,7 @@ def signals(rgb: np.ndarray, p: np.ndarray) -> Signals:
     ]
     pupils = [q for q in found if q is not None]
     gaze = np.mean(pupils, axis=0) if pupils else np.array([math.nan, math.nan])
+    both = gaze if len(pupils) == 2 else np.array([math.nan, math.nan])
     c_r, c_l = p[RIGHT_EYE].mean(axis=0), p[LEFT_EYE].mean(axis=0)
     along = (c_l - c_r) / max(float(np.linalg.norm(c_l - c_r)), 1e-6)
     up = np.array([along[1], -along[0]])
@@ -192,6 +201,8 @@ def signals(rgb: np.ndarray, p: np.ndarray) -> Signals:
         eyes=float(np.mean(ears)),
         gaze_x=float(gaze[0]),
         gaze_y=float(gaze[1]),
+        gaze_x_both=float(both[0]),
+        gaze_y_both=float(both[1]),
         brow=brow,
         roll=roll,
         yaw=yaw,

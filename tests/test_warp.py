@@ -49,7 +49,7 @@ from mirage.models.base import BadInput, FaceAnimator, NoFaceError
 from mirage.models.face.mesh import FaceLandmarks, FaceMesh
 from mirage.models.registry import available
 from tests.conftest import MEDIA
-from tests.dlib_face import DlibFace, Signals
+from tests.dlib_face import DlibFace, Signals, signals
 
 NEUTRAL = (0, 1, 2)  # d0: a still, closed-mouth start
 MOUTH = 48  # d0: mouth open (inner-lip gap ≈ 0.18 of the eye-corner distance)
@@ -626,6 +626,24 @@ def test_gaze_follows_the_driver_on_a_narrow_eyed_portrait(
     assert driver[1] - driver[0] > 0.12 and driver[0] - driver[2] > 0.12  # the driver looks
     assert avatar[1] - avatar[0] > 0.5 * (driver[1] - driver[0])  # to the right
     assert avatar[0] - avatar[2] > 0.5 * (driver[0] - driver[2])  # and to the left
+
+
+def test_the_readers_gaze_over_both_eyes_is_only_read_while_both_are_open(
+    d0: list[np.ndarray], dlib_face: DlibFace
+) -> None:
+    """Each pupil sits at its own place between its corners, so the mean over the open
+    eyes jumps when one shuts; ``gaze_x_both`` is read only while both are open, and is
+    then the same mean (bench/expression.py compares it over frames where both faces
+    have both eyes open)."""
+    open_ = _dlib(dlib_face, d0[LOOK_RIGHT])
+    assert open_.gaze_x_both == pytest.approx(open_.gaze_x)
+    assert open_.gaze_y_both == pytest.approx(open_.gaze_y)
+    p = open_.points.copy()
+    lid = p[[37, 38]]
+    p[[37, 38]] = p[[41, 40]] - 0.05 * (p[[41, 40]] - lid)  # the right eye (image left) shut
+    winked = signals(d0[LOOK_RIGHT], p)
+    assert np.isnan(winked.gaze_x_both) and np.isnan(winked.gaze_y_both)
+    assert np.isfinite(winked.gaze_x) and winked.gaze_x != pytest.approx(open_.gaze_x)
 
 
 @pytest.mark.parametrize("portrait", ["astronaut", "s1.jpg"])
