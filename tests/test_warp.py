@@ -766,6 +766,31 @@ def test_a_half_shut_eye_still_looks_aside(
     assert _iris_gaze(animator)[0] - rest[0] > 0.1
 
 
+def test_a_wink_leaves_the_other_eye_looking(
+    d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A driver who winks while looking aside (d3 winks with either eye): the shut
+    eye's iris is a guess, the open one's is not, so the avatar's irises follow the
+    open eye instead of holding the last gaze until both are open again."""
+    real = _face(detector, d0[0]).points
+    animator = _s0_at_rest(d0[0], real, monkeypatch)
+    rest = _iris_gaze(animator)
+    for winking in (0, 1):
+        looking = _lids_lowered(real, 0.9)
+        looking[EYES[1 - winking][0]] = real[EYES[1 - winking][0]]  # the other eye open
+        other = IRIS_CENTRES[1 - winking]
+        looking[other : other + 5] = real[other : other + 5]
+        for eye, centre in enumerate(IRIS_CENTRES):
+            _, along, _, width = _eye_frame(real, eye)
+            looking[centre : centre + 5, :2] += 0.15 * width * along
+        for _ in range(4):
+            _held(animator, d0[0], looking, monkeypatch)
+        assert _iris_gaze(animator)[0] - rest[0] > 0.1, f"eye {winking} winking"
+        for _ in range(8):  # back to rest between the winks
+            _held(animator, d0[0], real, monkeypatch)
+        assert abs(_iris_gaze(animator)[0] - rest[0]) < 0.03
+
+
 def _lids_lowered(points: np.ndarray, share: float) -> np.ndarray:
     """``points`` with each upper lid lowered by ``share`` of its gap, and the iris
     dropped by half of that, as mediapipe reads it (its iris rides on the lids)."""

@@ -119,9 +119,9 @@ def _lid_curve(ratio: float, closed_at: float, gain: float = 1.0, knee: float = 
     return float(max(at_knee * (ratio - closed_at) / (knee - closed_at), 0.0))
 
 
-def _mean_gaze(points: np.ndarray) -> np.ndarray:
-    """Both irises' place between their eye corners, averaged (they move together)."""
-    return (features.gaze(points, 0) + features.gaze(points, 1)) / 2
+def _gazes(points: np.ndarray) -> np.ndarray:
+    """Each iris's place between its eye corners, (2 eyes, along / down) in eye widths."""
+    return np.array([features.gaze(points, 0), features.gaze(points, 1)])
 
 
 #: Gaze shifts (eye widths, along / across) this small are mostly landmark noise: a
@@ -213,7 +213,7 @@ class WarpAnimator(FaceAnimator):
         self._neutral_count = 0
         self._neutral: np.ndarray | None = None
         self._neutral_eyes = (1.0, 1.0)
-        self._neutral_gaze = np.zeros(2)
+        self._neutral_gaze = np.zeros((2, 2))
         self._gaze = np.zeros(2)  # the driver's gaze shift last seen with open eyes
         self._to_reference: pose.Similarity | None = None
         self._target: np.ndarray | None = None  # (V, 3) mesh at full motion, BASE px
@@ -336,7 +336,7 @@ class WarpAnimator(FaceAnimator):
             assert self._neutral_sum is not None
             self._neutral = (self._neutral_sum / self._neutral_count).astype(np.float32)
             self._neutral_eyes = features.eye_openings(self._neutral)
-            self._neutral_gaze = _mean_gaze(self._neutral)
+            self._neutral_gaze = _gazes(self._neutral)
             self._gaze = np.zeros(2)
             self._filter.reset()
             self._eye_filter.reset()
@@ -369,19 +369,21 @@ class WarpAnimator(FaceAnimator):
         ]
         features.set_lids(expr, ref, (ratios[0], ratios[1]))
         # Gaze in eye widths, so narrow and wide eyes look as far; from the raw
-        # irises with a filter of their own (a saccade takes a frame). While the
-        # driver's eyes are (nearly) shut its irises are guesses, so the last
-        # open-eyed gaze is kept.
-        if min(raw) > GAZE_ALONG_OPEN:
-            shift = _mean_gaze(points) - self._neutral_gaze
+        # irises with a filter of their own (a saccade takes a frame). A (nearly)
+        # shut eye's iris is a guess, so the gaze is read from the open eyes, each
+        # against its own neutral (a wink leaves the other eye looking); while both
+        # are shut the last open-eyed gaze is kept.
+        seen = raw > GAZE_ALONG_OPEN
+        if seen.any():
+            shift = (_gazes(points) - self._neutral_gaze)[seen].mean(axis=0)
             # mediapipe's vertical iris estimate rides on the lids (it drops by about
             # half of any lid-gap loss): take that part out, or the iris sinks into
             # every squint and the lids read as narrower than the driver's. In a
             # narrowed eye the last vertical reading is kept, and a lid lowered
             # past the iris takes it down (keep_iris_in_view).
-            lids = np.mean(features.eye_openings(points)) - np.mean(self._neutral_eyes)
-            shift[1] += LID_IRIS_SLOPE * lids
-            if min(raw) <= GAZE_ACROSS_OPEN:
+            gaps = np.array(features.eye_openings(points)) - np.array(self._neutral_eyes)
+            shift[1] += LID_IRIS_SLOPE * float(gaps[seen].mean())
+            if raw[seen].min() <= GAZE_ACROSS_OPEN:
                 shift[1] = self._gaze[1]
             self._gaze = self._gaze_filter(shift[None, :], dt)[0]
         features.set_gaze(expr, ref, self.config.gaze_gain * _past_noise(self._gaze))
