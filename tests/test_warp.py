@@ -922,6 +922,50 @@ def test_an_open_jaw_shows_the_dark_inside(
     assert dark > 0.18 and bright < 0.7
 
 
+def test_the_portraits_own_teeth_hang_from_the_upper_lip_as_it_arches(
+    d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mouth opening wide lifts the upper lip's middle (d11, a child's "oh"): the
+    astronaut's own teeth must follow the lip's curve down from it, not keep the
+    reference's and leave a dark band between the lip and the teeth.
+
+    Measured (share of the top quarter of the opening, middle half of its width, darker
+    than grey 70), the lip's middle raised 0.06 face widths: 0.00; with the teeth hung
+    by one similarity (before) 0.34.
+    """
+    real = _face(detector, d0[0]).points
+    animator = create_animator("warp", clock=FakeClock(), reference=default_reference(), idle=0)
+    assert isinstance(animator, WarpAnimator)
+    for _ in NEUTRAL:
+        _held(animator, d0[0], real, monkeypatch)
+    unit = face_width(real)
+    opened = real.copy()
+    below = real[:, 1] > real[14, 1] + 0.02 * unit
+    below[LIP_LOWER[1:-1]] = True
+    opened[below, 1] += (
+        0.12 * unit * np.clip((real[below, 1] - real[14, 1]) / (0.3 * unit) + 0.6, 0, 1)
+    )
+    # The upper lip's middle rises (inner and outer edge), its corners stay.
+    lip = np.array([0, 11, 12, 13, 37, 39, 40, 185, 267, 269, 270, 409, 72, 38, 82, 81, 80, 191,
+                    302, 268, 312, 311, 310, 415], dtype=np.int32)  # fmt: skip
+    centre, half = real[13, 0], 0.5 * abs(real[291, 0] - real[61, 0])
+    rise = np.clip(1.0 - np.abs(real[lip, 0] - centre) / half, 0.0, 1.0)
+    opened[lip, 1] -= 0.06 * unit * rise
+    for _ in range(6):
+        _held(animator, d0[0], opened, monkeypatch)
+    out = animator.animate(d0[0], 512)
+    assert animator._target is not None
+    target = animator._target[:478, :2]
+    up, low = target[LIP_UPPER], target[LIP_LOWER]
+    middle = slice(len(up) // 4, len(up) - len(up) // 4)
+    band = np.concatenate([up[middle], (up + 0.25 * (low - up))[middle][::-1]])
+    mask = np.zeros((512, 512), dtype=np.uint8)
+    cv2.fillPoly(mask, [np.round(band).astype(np.int32)], (255,))
+    grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[mask > 0]
+    assert grey.size > 50
+    assert float((grey < 70).mean()) < 0.1
+
+
 def _smiling(points: np.ndarray, wider: float, lift: float) -> np.ndarray:
     """``points`` with the mouth ``wider`` (share of its width) and its corners raised by
     ``lift`` mouth widths, the lips and the skin next to them moving with the corners."""

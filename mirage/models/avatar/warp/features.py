@@ -147,13 +147,6 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]], dtype=np.float32)
 
 
-def _in_box(m: np.ndarray, x0: int, y0: int) -> np.ndarray:
-    """A target → source map ``m`` re-based to a box whose corner is (x0, y0)."""
-    out = m.copy()
-    out[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float32)
-    return out
-
-
 @dataclass(frozen=True)
 class Bite:
     """Where the teeth meet, for painting a mouth (output pixels).
@@ -246,29 +239,56 @@ def _cavity(
     return np.clip(img, 0, 255).astype(np.float32)
 
 
+def _lip_offsets(m: np.ndarray, up: np.ndarray, src_up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How far (source pixels, along the source mouth's down) each target upper-lip
+    point lands off the reference's own upper lip through ``m``, against its target
+    along-position (sorted): what a similarity cannot bend."""
+    along, _ = _mouth_frame(up)
+    along_s, down_s = _mouth_frame(src_up)
+    mapped = up @ m[:, :2].T + m[:, 2]
+    u_m, v_m = (mapped - src_up[0]) @ along_s, (mapped - src_up[0]) @ down_s
+    u_s, v_s = (src_up - src_up[0]) @ along_s, (src_up - src_up[0]) @ down_s
+    order_s = np.argsort(u_s)
+    offset = np.interp(u_m, u_s[order_s], v_s[order_s]) - v_m
+    u_t = (up - up[0]) @ along
+    order = np.argsort(u_t)
+    return u_t[order], offset[order]
+
+
 def _hang(
     canvas: np.ndarray,
     reference: np.ndarray,
     m: np.ndarray,
     region: np.ndarray,
     box: tuple[int, int, int, int],
+    lips: tuple[np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """``canvas`` (the output ``box``) with the reference's pixels inside ``region``
-    (a polygon in reference pixels) laid over it through the target → reference map ``m``."""
+    (a polygon in reference pixels) laid over it through the target → reference map
+    ``m``, each column shifted along the mouth so that the target's upper lip
+    (``lips[0]``, output pixels) meets the reference's (``lips[1]``): a lip that rises
+    in the middle as the mouth opens would otherwise leave a dark band over teeth that
+    keep the reference's lip curve."""
+    up, src_up = lips
     x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    layer = cv2.warpAffine(
-        reference,
-        _in_box(m, x0, y0),
-        (w, h),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    back = cv2.invertAffineTransform(m)
-    moved = region @ back[:, :2].T + back[:, 2] - np.array([x0, y0], dtype=np.float32)
-    own = np.zeros((h, w), dtype=np.uint8)
-    _fill(own, moved, (255.0,))
-    a = cv2.GaussianBlur(own, (3, 3), 0).astype(np.float32)[..., None] / 255.0
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    sx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
+    sy = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
+    along, _ = _mouth_frame(up)
+    u_lip, offset = _lip_offsets(m, up, src_up)
+    u = (xs - up[0, 0]) * along[0] + (ys - up[0, 1]) * along[1]
+    shift = np.interp(u, u_lip, offset).astype(np.float32)
+    down_s = _mouth_frame(src_up)[1].astype(np.float32)
+    sx += shift * down_s[0]
+    sy += shift * down_s[1]
+    layer = cv2.remap(reference, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # The region's own mask, in reference pixels around it, sampled the same way.
+    rx0, ry0 = np.floor(region.min(axis=0)).astype(int) - 2
+    rx1, ry1 = np.ceil(region.max(axis=0)).astype(int) + 3
+    own = np.zeros((max(ry1 - ry0, 1), max(rx1 - rx0, 1)), dtype=np.uint8)
+    _fill(own, region - np.array([rx0, ry0], dtype=np.float32), (255.0,))
+    a = cv2.remap(own, sx - np.float32(rx0), sy - np.float32(ry0), cv2.INTER_LINEAR, borderValue=0)
+    a = cv2.GaussianBlur(a, (3, 3), 0).astype(np.float32)[..., None] / 255.0
     return canvas + (layer.astype(np.float32) - canvas) * a
 
 
@@ -337,7 +357,8 @@ def paint_mouth(
         # reference's: a dark cavity under a strip of teeth read as another face.
         src_up, src_low = source[LIP_UPPER, :2], source[LIP_LOWER, :2]
         m = _stretched(_similarity(upper, src_up), upper, lower, src_up, src_low, TEETH_STRETCH)
-        canvas = _hang(canvas, reference, m, np.concatenate([src_up, src_low[-2:0:-1]]), box)
+        region = np.concatenate([src_up, src_low[-2:0:-1]])
+        canvas = _hang(canvas, reference, m, region, box, (upper, src_up))
     mask = np.zeros((h, w), dtype=np.uint8)
     _fill(mask, poly - origin, (255.0,))
     soft = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)
