@@ -287,7 +287,14 @@ def _hang(
     rx1, ry1 = np.ceil(region.max(axis=0)).astype(int) + 3
     own = np.zeros((max(ry1 - ry0, 1), max(rx1 - rx0, 1)), dtype=np.uint8)
     _fill(own, region - np.array([rx0, ry0], dtype=np.float32), (255.0,))
-    a = cv2.remap(own, sx - np.float32(rx0), sy - np.float32(ry0), cv2.INTER_LINEAR, borderValue=0)
+    a = cv2.remap(
+        own,
+        sx - np.float32(rx0),
+        sy - np.float32(ry0),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0.0,),
+    )
     a = cv2.GaussianBlur(a, (3, 3), 0).astype(np.float32)[..., None] / 255.0
     return canvas + (layer.astype(np.float32) - canvas) * a
 
