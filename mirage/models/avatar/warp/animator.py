@@ -362,7 +362,8 @@ class WarpAnimator(FaceAnimator):
         brows.apply(expr, ref, self._brows, self.config.brow_gain)
         # Lids from the raw landmarks, with a filter of their own: a blink lasts
         # three or four frames, faster than the landmark filter lets through.
-        raw = np.array(features.eye_openings(points)) / np.maximum(self._neutral_eyes, 1e-3)
+        openings = np.array(features.eye_openings(points))
+        raw = openings / np.maximum(self._neutral_eyes, 1e-3)
         eyes = self._eye_filter(raw[:, None], dt)[:, 0]
         ratios = [
             _lid_curve(float(r), self.config.eye_closed_at, self.config.lid_gain) for r in eyes
@@ -381,7 +382,7 @@ class WarpAnimator(FaceAnimator):
             # every squint and the lids read as narrower than the driver's. In a
             # narrowed eye the last vertical reading is kept, and a lid lowered
             # past the iris takes it down (keep_iris_in_view).
-            gaps = np.array(features.eye_openings(points)) - np.array(self._neutral_eyes)
+            gaps = openings - np.array(self._neutral_eyes)
             shift[1] += LID_IRIS_SLOPE * float(gaps[seen].mean())
             if raw[seen].min() <= GAZE_ACROSS_OPEN:
                 shift[1] = self._gaze[1]

@@ -239,12 +239,18 @@ def _cavity(
     return np.clip(img, 0, 255).astype(np.float32)
 
 
-def _lip_offsets(m: np.ndarray, up: np.ndarray, src_up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """How far (source pixels, along the source mouth's down) each target upper-lip
-    point lands off the reference's own upper lip through ``m``, against its target
-    along-position (sorted): what a similarity cannot bend."""
-    along, _ = _mouth_frame(up)
-    along_s, down_s = _mouth_frame(src_up)
+def _lip_offsets(
+    m: np.ndarray,
+    up: np.ndarray,
+    src_up: np.ndarray,
+    along: np.ndarray,
+    along_s: np.ndarray,
+    down_s: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """How far (source pixels, along the source mouth's down ``down_s``) each target
+    upper-lip point lands off the reference's own upper lip through ``m``, against its
+    target along-position (sorted): what a similarity cannot bend. ``along`` /
+    ``along_s``: the target's and the reference's mouth directions (``_mouth_frame``)."""
     mapped = up @ m[:, :2].T + m[:, 2]
     u_m, v_m = (mapped - src_up[0]) @ along_s, (mapped - src_up[0]) @ down_s
     u_s, v_s = (src_up - src_up[0]) @ along_s, (src_up - src_up[0]) @ down_s
@@ -275,12 +281,12 @@ def _hang(
     sx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
     sy = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
     along, _ = _mouth_frame(up)
-    u_lip, offset = _lip_offsets(m, up, src_up)
+    along_s, down_s = _mouth_frame(src_up)
+    u_lip, offset = _lip_offsets(m, up, src_up, along, along_s, down_s)
     u = (xs - up[0, 0]) * along[0] + (ys - up[0, 1]) * along[1]
     shift = np.interp(u, u_lip, offset).astype(np.float32)
-    down_s = _mouth_frame(src_up)[1].astype(np.float32)
-    sx += shift * down_s[0]
-    sy += shift * down_s[1]
+    sx += shift * np.float32(down_s[0])
+    sy += shift * np.float32(down_s[1])
     layer = cv2.remap(reference, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     # The region's own mask, in reference pixels around it, sampled the same way.
     rx0, ry0 = np.floor(region.min(axis=0)).astype(int) - 2
