@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from mirage.models.avatar.reference import default_reference
-from mirage.models.avatar.warp import brows, features, pose
+from mirage.models.avatar.warp import brows, features, pose, surround
 from mirage.models.avatar.warp.meshwarp import backward_map, warp
 from mirage.models.avatar.warp.portrait import BASE, Portrait, prepare
 from mirage.models.avatar.warp.smoothing import OneEuroConfig, OneEuroFilter
@@ -148,14 +148,12 @@ def _mesh_for(
     portrait: Portrait, motion: pose.Motion, expression: np.ndarray, max_depth: float
 ) -> np.ndarray:
     """The portrait's full mesh (V, 3) with ``expression`` landmarks moved by ``motion``;
-    the rings around the face follow the head as much as their weights say."""
+    the rings around the face follow it as surround.py says."""
     ref = portrait.points.astype(np.float64)
     mesh = portrait.mesh
-    target = mesh.vertices.astype(np.float64).copy()
+    target = np.empty(mesh.vertices.shape, dtype=np.float64)
     target[:NUM_POINTS] = pose.place(expression, motion, ref, max_depth)
-    extra = target[NUM_POINTS:]
-    w = mesh.head_weight[NUM_POINTS:, None].astype(np.float64)
-    target[NUM_POINTS:] = extra + w * (pose.place(extra, motion, ref, max_depth) - extra)
+    target[NUM_POINTS:] = surround.place_rings(mesh, target[:NUM_POINTS], motion, ref, max_depth)
     return target.astype(np.float32)
 
 
@@ -434,7 +432,7 @@ class WarpAnimator(FaceAnimator):
         # Painter's order: around-the-face first, then face triangles far to near.
         depth = full[mesh.face, 2].mean(axis=1)
         tris = np.concatenate([mesh.back, mesh.face[np.argsort(-depth, kind="stable")]])
-        moving = mesh.head_weight > 0
+        moving = (full[:, :2] != mesh.vertices[:, :2]).any(axis=1)
         details = [features.eye_box(target[:NUM_POINTS], eye) for eye in (0, 1)]
         box_map = backward_map(sized.grid, target, sized.source, tris, moving, details)
         out = warp(sized.image, box_map)

@@ -4,7 +4,8 @@ The face part of the mesh is mediapipe's own tessellation (so lips and lids are
 triangle edges and never cut across); its holes (mouth and eyes) are closed with
 strips between the upper and lower chains; the area around the face is covered
 by two rings of extra points (hair, ears, neck) and the fixed image border, so
-the head moves with its hair and neck while the background stays still.
+the head moves with its hair and neck, the body follows a large lean, and the
+background stays still (surround.py places the rings).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ IRIS_CENTRES = (468, 473)
 #: Extra mesh vertices after the 478 landmarks: ring A, ring B, then the border.
 RING_A_SCALE = 1.35
 RING_B_SCALE = 2.0
+#: How much of the head's shift across the frame ring B follows: a person who leans
+#: moves their neck and shoulders with their head, and with ring B held still a
+#: large lean (d12: 0.4 face widths) squeezed the neck into a strip beside the jaw,
+#: the chin standing on the dress (issue 18).
+BODY_SHIFT = 0.5
 BORDER_STEPS = 6
 
 
@@ -114,18 +120,30 @@ class Mesh:
 
     ``vertices`` (V, 3): the 478 landmarks, then ring A, ring B and border points
     (x, y in reference pixels; z in the same unit). ``head_weight`` (V,): how much
-    of the head's rigid motion each extra vertex follows (landmarks: unused).
-    ``back`` triangles (around the face) are drawn first, ``face`` ones sorted by
-    depth over them.
+    of the head's rigid motion each extra vertex follows;
+    ``body_weight`` (V,): how much of the head's shift across the frame (a body
+    leaning with it); landmarks: unused. ``spokes`` (len(OVAL), 3): each outline
+    point with the ring A and ring B vertices scaled out from it (−1 where the
+    ring point fell outside the frame and was dropped). ``back`` triangles (around
+    the face) are drawn first, ``face`` ones sorted by depth over them.
     """
 
     vertices: np.ndarray
     head_weight: np.ndarray
+    body_weight: np.ndarray
+    spokes: np.ndarray
     back: np.ndarray
     face: np.ndarray
 
     def scaled(self, factor: float) -> Mesh:
-        return Mesh(self.vertices * np.float32(factor), self.head_weight, self.back, self.face)
+        return Mesh(
+            self.vertices * np.float32(factor),
+            self.head_weight,
+            self.body_weight,
+            self.spokes,
+            self.back,
+            self.face,
+        )
 
 
 def _inside(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -148,7 +166,13 @@ def build_mesh(points: np.ndarray, width: int, height: int) -> Mesh:
     # Rings follow the outline outwards; they sit at the depth of the outline.
     rings = []
     weights = []
-    for scale, weight in ((RING_A_SCALE, 1.0), (RING_B_SCALE, 0.0)):
+    bodies = []
+    spokes = np.full((len(OVAL), 3), -1, dtype=np.int32)
+    spokes[:, 0] = OVAL
+    first = NUM_POINTS
+    for column, (scale, weight, body) in enumerate(
+        ((RING_A_SCALE, 1.0, 0.0), (RING_B_SCALE, 0.0, BODY_SHIFT)), start=1
+    ):
         ring = oval.copy()
         ring[:, :2] = centre + scale * (oval[:, :2] - centre)
         below = ring[:, 1] > centre[1]  # the neck follows the head less than the hair
@@ -159,8 +183,11 @@ def build_mesh(points: np.ndarray, width: int, height: int) -> Mesh:
             & (ring[:, 1] > -0.25 * height)
             & (ring[:, 1] < 1.25 * height)
         )
+        spokes[keep, column] = first + np.arange(int(keep.sum()))
+        first += int(keep.sum())
         rings.append(ring[keep])
         weights.append(w[keep])
+        bodies.append(np.full(int(keep.sum()), body))
     # The border lies well outside the image so that no ring reaches it.
     x0, y0 = -0.3 * width, -0.3 * height
     x1, y1 = 1.3 * width, 1.3 * height
@@ -180,6 +207,9 @@ def build_mesh(points: np.ndarray, width: int, height: int) -> Mesh:
     head_weight = np.concatenate([np.ones(NUM_POINTS), *weights, np.zeros(len(border))]).astype(
         np.float32
     )
+    body_weight = np.concatenate([np.zeros(NUM_POINTS), *bodies, np.zeros(len(border))]).astype(
+        np.float32
+    )
     # Triangulate the outline and everything outside it; drop what lies inside.
     outer_ids = np.concatenate([OVAL, NUM_POINTS + np.arange(len(extra))])
     tri = Delaunay(vertices[outer_ids, :2]).simplices
@@ -187,4 +217,6 @@ def build_mesh(points: np.ndarray, width: int, height: int) -> Mesh:
     centroids = vertices[back, :2].mean(axis=1)
     back = back[~_inside(oval[:, :2], centroids)]
     face = np.concatenate([skin, holes])
-    return Mesh(vertices, head_weight, back.astype(np.int32), face.astype(np.int32))
+    return Mesh(
+        vertices, head_weight, body_weight, spokes, back.astype(np.int32), face.astype(np.int32)
+    )
