@@ -905,6 +905,18 @@ def test_a_grin_shows_teeth_from_lip_to_lip(d0: list[np.ndarray]) -> None:
     assert bright > 0.66 and dark < 0.17
 
 
+def _jaw_dropped(points: np.ndarray, drop: float) -> np.ndarray:
+    """``points`` with the jaw dropped by ``drop`` face widths: the chin, the lower
+    lip and all below them, easing in from the lower lip's inner edge."""
+    unit = face_width(points)
+    dropped = points.copy()
+    below = points[:, 1] > points[14, 1] + 0.02 * unit
+    below[LIP_LOWER[1:-1]] = True
+    share = np.clip((points[below, 1] - points[14, 1]) / (0.3 * unit) + 0.6, 0.0, 1.0)
+    dropped[below, 1] += drop * unit * share
+    return dropped
+
+
 def test_an_open_jaw_shows_the_dark_inside(
     d0: list[np.ndarray], detector: FaceMesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -916,12 +928,7 @@ def test_an_open_jaw_shows_the_dark_inside(
     """
     real = _face(detector, d0[0]).points
     animator = _s0_at_rest(d0[0], real, monkeypatch)
-    unit = face_width(real)
-    dropped = real.copy()
-    below = real[:, 1] > real[14, 1] + 0.02 * unit
-    below[LIP_LOWER[1:-1]] = True
-    share = np.clip((real[below, 1] - real[14, 1]) / (0.3 * unit) + 0.6, 0.0, 1.0)
-    dropped[below, 1] += 0.15 * unit * share
+    dropped = _jaw_dropped(real, 0.15)
     for _ in range(6):
         _held(animator, d0[0], dropped, monkeypatch)
     bright, dark = _mouth_shares(animator, animator.animate(d0[0], 512))
@@ -1149,12 +1156,7 @@ def test_a_head_leaning_across_the_frame_keeps_its_neck(
     real = _face(detector, d0[0]).points
     animator = _s0_at_rest(d0[0], real, monkeypatch)
     unit = face_width(real)
-    moved = real.copy()
-    below = real[:, 1] > real[14, 1] + 0.02 * unit
-    below[LIP_LOWER[1:-1]] = True
-    share = np.clip((real[below, 1] - real[14, 1]) / (0.3 * unit) + 0.6, 0.0, 1.0)
-    moved[below, 1] += 0.15 * unit * share
-    moved = _head_turned(moved, yaw)
+    moved = _head_turned(_jaw_dropped(real, 0.15), yaw)
     moved[:, 0] += 0.4 * unit * side
     moved[:, 1] += 0.4 * unit
     for _ in range(12):
