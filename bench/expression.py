@@ -3,6 +3,7 @@
     python bench/expression.py                 # warp, every shared portrait x d0, d19, d19+roll
     python bench/expression.py --portraits s0 astronaut --drivers d19 --backend warp
     python bench/expression.py --media /tmp/lp --drivers d3   # a driver that turns its head
+    python bench/expression.py --media /tmp/lp --portraits s9 s22   # portraits found there
 
 Head turns: no shared video turns far, but the repository the shared media come
 from (LivePortrait, the commit named in shared/media/LICENSES.md, same licence)
@@ -131,12 +132,14 @@ def read_video(name: str, media: Sequence[Path] = ()) -> tuple[list[np.ndarray],
     return frames, fps
 
 
-def read_portrait(name: str) -> np.ndarray:
+def read_portrait(name: str, media: Sequence[Path] = ()) -> np.ndarray:
+    """The default portrait, ``shared/media/<name>.jpg`` or one in a ``--media`` folder."""
     if name == "astronaut":
         return default_reference()
-    image = cv2.imread(str(SHARED / "media" / f"{name}.jpg"))
+    path = find_media(f"{name}.jpg", media)
+    image = cv2.imread(str(path))
     if image is None:
-        raise SystemExit(f"cannot read {SHARED / 'media' / name}.jpg")
+        raise SystemExit(f"cannot read {path}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -273,8 +276,9 @@ def run_pair(
     identity_every: int,
     options: dict[str, float],
     turn_degrees: float,
+    media: Sequence[Path] = (),
 ) -> PairResult:
-    reference = read_portrait(portrait_name)
+    reference = read_portrait(portrait_name, media)
     ref_desc = dlib_face.descriptor(reference)
     animator = create_animator(backend, clock=VideoClock(fps), reference=reference, **options)
     avatar: list[Signals | None] = []
@@ -445,7 +449,7 @@ def main() -> None:
     ap.add_argument("--skip", type=int, default=10, help="first frames left out (neutral pose)")
     ap.add_argument("--identity-every", type=int, default=5, help="descriptor on every n-th frame")
     ap.add_argument(
-        "--media", type=Path, action="append", default=[], help="another folder of drivers"
+        "--media", type=Path, action="append", default=[], help="more drivers, portraits"
     )
     ap.add_argument(
         "--turned", type=float, default=15.0, help="degrees from which a frame counts as turned"
@@ -467,7 +471,7 @@ def main() -> None:
         for portrait_name in args.portraits:
             r = run_pair(
                 dlib_face, args.backend, portrait_name, driver_name, frames, fps, driver,
-                driver_mp, args.skip, args.identity_every, options, args.turned,
+                driver_mp, args.skip, args.identity_every, options, args.turned, args.media,
             )  # fmt: skip
             print(f"{portrait_name} x {driver_name}: {r.seconds:.1f} s", file=sys.stderr)
             results.append(r)
