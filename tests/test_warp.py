@@ -628,6 +628,32 @@ def test_gaze_follows_the_driver_on_a_narrow_eyed_portrait(
     assert avatar[0] - avatar[2] > 0.5 * (driver[0] - driver[2])  # and to the left
 
 
+def _iris_between_corners(points: np.ndarray) -> float:
+    """mediapipe's iris centre between the eye corners (eye widths), both eyes' mean."""
+    return float(np.mean([gaze(points, eye)[0] for eye in (0, 1)]))
+
+
+def test_the_iris_looks_as_far_as_the_driver(
+    d0: list[np.ndarray], dlib_face: DlibFace, detector: FaceMesh
+) -> None:
+    """s0's eyes narrow at their corners more than the driver's, so an iris sent the
+    driver's shift half hides under the lids: both readers then saw it look 0.52-0.65 as
+    far (``gaze_gain`` 1). With the default gain both see at least 0.7 of the driver's
+    look, either way."""
+    run = _play(_rgb("s0.jpg"), d0[: LOOK_LEFT + 1], {LOOK_RIGHT, LOOK_LEFT})
+    frames = (NEUTRAL[-1], LOOK_RIGHT, LOOK_LEFT)
+    avatars = (run.rest, run.outputs[LOOK_RIGHT], run.outputs[LOOK_LEFT])
+    readers: list[Callable[[np.ndarray], float]] = [
+        lambda image: _dlib(dlib_face, image).gaze_x,
+        lambda image: _iris_between_corners(_face(detector, image).points),
+    ]
+    for read in readers:
+        driver = [read(d0[i]) for i in frames]
+        avatar = [read(image) for image in avatars]
+        assert avatar[1] - avatar[0] > 0.7 * (driver[1] - driver[0])  # to the right
+        assert avatar[0] - avatar[2] > 0.7 * (driver[0] - driver[2])  # and to the left
+
+
 def test_the_readers_gaze_over_both_eyes_is_only_read_while_both_are_open(
     d0: list[np.ndarray], dlib_face: DlibFace
 ) -> None:

@@ -74,7 +74,7 @@ WARP_OPTIONS = (
     Option("ramp_s", "float", 0.25, 0.01, 10.0),  # divides: never 0
     Option("face_scale", "float", 3.2, 1.0, 10.0),
     Option("eye_closed_at", "float", 0.25, 0.0, 1.0),
-    Option("gaze_gain", "float", 1.0, 0.0, 3.0),
+    Option("gaze_gain", "float", 1.4, 0.0, 3.0),
     Option("lid_gain", "float", 1.8, 0.5, 2.5),
     Option("brow_gain", "float", 2.0, 0.0, 4.0),
     Option("max_depth", "float", 0.8, 0.2, 3.0),

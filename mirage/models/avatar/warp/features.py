@@ -421,14 +421,39 @@ def gaze(points: np.ndarray, eye: int) -> np.ndarray:
 #: How far the iris centre may go, in eye widths: along the corner line, and off it.
 GAZE_ALONG = (0.2, 0.8)
 GAZE_ACROSS = 0.2
+#: Nor further into a corner than where the reference's opening is this share of its
+#: height at the iris's rest place: the lids narrow there and hide the iris, and sent
+#: past it on the narrow-eyed s1 the iris read as looking *less* far by dlib (0.57 of
+#: the driver's look at ``gaze_gain`` 1, 0.45 at 1.4; 0.52 with this limit).
+IRIS_VISIBLE = 0.75
+_ALONG_STEPS = np.linspace(0.0, 1.0, 41)
+
+
+def _gaze_span(reference: np.ndarray, eye: int, rest: float) -> tuple[float, float]:
+    """The along-positions (eye widths) between which the reference's eye ``eye`` is at
+    least ``IRIS_VISIBLE`` as open as at ``rest``, within ``GAZE_ALONG``."""
+    upper, lower = EYES[eye]
+    heights = _lids_at(reference, lower, eye, _ALONG_STEPS) - _lids_at(
+        reference, upper, eye, _ALONG_STEPS
+    )
+    at_rest = float(np.interp(rest, _ALONG_STEPS, heights))
+    open_enough = _ALONG_STEPS[heights >= IRIS_VISIBLE * at_rest]
+    lo, hi = GAZE_ALONG
+    if len(open_enough) == 0:
+        return lo, hi
+    return max(lo, min(float(open_enough.min()), rest)), min(
+        hi, max(float(open_enough.max()), rest)
+    )
 
 
 def set_gaze(points: np.ndarray, reference: np.ndarray, shift: np.ndarray) -> None:
     """Move each iris of ``points`` to the reference's gaze plus ``shift`` (eye widths,
-    (along, down)), kept inside the eye; the iris ring moves with its centre."""
+    (along, down)), kept inside the eye where its opening shows it (``_gaze_span``);
+    the iris ring moves with its centre."""
     for eye, centre in enumerate(IRIS_CENTRES):
-        g = gaze(reference, eye) + shift
-        g[0] = np.clip(g[0], *GAZE_ALONG)
+        rest = gaze(reference, eye)
+        g = rest + shift
+        g[0] = np.clip(g[0], *_gaze_span(reference, eye, float(rest[0])))
         g[1] = np.clip(g[1], -GAZE_ACROSS, GAZE_ACROSS)
         a, along, down, width = _eye_frame(points, eye)
         new = a + (g[0] * along + g[1] * down) * width
@@ -438,11 +463,16 @@ def set_gaze(points: np.ndarray, reference: np.ndarray, shift: np.ndarray) -> No
 def _lid_at(points: np.ndarray, chain: np.ndarray, eye: int, along_at: float) -> float:
     """How far down (eye widths, in the eye's frame) lid ``chain`` of eye ``eye`` runs
     at ``along_at`` eye widths from the image-left corner."""
+    return float(_lids_at(points, chain, eye, np.array([along_at]))[0])
+
+
+def _lids_at(points: np.ndarray, chain: np.ndarray, eye: int, along_at: np.ndarray) -> np.ndarray:
+    """``_lid_at`` at each of the positions ``along_at``."""
     a, along, down, width = _eye_frame(points, eye)
     rel = points[chain, :2] - a
     u, v = rel @ along / max(width, 1e-6), rel @ down / max(width, 1e-6)
     order = np.argsort(u)
-    return float(np.interp(along_at, u[order], v[order]))
+    return np.interp(along_at, u[order], v[order])
 
 
 #: How far (iris radii) a lowered upper lid may come past the iris's centre before it
