@@ -25,7 +25,7 @@ over the audio's length, pinned to one core. A "where the OVRL goes" table score
 each 10 dB input after each stage (suppressor, + gate and shelf, + dsp) beside the
 target and dsp's score on clean speech. A "candidates" table compares the
 suppressors that ship their model in a PyPI package (RNNoise when ``pyrnnoise``
-is installed).
+is installed, Speex's when ``speexdsp-ns`` is).
 """
 
 from __future__ import annotations
@@ -312,6 +312,24 @@ def rnnoise_candidate() -> Callable[[np.ndarray], np.ndarray] | None:
     return run
 
 
+def speex_candidate() -> Callable[[np.ndarray], np.ndarray] | None:
+    """Speex's noise suppressor (PyPI ``speexdsp-ns``, the library inside the wheel), in
+    10 ms frames at the voice's rate; ``None`` when it is not installed (it is not a
+    dependency: measured, not chosen)."""
+    if importlib.util.find_spec("speexdsp_ns") is None:
+        return None
+    from speexdsp_ns import NoiseSuppression
+
+    def run(x: np.ndarray) -> np.ndarray:
+        ns = NoiseSuppression.create(160, RATE)
+        pcm = (np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
+        n = len(pcm) // 160 * 160
+        frames = [ns.process(pcm[i : i + 160].tobytes()) for i in range(0, n, 160)]
+        return np.frombuffer(b"".join(frames), dtype=np.int16).astype(np.float32) / 32768.0
+
+    return run
+
+
 def candidates(clean: np.ndarray, noisy10: dict[str, np.ndarray]) -> list[str]:
     rows = []
     found: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = [
@@ -324,6 +342,9 @@ def candidates(clean: np.ndarray, noisy10: dict[str, np.ndarray]) -> list[str]:
     rnn = rnnoise_candidate()
     if rnn is not None:
         found.append(("RNNoise (pyrnnoise)", rnn))
+    speex = speex_candidate()
+    if speex is not None:
+        found.append(("Speex NS (speexdsp-ns)", speex))
     for name, run in found:
         t0 = time.process_time()
         out_clean = run(clean)
