@@ -102,6 +102,13 @@ def rnnoise(x: np.ndarray) -> np.ndarray:
     return run(x)
 
 
+def speex(x: np.ndarray) -> np.ndarray:
+    run = vq.speex_candidate()
+    if run is None:
+        raise SystemExit("Speex variants need speexdsp-ns")
+    return run(x)
+
+
 def without_voiced_noise_cut(x: np.ndarray) -> np.ndarray:
     with patched(dsp, "_VOICED_NOISE_SCALE", 1.0):
         return chain(x)
@@ -299,7 +306,9 @@ def band_bias(y: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 #: Variants whose output is not converted: their pitch is the input's.
-UNCONVERTED = frozenset({"input", "suppressor+gate", "suppressor", "suppressor-full", "rnnoise"})
+UNCONVERTED = frozenset(
+    {"input", "suppressor+gate", "suppressor", "suppressor-full", "rnnoise", "speex"}
+)
 
 
 def harvest(x: np.ndarray) -> np.ndarray:
@@ -397,6 +406,11 @@ def variants(clean: np.ndarray) -> dict[str, tuple[str, Variant]]:
             lambda x: dsp_alone(gated(rnnoise(x))),
         ),
         "rnnoise": ("RNNoise alone (20 ms)", rnnoise),
+        "speex": ("Speex NS alone (speexdsp-ns, 10 ms)", speex),
+        "speex-dsp": (
+            "Speex NS → dsp, no gate, no shelf (as suppressor-dsp)",
+            lambda x: dsp_alone(speex(x)),
+        ),
     }
 
 
