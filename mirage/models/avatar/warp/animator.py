@@ -44,7 +44,8 @@ class WarpConfig:
     # portrait's eye is narrower at its corners than the driver's: at 1 the iris
     # went where it was sent but half hid under the lids, and two readers (dlib's
     # pupil, mediapipe's iris) saw it look 0.73 / 0.75 as far as the driver
-    # (median of 30 pairs; 0.85 / 0.97 at 1.4, issue 18 part 13).
+    # (median of 30 pairs; 0.85 / 0.94 at 1.4 with features.IRIS_VISIBLE, issue 18
+    # part 13).
     gaze_gain: float = 1.4
     lid_gain: float = 1.8  # avatar lid narrowing per driver narrowing, of each neutral gap
     brow_gain: float = 2.0  # avatar brow motion per driver brow motion (0: the raw delta only)
