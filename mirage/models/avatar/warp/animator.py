@@ -391,7 +391,9 @@ class WarpAnimator(FaceAnimator):
             if raw[seen].min() <= GAZE_ACROSS_OPEN:
                 shift[1] = self._gaze[1]
             self._gaze = self._gaze_filter(shift[None, :], dt)[0]
-        features.set_gaze(expr, ref, self.config.gaze_gain * _past_noise(self._gaze))
+        features.set_gaze(
+            expr, ref, self.config.gaze_gain * _past_noise(self._gaze), portrait.gaze_spans
+        )
         features.keep_iris_in_view(expr)
         features.unfold_lips(expr)
         self._target = _mesh_for(portrait, motion, expr, self.config.max_depth)

@@ -429,6 +429,16 @@ IRIS_VISIBLE = 0.75
 _ALONG_STEPS = np.linspace(0.0, 1.0, 41)
 
 
+#: Per eye of a reference, the along-positions (eye widths) its iris centre may take.
+GazeSpans = tuple[tuple[float, float], tuple[float, float]]
+
+
+def gaze_spans(reference: np.ndarray) -> GazeSpans:
+    """Each eye's ``_gaze_span`` around its rest gaze: computed once per portrait."""
+    right, left = (_gaze_span(reference, eye, float(gaze(reference, eye)[0])) for eye in (0, 1))
+    return right, left
+
+
 def _gaze_span(reference: np.ndarray, eye: int, rest: float) -> tuple[float, float]:
     """The along-positions (eye widths) between which the reference's eye ``eye`` is at
     least ``IRIS_VISIBLE`` as open as at ``rest``, within ``GAZE_ALONG``."""
@@ -446,14 +456,15 @@ def _gaze_span(reference: np.ndarray, eye: int, rest: float) -> tuple[float, flo
     )
 
 
-def set_gaze(points: np.ndarray, reference: np.ndarray, shift: np.ndarray) -> None:
+def set_gaze(
+    points: np.ndarray, reference: np.ndarray, shift: np.ndarray, spans: GazeSpans
+) -> None:
     """Move each iris of ``points`` to the reference's gaze plus ``shift`` (eye widths,
-    (along, down)), kept inside the eye where its opening shows it (``_gaze_span``);
-    the iris ring moves with its centre."""
+    (along, down)), kept inside the eye where its opening shows it (``spans``, from
+    ``gaze_spans(reference)``); the iris ring moves with its centre."""
     for eye, centre in enumerate(IRIS_CENTRES):
-        rest = gaze(reference, eye)
-        g = rest + shift
-        g[0] = np.clip(g[0], *_gaze_span(reference, eye, float(rest[0])))
+        g = gaze(reference, eye) + shift
+        g[0] = np.clip(g[0], *spans[eye])
         g[1] = np.clip(g[1], -GAZE_ACROSS, GAZE_ACROSS)
         a, along, down, width = _eye_frame(points, eye)
         new = a + (g[0] * along + g[1] * down) * width

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from mirage.models.avatar.warp.eyeball import Eyeball, split
-from mirage.models.avatar.warp.features import eye_openings, mouth_opening
+from mirage.models.avatar.warp.features import GazeSpans, eye_openings, gaze_spans, mouth_opening
 from mirage.models.avatar.warp.meshwarp import WarpGrid
 from mirage.models.avatar.warp.topology import EYES, OVAL, Mesh, build_mesh
 from mirage.models.face.mesh import FaceLandmarks
@@ -39,6 +39,7 @@ class Portrait:
     box: tuple[float, float, float, float]  # face box in BASE pixels
     mouth_open: float
     eyes_open: tuple[float, float]
+    gaze_spans: GazeSpans  # where each iris centre may go (features.gaze_spans)
     shade: float  # brightness of the face skin relative to a typical one
     eyeballs: tuple[Eyeball, Eyeball]  # each eye's white and iris, apart
     crop: tuple[int, int, int]  # x0, y0, side of the crop in the uploaded image
@@ -107,6 +108,7 @@ def prepare(image: np.ndarray, face: FaceLandmarks, face_scale: float) -> Portra
         box=(float(x0), float(y0), float(x1), float(y1)),
         mouth_open=mouth_opening(points),
         eyes_open=eye_openings(points),
+        gaze_spans=gaze_spans(points.astype(np.float64)),
         shade=float(np.clip(skin / 150.0, 0.45, 1.15)),
         eyeballs=(split(base, points, 0), split(base, points, 1)),
         crop=(left, top, side),
