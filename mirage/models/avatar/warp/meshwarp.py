@@ -134,10 +134,21 @@ def _evaluate(
     xs = (np.arange(x0, x0 + w, dtype=np.float32) + 0.5) * k - 0.5
     ys = (np.arange(y0, y0 + h, dtype=np.float32) + 0.5) * k - 0.5
     gy = ys[:, None]
-    a = aff[ids]
+    # One coefficient at a time, gathered into contiguous planes: gathering all six
+    # as (h, w, 6) and reading them back strided cost twice as much (a whole-frame
+    # map at 512: 1.2 of the 2.3 ms), for the same float32 sums in the same order.
+    columns = np.ascontiguousarray(aff.T)
     xy = np.empty((h, w, 2), dtype=np.float32)
-    xy[..., 0] = a[..., 0] * xs + a[..., 1] * gy + a[..., 2]
-    xy[..., 1] = a[..., 3] * xs + a[..., 4] * gy + a[..., 5]
+    term = np.empty((h, w), dtype=np.float32)
+    for axis in (0, 1):
+        p = 3 * axis
+        np.take(columns[p], ids, out=term)
+        term *= xs
+        value = np.take(columns[p + 1], ids)
+        value *= gy
+        value += term
+        value += np.take(columns[p + 2], ids)
+        xy[..., axis] = value
     return xy
 
 
