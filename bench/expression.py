@@ -18,6 +18,11 @@ and area gained by stretched ones, pixels² at 512) and dlib's identity distance
 those frames: a fold or a streak that dlib notices moves the identity; and the head
 turn read by mediapipe on both faces (yaw and pitch against the first face it finds,
 r and gain over the whole run), a second reading of dlib's yaw and pitch columns.
+Its last two columns put the tearing beside what a real face does: the same
+triangles over the *driver's* own mediapipe landmarks (its first face → this
+frame), both faces scaled to one skin area, as shares of it (``skin_share``). A
+real head that turns folds its far side away and widens its near side; a warp
+that tears no more than that is not what a viewer notices.
 
 For each portrait/driver pair the animator is driven by every frame of the
 video (at the video's own clock, output 512) and dlib's 68-point landmarks are
@@ -65,9 +70,9 @@ from mirage.models import create_animator
 from mirage.models.avatar.reference import default_reference
 from mirage.models.avatar.warp import features, pose
 from mirage.models.avatar.warp.animator import WarpAnimator
-from mirage.models.avatar.warp.meshwarp import Distortion, distortion
+from mirage.models.avatar.warp.meshwarp import Distortion, distortion, signed_areas
 from mirage.models.avatar.warp.topology import RIGID, face_triangles
-from mirage.models.face.mesh import FaceMesh
+from mirage.models.face.mesh import NUM_POINTS, FaceMesh
 from tests.dlib_face import SIGNALS, DlibFace, Signals
 
 SHARED = Path(os.environ.get("MIRAGE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -170,6 +175,8 @@ class Turned:
     identity: float  # dlib's mean descriptor distance to the reference on those frames
     max_yaw: float  # the largest |yaw| / |pitch| the animator turned to, degrees
     max_pitch: float
+    share: tuple[float, float]  # the avatar's folded, stretched skin (skin_share), mean
+    own_share: tuple[float, float]  # the driver's own face's on the same frames
 
 
 def _mediapipe_gaze(points: np.ndarray) -> float:
@@ -219,6 +226,7 @@ class MediapipeReads:
     gaze: np.ndarray
     yaw: np.ndarray
     pitch: np.ndarray
+    points: tuple[np.ndarray | None, ...]  # the landmarks themselves
 
     @staticmethod
     def of(points: list[np.ndarray | None]) -> MediapipeReads:
@@ -233,6 +241,7 @@ class MediapipeReads:
             gaze=each(_mediapipe_gaze),
             yaw=yaw,
             pitch=pitch,
+            points=tuple(points),
         )
 
 
@@ -244,6 +253,30 @@ def mediapipe_reads(frames: list[np.ndarray], skip: int) -> MediapipeReads:
     finally:
         mesh.close()
     return MediapipeReads.of([None if f is None else f.points for f in found])
+
+
+def skin_share(source: np.ndarray, target: np.ndarray, skin: np.ndarray) -> Distortion:
+    """``distortion`` of the skin triangles as shares of the skin's area, with each face
+    first scaled to the same total area: a face that only comes nearer tears nothing.
+
+    Applied alike to the avatar (portrait → frame) and to the driver's own face (its
+    first frame → this one), so the two say whether the warp tears the skin more
+    than a real face's projection does when it turns.
+    """
+
+    def unit(points: np.ndarray) -> np.ndarray:
+        xy = points[:, :2].astype(np.float64)
+        area = float(np.abs(signed_areas(xy, skin)).sum())
+        centre = xy.mean(axis=0)
+        return (xy - centre) * math.sqrt(SKIN_AREA / max(area, 1e-9)) + centre
+
+    tear = distortion(unit(source), unit(target), skin)
+    return Distortion(tear.folded / SKIN_AREA, tear.stretched / SKIN_AREA)
+
+
+#: The skin area (pixels²) ``skin_share`` scales both faces to: a face filling about
+#: half the width of a 512 output, so ``distortion``'s 2 px² allowance means the same.
+SKIN_AREA = 40000.0
 
 
 def _gain(a: np.ndarray, d: np.ndarray) -> float:
@@ -287,6 +320,9 @@ def run_pair(
     pairs: list[tuple[float, float]] = []
     avatar_points: list[np.ndarray | None] = [None] * len(frames)
     tears: list[Distortion] = []
+    shares: list[Distortion] = []  # the avatar's skin tears, as shares (skin_share)
+    own_shares: list[Distortion] = []  # the driver's own face's, on the same frames
+    driver_first = next((p for p in driver_mp.points if p is not None), None)
     turned_ids: list[float] = []
     angles: list[tuple[float, float]] = []  # |yaw|, |pitch| the animator turned to
     skin = face_triangles()[0]
@@ -312,6 +348,10 @@ def run_pair(
                 turned = max(abs(yaw), abs(pitch)) >= turn_degrees
                 if turned:
                     tears.append(distortion(warp.portrait.mesh.vertices, target, skin))
+                    shares.append(skin_share(warp.portrait.points, target[:NUM_POINTS], skin))
+                    own = driver_mp.points[i]
+                    if own is not None and driver_first is not None:
+                        own_shares.append(skin_share(driver_first, own, skin))
             sampled = (i - skip) % identity_every == 0
             if ref_desc is not None and (sampled or turned):
                 desc = dlib_face.descriptor(out)
@@ -361,11 +401,19 @@ def run_pair(
         identity=float(np.mean(turned_ids)) if turned_ids else nan,
         max_yaw=max((a[0] for a in angles), default=nan),
         max_pitch=max((a[1] for a in angles), default=nan),
+        share=_mean_share(shares),
+        own_share=_mean_share(own_shares),
     )
     return PairResult(
         portrait_name, driver_name, corr, gain, ident, sum(both), cross, mouth_mp, brow_mp,
         eyes_mp, head_mp, turned, seconds,
     )  # fmt: skip
+
+
+def _mean_share(shares: list[Distortion]) -> tuple[float, float]:
+    if not shares:
+        return math.nan, math.nan
+    return float(np.mean([t.folded for t in shares])), float(np.mean([t.stretched for t in shares]))
 
 
 def _f(x: float, digits: int = 2) -> str:
@@ -424,15 +472,18 @@ def table(
     lines += [
         "",
         f"| turned >= {turn_degrees:g} deg (animator's pose) | frames | max yaw / pitch deg "
-        "| folded px² | stretched px² | identity | yaw r / gain (mp) | pitch r / gain (mp) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| folded px² | stretched px² | identity | yaw r / gain (mp) | pitch r / gain (mp) "
+        "| skin folded % avatar / driver's own | stretched % avatar / own |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         t, h = r.turned, r.head_mp
         lines.append(
             f"| {r.portrait} x {r.driver} | {t.frames} | {_f(t.max_yaw, 0)} / {_f(t.max_pitch, 0)}"
             f" | {_f(t.folded, 0)} | {_f(t.stretched, 0)} | {_f(t.identity)}"
-            f" | {_f(h[0])} / {_f(h[1])} | {_f(h[2])} / {_f(h[3])} |"
+            f" | {_f(h[0])} / {_f(h[1])} | {_f(h[2])} / {_f(h[3])}"
+            f" | {_f(100 * t.share[0])} / {_f(100 * t.own_share[0])}"
+            f" | {_f(100 * t.share[1])} / {_f(100 * t.own_share[1])} |"
         )
     return "\n".join(lines)
 
