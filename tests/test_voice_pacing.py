@@ -102,10 +102,12 @@ async def _run(
 
 
 def test_a_block_late_but_in_time_to_send_leaves_no_gap_of_silence() -> None:
-    # Three blocks 27 ms late: past the 20 ms slot, within the 30 ms the track still
+    # Three blocks 24 ms late: past the 20 ms slot, within the 30 ms the track still
     # sends late audio. Before, each went out after a frame of silence: a gap heard
     # as a click, and the voice a frame behind until the next fall of the delay.
-    slow = {60: 0.027, 90: 0.027, 120: 0.027}
+    # (27 ms left 3 ms for the scheduler and failed once on a loaded CI machine; with
+    # the old 15 ms window this is red: 24 ms is past it.)
+    slow = {60: 0.024, 90: 0.024, 120: 0.024}
     filled, _, _ = asyncio.run(_run(slow, 150))
     assert filled == 0
 
@@ -114,7 +116,9 @@ def test_a_stalled_converter_gets_silence_and_the_sender_never_stops() -> None:
     filled, sent, _ = asyncio.run(_run({60: 0.3}, 110))
     assert filled >= 8  # 300 ms of stall, less the 30 ms the track waits
     gaps = np.diff(sent[50:])
-    assert gaps.max() < 0.06, gaps.max()
+    # A sender that waited for the converter would leave a gap of the whole 300 ms
+    # stall; a loaded machine can hold one 20 ms send back by a few frames (69 ms seen).
+    assert gaps.max() < 0.12, gaps.max()
 
 
 def test_dropping_a_stalls_backlog_keeps_whole_frames() -> None:
