@@ -255,6 +255,11 @@ def mediapipe_reads(frames: list[np.ndarray], skip: int) -> MediapipeReads:
     return MediapipeReads.of([None if f is None else f.points for f in found])
 
 
+#: The skin area (pixels²) ``skin_share`` scales both faces to: a face filling about
+#: half the width of a 512 output, so ``distortion``'s 2 px² allowance means the same.
+SKIN_AREA = 40000.0
+
+
 def skin_share(source: np.ndarray, target: np.ndarray, skin: np.ndarray) -> Distortion:
     """``distortion`` of the skin triangles as shares of the skin's area, with each face
     first scaled to the same total area: a face that only comes nearer tears nothing.
@@ -272,11 +277,6 @@ def skin_share(source: np.ndarray, target: np.ndarray, skin: np.ndarray) -> Dist
 
     tear = distortion(unit(source), unit(target), skin)
     return Distortion(tear.folded / SKIN_AREA, tear.stretched / SKIN_AREA)
-
-
-#: The skin area (pixels²) ``skin_share`` scales both faces to: a face filling about
-#: half the width of a 512 output, so ``distortion``'s 2 px² allowance means the same.
-SKIN_AREA = 40000.0
 
 
 def _gain(a: np.ndarray, d: np.ndarray) -> float:
